@@ -1,0 +1,37 @@
+"""funasr-nano: run, adapt and ship Fun-ASR-Nano speech LLMs from Python.
+
+Pipeline, one module per stage: ``audio`` (decode, resample) -> ``frontend`` (fbank, LFR) ->
+``checkpoint`` (load weights) -> ``prompt`` -> ``model`` (encoder, adaptor, LLM) -> ``decoding`` ->
+``results``; ``cli`` on top.
+"""
+
+from .audio import load_audio
+from .decoding import DecodingOptions
+from .errors import (
+    AudioDecodeError,
+    AudioTooShortError,
+    CheckpointError,
+    FunASRNanoError,
+    UnsupportedLanguageError,
+)
+from .frontend import Frontend, FrontendConfig
+from .model import FunASRNano, load_model
+from .results import Segment, Transcription
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioDecodeError",
+    "AudioTooShortError",
+    "CheckpointError",
+    "DecodingOptions",
+    "Frontend",
+    "FrontendConfig",
+    "FunASRNano",
+    "FunASRNanoError",
+    "Segment",
+    "Transcription",
+    "UnsupportedLanguageError",
+    "load_audio",
+    "load_model",
+]

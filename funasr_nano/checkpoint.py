@@ -1,0 +1,449 @@
+"""Checkpoint loading: the official FunASR layout and the transformers layout -> one model definition.
+
+The model definition is transformers' ``FunAsrNanoForConditionalGeneration`` (SAN-M encoder, adaptor,
+Qwen3 LLM). Two folder layouts load into it:
+
+* **official** (``FunAudioLLM/Fun-ASR-Nano-2512``): ``config.yaml`` + ``model.pt`` holding
+  ``{"state_dict": ...}`` with ``audio_encoder.*``, ``audio_adaptor.*``, ``llm.*`` (and optionally the
+  CTC branch ``ctc_decoder.*`` / ``ctc.*``, which transcription does not use), plus the LLM folder named
+  by ``llm_conf.init_param_path`` (``Qwen3-0.6B/``: ``config.json`` and the tokenizer). Keys are mapped
+  by :func:`official_to_hf_state_dict`, an explicit map that checks every shape.
+* **hf** (``FunAudioLLM/Fun-ASR-Nano-2512-hf``): ``config.json`` + ``*.safetensors`` + tokenizer files.
+
+Differences from the official loader (``funasr/auto/auto_model.py``), on purpose: a tensor whose shape
+does not match, a missing tensor or an unexpected one raises :class:`CheckpointError` listing them (the
+official loader skips mismatched tensors silently).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from typing import Any, Mapping
+
+import torch
+import yaml
+
+from .errors import CheckpointError
+from .frontend import FrontendConfig
+
+logger = logging.getLogger(__name__)
+
+# The official adaptor (funasr/models/llm_asr/adaptor.py, `Transformer`) builds its blocks with
+# funasr's transformer LayerNorm, whose eps is 1e-12; transformers' adaptor config defaults to 1e-5.
+OFFICIAL_ADAPTOR_LAYER_NORM_EPS = 1e-12
+# The official encoder (SenseVoiceEncoderSmall) uses torch's default LayerNorm eps.
+OFFICIAL_ENCODER_LAYER_NORM_EPS = 1e-5
+# Tensors of the official checkpoint that transcription does not use: the CTC branch, which FunASR
+# uses only for character timestamps.
+UNUSED_OFFICIAL_PREFIXES = ("ctc_decoder.", "ctc.")
+# Token that stands for one audio position in the transformers layout's prompts.
+AUDIO_PLACEHOLDER_TOKEN = "<|object_ref_start|>"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` returns.
+
+    Attributes:
+        model: ``FunAsrNanoForConditionalGeneration`` in eval mode; the audio encoder and adaptor are
+            float32 (as in FunASR, whose encoder runs in fp32 only), the LLM in the requested dtype.
+        tokenizer: the LLM's tokenizer (``transformers`` fast tokenizer).
+        frontend: feature extraction settings from the checkpoint.
+        use_low_frame_rate: the official adaptor setting that decides how many audio positions enter
+            the LLM (see :func:`funasr_nano.prompt.num_audio_tokens`).
+        layout: ``"official"`` or ``"hf"``.
+        path: the folder it was loaded from.
+    """
+
+    model: Any
+    tokenizer: Any
+    frontend: FrontendConfig
+    use_low_frame_rate: bool
+    layout: str
+    path: str
+
+
+def detect_layout(path: str) -> str:
+    """``"official"`` if ``path`` holds ``config.yaml`` + ``model.pt``, ``"hf"`` if it holds
+    ``config.json`` + safetensors; raises :class:`CheckpointError` otherwise."""
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: not a folder")
+    names = set(os.listdir(path))
+    if "config.yaml" in names and "model.pt" in names:
+        return "official"
+    if "config.json" in names and any(n.endswith(".safetensors") for n in names):
+        return "hf"
+    raise CheckpointError(
+        f"{path}: not a Fun-ASR-Nano checkpoint; expected config.yaml + model.pt (official layout) "
+        f"or config.json + *.safetensors (transformers layout), found {sorted(names)[:20]}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# official layout: config
+
+
+def _frontend_from_yaml(cfg: Mapping[str, Any]) -> FrontendConfig:
+    conf = dict(cfg.get("frontend_conf") or {})
+    if cfg.get("frontend", "WavFrontend") not in ("WavFrontend", "wav_frontend"):
+        raise CheckpointError(f"unsupported frontend {cfg.get('frontend')!r}; only WavFrontend is")
+    if conf.get("cmvn_file"):
+        raise CheckpointError("frontend_conf.cmvn_file is set; CMVN is not supported (Fun-ASR-Nano has none)")
+    return FrontendConfig(
+        sample_rate=int(conf.get("fs", 16000)),
+        n_mels=int(conf.get("n_mels", 80)),
+        frame_length_ms=float(conf.get("frame_length", 25)),
+        frame_shift_ms=float(conf.get("frame_shift", 10)),
+        window=str(conf.get("window", "hamming")),
+        lfr_m=int(conf.get("lfr_m", 1)),
+        lfr_n=int(conf.get("lfr_n", 1)),
+    )
+
+
+def hf_config_from_official(cfg: Mapping[str, Any], llm_config: Mapping[str, Any], frontend: FrontendConfig):
+    """Build a ``FunAsrNanoConfig`` from an official ``config.yaml`` (parsed) and the LLM's
+    ``config.json`` (parsed).
+
+    Raises:
+        CheckpointError: for encoder/adaptor settings the transformers model cannot express.
+    """
+    from transformers import FunAsrNanoConfig
+
+    if cfg.get("audio_encoder") != "SenseVoiceEncoderSmall":
+        raise CheckpointError(f"unsupported audio_encoder {cfg.get('audio_encoder')!r}; expected SenseVoiceEncoderSmall")
+    if cfg.get("audio_adaptor") != "Transformer":
+        raise CheckpointError(f"unsupported audio_adaptor {cfg.get('audio_adaptor')!r}; expected Transformer")
+    enc = dict(cfg.get("audio_encoder_conf") or {})
+    ada = dict(cfg.get("audio_adaptor_conf") or {})
+    for key, expected in (("sanm_shfit", 0), ("normalize_before", True), ("selfattention_layer_type", "sanm")):
+        if enc.get(key, expected) != expected:
+            raise CheckpointError(f"audio_encoder_conf.{key}={enc[key]!r} is not supported (expected {expected!r})")
+    if int(ada.get("downsample_rate", 2)) != 1:
+        raise CheckpointError(
+            f"audio_adaptor_conf.downsample_rate={ada.get('downsample_rate', 2)} is not supported (expected 1)"
+        )
+    llm_hidden = int(llm_config["hidden_size"])
+    if "llm_dim" in ada and int(ada["llm_dim"]) != llm_hidden:
+        logger.info("adaptor llm_dim %s replaced by the LLM's hidden size %s, as FunASR does", ada["llm_dim"], llm_hidden)
+    num_blocks = int(enc.get("num_blocks", 6))
+    tp_blocks = int(enc.get("tp_blocks", 0))
+    audio_config = {
+        "model_type": "fun_asr_nano_encoder",
+        "num_mel_bins": frontend.n_mels,
+        "num_stacked_frames": frontend.lfr_m,
+        "hidden_size": int(enc.get("output_size", 256)),
+        "num_attention_heads": int(enc.get("attention_heads", 4)),
+        "intermediate_size": int(enc.get("linear_units", 2048)),
+        # transformers counts every block: encoders0 (1) + encoders (num_blocks - 1) + tp_encoders
+        "num_hidden_layers": num_blocks + tp_blocks,
+        "num_timestamp_prediction_layers": tp_blocks,
+        "fsmn_kernel_size": int(enc.get("kernel_size", 11)),
+        "hidden_dropout": float(enc.get("dropout_rate", 0.1)),
+        "attention_dropout": float(enc.get("attention_dropout_rate", 0.0)),
+        "layer_norm_eps": OFFICIAL_ENCODER_LAYER_NORM_EPS,
+        "hidden_act": "relu",
+    }
+    adaptor_config = {
+        "hidden_size": llm_hidden,
+        "num_attention_heads": int(ada.get("attention_heads", 8)),
+        "intermediate_size": llm_hidden // 4,
+        "num_hidden_layers": int(ada.get("n_layer", 2)),
+        "projector_hidden_size": int(ada.get("ffn_dim", 2048)),
+        "hidden_dropout": float(ada.get("dropout_rate", 0.0)),
+        "attention_dropout": float(ada.get("attention_dropout_rate", 0.0)),
+        "layer_norm_eps": OFFICIAL_ADAPTOR_LAYER_NORM_EPS,
+    }
+    text_config = dict(llm_config)
+    try:
+        return FunAsrNanoConfig(
+            audio_config=audio_config,
+            adaptor_config=adaptor_config,
+            text_config=text_config,
+            tie_word_embeddings=bool(text_config.get("tie_word_embeddings", False)),
+            use_low_frame_rate=bool(ada.get("use_low_frame_rate", False)),
+        )
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"config.yaml describes a model transformers cannot build: {error}") from error
+
+
+# ----------------------------------------------------------------------------------------------------
+# official layout: tensors
+
+_ENCODER_LAYER_RENAMES = (
+    ("self_attn.linear_out.", "self_attn.o_proj."),
+    ("self_attn.fsmn_block.", "self_attn.fsmn.conv."),
+    ("self_attn.linear_q.", "self_attn.q_proj."),
+    ("self_attn.linear_k.", "self_attn.k_proj."),
+    ("self_attn.linear_v.", "self_attn.v_proj."),
+    ("feed_forward.w_1.", "mlp.fc1."),
+    ("feed_forward.w_2.", "mlp.fc2."),
+    ("norm1.", "input_layernorm."),
+    ("norm2.", "post_attention_layernorm."),
+)
+
+
+def _rename_layer_tail(tail: str, key: str) -> str:
+    for old, new in _ENCODER_LAYER_RENAMES:
+        if tail.startswith(old):
+            return new + tail[len(old):]
+    raise CheckpointError(f"unexpected tensor {key!r} in model.pt")
+
+
+def _official_key_to_hf(key: str, num_blocks: int, num_layers: int) -> str | list[str] | None:
+    """Map one official key; a fused ``linear_q_k_v`` maps to three keys; ``None`` = unused tensor."""
+    if key.startswith(UNUSED_OFFICIAL_PREFIXES):
+        return None
+    if key.startswith("llm.lm_head."):
+        return "lm_head." + key[len("llm.lm_head."):]
+    if key.startswith("llm.model."):
+        return "model.language_model." + key[len("llm.model."):]
+    if key.startswith("audio_adaptor."):
+        tail = key[len("audio_adaptor."):]
+        match = re.fullmatch(r"linear([12])\.(weight|bias)", tail)
+        if match:
+            return f"model.multi_modal_projector.linear_{match[1]}.{match[2]}"
+        match = re.fullmatch(r"blocks\.(\d+)\.(.+)", tail)
+        if match:
+            return f"model.multi_modal_projector.layers.{match[1]}." + _rename_layer_tail(match[2], key)
+        raise CheckpointError(f"unexpected tensor {key!r} in model.pt")
+    if key.startswith("audio_encoder."):
+        tail = key[len("audio_encoder."):]
+        if tail.startswith("after_norm."):  # norm after the transcription blocks
+            return f"model.audio_tower.layers.{num_blocks - 1}.final_layernorm." + tail[len("after_norm."):]
+        if tail.startswith("tp_norm."):  # norm after the timestamp-prediction blocks
+            return f"model.audio_tower.layers.{num_layers - 1}.final_layernorm." + tail[len("tp_norm."):]
+        match = re.fullmatch(r"(encoders0|encoders|tp_encoders)\.(\d+)\.(.+)", tail)
+        if not match:
+            raise CheckpointError(f"unexpected tensor {key!r} in model.pt")
+        group, index, rest = match[1], int(match[2]), match[3]
+        layer = {"encoders0": index, "encoders": 1 + index, "tp_encoders": num_blocks + index}[group]
+        prefix = f"model.audio_tower.layers.{layer}."
+        if rest.startswith("self_attn.linear_q_k_v."):
+            param = rest[len("self_attn.linear_q_k_v."):]
+            return [f"{prefix}self_attn.{p}_proj.{param}" for p in ("q", "k", "v")]
+        return prefix + _rename_layer_tail(rest, key)
+    raise CheckpointError(f"unexpected tensor {key!r} in model.pt")
+
+
+def official_to_hf_state_dict(
+    state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size], num_blocks: int
+) -> dict[str, torch.Tensor]:
+    """Convert an official ``model.pt`` state dict to transformers' key names.
+
+    Every tensor is mapped by name (fused ``linear_q_k_v`` split into q/k/v), then checked against
+    ``expected`` (name -> shape of the target model).
+
+    Raises:
+        CheckpointError: listing missing tensors, unexpected tensors and shape mismatches by name.
+    """
+    num_layers = 1 + max(
+        (int(m[1]) for k in expected if (m := re.match(r"model\.audio_tower\.layers\.(\d+)\.", k))), default=-1
+    )
+    converted: dict[str, torch.Tensor] = {}
+    unexpected, mismatched, skipped = [], [], []
+    for key, tensor in state_dict.items():
+        try:
+            target = _official_key_to_hf(key, num_blocks, num_layers)
+        except CheckpointError:
+            unexpected.append(key)
+            continue
+        if target is None:
+            skipped.append(key)
+            continue
+        targets, tensors = ([target], [tensor]) if isinstance(target, str) else (target, list(tensor.chunk(3, 0)))
+        if isinstance(target, list) and tensor.shape[0] % 3:
+            mismatched.append(f"{key}: {tuple(tensor.shape)} is not a fused q/k/v tensor")
+            continue
+        for name, value in zip(targets, tensors):
+            if name not in expected:
+                unexpected.append(key)
+            elif tuple(value.shape) != tuple(expected[name]):
+                mismatched.append(f"{key} -> {name}: checkpoint {tuple(value.shape)}, model {tuple(expected[name])}")
+            else:
+                converted[name] = value
+    if skipped:
+        logger.info("skipping %d tensors transcription does not use (CTC branch)", len(skipped))
+    tied = "lm_head.weight" in expected and "lm_head.weight" not in converted
+    missing = [k for k in expected if k not in converted and not (tied and k == "lm_head.weight")]
+    _raise_on_key_problems(missing, unexpected, mismatched, "model.pt")
+    return converted
+
+
+def _raise_on_key_problems(missing, unexpected, mismatched, where: str) -> None:
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if keys:
+            shown = ", ".join(sorted(keys)[:30]) + (f", ... ({len(keys)} in all)" if len(keys) > 30 else "")
+            parts.append(f"{title}: {shown}")
+    raise CheckpointError(f"{where} does not match the model; " + "; ".join(parts))
+
+
+def _resolve(path: str, maybe_relative: str) -> str:
+    return maybe_relative if os.path.isabs(maybe_relative) else os.path.join(path, maybe_relative)
+
+
+def _fix_adaptor_attention(model) -> None:
+    # transformers leaves the adaptor's attention implementation unset (it falls back to eager with a
+    # warning); eager is the official adaptor's arithmetic, so say so.
+    if getattr(model.config.adaptor_config, "_attn_implementation", None) is None:
+        model.config.adaptor_config._attn_implementation = "eager"
+
+
+def _new_model(config):
+    from transformers import FunAsrNanoForConditionalGeneration
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every tensor is overwritten by the checkpoint right after
+        model = FunAsrNanoForConditionalGeneration(config)
+    _fix_adaptor_attention(model)
+    return model
+
+
+def _load_official(path: str):
+    from transformers import AutoTokenizer
+
+    with open(os.path.join(path, "config.yaml"), encoding="utf-8") as f:
+        cfg = yaml.safe_load(f) or {}
+    if cfg.get("model") not in ("FunASRNano", None):
+        raise CheckpointError(f"{path}/config.yaml: model is {cfg.get('model')!r}, expected FunASRNano")
+    llm_dir = _resolve(path, str((cfg.get("llm_conf") or {}).get("init_param_path", "Qwen3-0.6B")))
+    tokenizer_dir = _resolve(path, str((cfg.get("tokenizer_conf") or {}).get("init_param_path", llm_dir)))
+    llm_config_path = os.path.join(llm_dir, "config.json")
+    if not os.path.isfile(llm_config_path):
+        raise CheckpointError(f"{path}: the LLM folder has no config.json ({llm_config_path})")
+    with open(llm_config_path, encoding="utf-8") as f:
+        llm_config = json.load(f)
+    frontend = _frontend_from_yaml(cfg)
+    config = hf_config_from_official(cfg, llm_config, frontend)
+    try:
+        checkpoint = torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path}/model.pt cannot be read: {error}") from error
+    state_dict = checkpoint.get("state_dict", checkpoint.get("model", checkpoint)) if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{path}/model.pt does not hold a state dict")
+    model = _new_model(config)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    num_blocks = int((cfg.get("audio_encoder_conf") or {}).get("num_blocks", 6))
+    converted = official_to_hf_state_dict(state_dict, expected, num_blocks)
+    model.load_state_dict(converted, strict=False)
+    if "lm_head.weight" not in converted:
+        model.tie_weights()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    except Exception as error:
+        raise CheckpointError(f"{path}: cannot load the tokenizer from {tokenizer_dir}: {error}") from error
+    return model, tokenizer, frontend, bool(config.use_low_frame_rate)
+
+
+def _load_hf(path: str, use_low_frame_rate: bool | None):
+    from transformers import AutoTokenizer, FunAsrNanoForConditionalGeneration
+
+    try:
+        model, info = FunAsrNanoForConditionalGeneration.from_pretrained(
+            path, output_loading_info=True, dtype=torch.float32
+        )
+    except Exception as error:
+        raise CheckpointError(f"{path}: cannot load the transformers checkpoint: {error}") from error
+    mismatched = [f"{k}: checkpoint {a}, model {b}" for k, a, b in info.get("mismatched_keys", [])]
+    _raise_on_key_problems(list(info.get("missing_keys", [])), list(info.get("unexpected_keys", [])), mismatched, path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as error:
+        raise CheckpointError(f"{path}: cannot load the tokenizer: {error}") from error
+    audio = model.config.audio_config
+    frontend = FrontendConfig(n_mels=audio.num_mel_bins, lfr_m=audio.num_stacked_frames, lfr_n=6)
+    if use_low_frame_rate is None:
+        # The transformers port feeds every adaptor frame; the official Fun-ASR-Nano-2512 config says
+        # use_low_frame_rate: true. A converted checkpoint without the field follows the official model.
+        use_low_frame_rate = bool(getattr(model.config, "use_low_frame_rate", True))
+    return model, tokenizer, frontend, use_low_frame_rate
+
+
+def load_checkpoint(
+    path: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    use_low_frame_rate: bool | None = None,
+) -> LoadedCheckpoint:
+    """Load a Fun-ASR-Nano checkpoint folder in either layout.
+
+    Args:
+        path: checkpoint folder (official or transformers layout, detected from its files).
+        device: where to put the model.
+        dtype: LLM dtype, ``torch.float32`` or ``torch.bfloat16``; the encoder and adaptor stay float32.
+        use_low_frame_rate: override the checkpoint's setting (official layout: ``audio_adaptor_conf``;
+            transformers layout: ``use_low_frame_rate`` in ``config.json``, else ``True``).
+
+    Raises:
+        CheckpointError: missing files, unreadable tensors, missing/unexpected/mis-shaped tensors, or an
+            unsupported configuration.
+    """
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, not {dtype}")
+    path = os.fspath(path)
+    layout = detect_layout(path)
+    if layout == "official":
+        model, tokenizer, frontend, low_frame_rate = _load_official(path)
+        if use_low_frame_rate is not None:
+            low_frame_rate = use_low_frame_rate
+    else:
+        model, tokenizer, frontend, low_frame_rate = _load_hf(path, use_low_frame_rate)
+    _fix_adaptor_attention(model)
+    model.eval().requires_grad_(False)
+    model.to(device=device, dtype=torch.float32)
+    model.model.language_model.to(dtype)
+    model.lm_head.to(dtype)
+    logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path, dtype, low_frame_rate)
+    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path)
+
+
+def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor], num_blocks: int) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`official_to_hf_state_dict`: transformers key names -> official ``model.pt``
+    names (q/k/v fused into ``linear_q_k_v`` for the encoder). Used to write official-layout
+    checkpoints (tiny test models, exported fine-tunes)."""
+    inverse = {new: old for old, new in _ENCODER_LAYER_RENAMES}
+    num_layers = 1 + max(int(m[1]) for k in state_dict if (m := re.match(r"model\.audio_tower\.layers\.(\d+)\.", k)))
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[str, dict[str, torch.Tensor]] = {}
+
+    def rename_tail(tail: str) -> str:
+        for new, old in inverse.items():
+            if tail.startswith(new):
+                return old + tail[len(new):]
+        raise KeyError(tail)
+
+    for key, tensor in state_dict.items():
+        if key.startswith("lm_head."):
+            out["llm." + key] = tensor
+        elif key.startswith("model.language_model."):
+            out["llm.model." + key[len("model.language_model."):]] = tensor
+        elif m := re.fullmatch(r"model\.multi_modal_projector\.linear_([12])\.(.+)", key):
+            out[f"audio_adaptor.linear{m[1]}.{m[2]}"] = tensor
+        elif m := re.fullmatch(r"model\.multi_modal_projector\.layers\.(\d+)\.(.+)", key):
+            out[f"audio_adaptor.blocks.{m[1]}." + rename_tail(m[2])] = tensor
+        elif m := re.fullmatch(r"model\.audio_tower\.layers\.(\d+)\.(.+)", key):
+            layer, rest = int(m[1]), m[2]
+            if rest.startswith("final_layernorm."):
+                norm = "after_norm." if layer == num_blocks - 1 else "tp_norm."
+                out["audio_encoder." + norm + rest[len("final_layernorm."):]] = tensor
+                continue
+            group = ("encoders0.0." if layer == 0 else f"encoders.{layer - 1}." if layer < num_blocks
+                     else f"tp_encoders.{layer - num_blocks}.")
+            if qkv := re.fullmatch(r"self_attn\.([qkv])_proj\.(weight|bias)", rest):
+                fused.setdefault(f"audio_encoder.{group}self_attn.linear_q_k_v.{qkv[2]}", {})[qkv[1]] = tensor
+            else:
+                out["audio_encoder." + group + rename_tail(rest)] = tensor
+        else:
+            raise KeyError(f"no official name for {key!r}")
+    for key, parts in fused.items():
+        out[key] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
+    assert num_layers > num_blocks - 1
+    return out

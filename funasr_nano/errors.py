@@ -1,0 +1,28 @@
+"""Exceptions raised by funasr-nano.
+
+Every error the package raises on purpose derives from :class:`FunASRNanoError`, so a caller can catch
+them all with one ``except`` clause while letting programming errors (``TypeError``, ...) through.
+"""
+
+from __future__ import annotations
+
+
+class FunASRNanoError(Exception):
+    """Base class of all funasr-nano errors."""
+
+
+class AudioDecodeError(FunASRNanoError):
+    """The audio could not be read: corrupt data, unsupported container or codec, or a missing file."""
+
+
+class AudioTooShortError(FunASRNanoError):
+    """The audio is empty or shorter than the minimum duration the model can transcribe (0.1 s)."""
+
+
+class CheckpointError(FunASRNanoError):
+    """A checkpoint folder is incomplete or inconsistent (missing files, missing or unexpected tensors,
+    tensors of the wrong shape, or a configuration the model does not support)."""
+
+
+class UnsupportedLanguageError(FunASRNanoError, ValueError):
+    """A language (hint or target) that the model or the requested task does not support."""

@@ -1,0 +1,236 @@
+"""The Fun-ASR-Nano speech LLM: audio -> fbank/LFR -> encoder -> adaptor -> LLM -> text.
+
+:class:`FunASRNano` wraps a loaded checkpoint (model definition from transformers, see
+:mod:`funasr_nano.checkpoint`) with the official FunASR inference procedure: the prompt of
+:mod:`funasr_nano.prompt`, the audio embeddings spliced into it as ``FunASRNano.inference_prepare``
+does, and greedy decoding as ``FunASRNano.inference_llm`` (funasr 1.4.16,
+``funasr/models/fun_asr_nano/model.py``).
+
+A model object holds no per-call state: one loaded model can serve concurrent ``transcribe`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, AudioInput, load_audio
+from .checkpoint import LoadedCheckpoint, load_checkpoint
+from .decoding import END_OF_TURN, DecodingOptions, RepetitionStoppingCriteria, cut_repetition, postprocess_text
+from .errors import CheckpointError
+from .frontend import Frontend
+from .prompt import PromptIds, build_prompt_ids, language_name, num_audio_tokens, transcription_instruction
+from .results import Segment, Transcription
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+class FunASRNano:
+    """A loaded Fun-ASR-Nano model. Build it with :func:`load_model`."""
+
+    def __init__(self, checkpoint: LoadedCheckpoint):
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model
+        self.tokenizer = checkpoint.tokenizer
+        self.frontend = Frontend(checkpoint.frontend)
+        self.use_low_frame_rate = checkpoint.use_low_frame_rate
+        end_of_turn = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        if end_of_turn is None or end_of_turn == self.tokenizer.unk_token_id:
+            raise CheckpointError(f"{checkpoint.path}: the tokenizer has no {END_OF_TURN} token")
+        config_eos = self.model.config.text_config.eos_token_id
+        config_eos = [] if config_eos is None else [config_eos] if isinstance(config_eos, int) else list(config_eos)
+        # FunASR stops at the LLM config's eos_token_id (<|im_end|> for Qwen3-0.6B).
+        self.eos_token_ids = sorted({end_of_turn, *config_eos})
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The LLM's dtype (the encoder and adaptor are float32)."""
+        return self.model.lm_head.weight.dtype
+
+    # -- audio -> embeddings ------------------------------------------------------------------------
+
+    def features(self, waveform: np.ndarray) -> torch.Tensor:
+        """``(samples,)`` 16 kHz float32 -> ``(frames, 560)`` LFR fbank, 60 ms per frame."""
+        return self.frontend(waveform)
+
+    @torch.inference_mode()
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the audio encoder and adaptor.
+
+        Args:
+            features: ``(batch, frames, 560)`` float32 LFR features (right-padded).
+            lengths: ``(batch,)`` valid frames per row (default: all frames).
+
+        Returns:
+            ``(batch, frames, llm_hidden)`` float32 adaptor output; padded positions hold garbage.
+        """
+        batch, frames, _ = features.shape
+        if lengths is None:
+            lengths = torch.full((batch,), frames, dtype=torch.long)
+        mask = (torch.arange(frames)[None, :] < lengths[:, None]).to(self.device)
+        inner = self.model.model
+        encoder_out = inner.audio_tower(
+            input_features=features.to(self.device, torch.float32), input_features_mask=mask
+        ).last_hidden_state
+        return inner.multi_modal_projector(encoder_out, mask)
+
+    def audio_embeddings(self, waveform: np.ndarray) -> torch.Tensor:
+        """The audio positions spliced into the prompt: ``(num_audio, llm_hidden)`` float32.
+
+        ``num_audio`` follows :func:`funasr_nano.prompt.num_audio_tokens` (the first adaptor frames
+        when the checkpoint uses ``use_low_frame_rate``).
+        """
+        features = self.features(waveform)
+        adaptor_out = self.encode(features[None])[0]
+        return adaptor_out[: num_audio_tokens(features.shape[0], self.use_low_frame_rate)]
+
+    # -- prompt + audio -> LLM input ----------------------------------------------------------------
+
+    @torch.inference_mode()
+    def inputs_embeds(self, prompt: PromptIds, audio: torch.Tensor) -> torch.Tensor:
+        """``(1, prompt.length, llm_hidden)`` LLM input: prompt token embeddings with the audio slot
+        filled by ``audio`` (``(prompt.num_audio, llm_hidden)``)."""
+        if audio.shape[0] != prompt.num_audio:
+            raise ValueError(f"prompt has {prompt.num_audio} audio positions, got {audio.shape[0]} embeddings")
+        embed = self.model.get_input_embeddings()
+        ids = torch.tensor([prompt.prefix_ids + prompt.suffix_ids], device=self.device)
+        text = embed(ids)[0]
+        cut = len(prompt.prefix_ids)
+        return torch.cat([text[:cut], audio.to(text.dtype), text[cut:]])[None]
+
+    @torch.inference_mode()
+    def generate(self, inputs_embeds: torch.Tensor, options: DecodingOptions = DecodingOptions(),
+                 attention_mask: torch.Tensor | None = None) -> list[list[int]]:
+        """Decode from ``(batch, length, llm_hidden)`` input embeddings (left-padded when batched).
+
+        Returns:
+            one list of generated token ids per row, end-of-turn token and padding excluded.
+        """
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        batch, length, _ = inputs_embeds.shape
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, length, dtype=torch.long, device=self.device)
+        # An explicit config: a checkpoint's generation_config.json (Qwen3 ships sampling settings)
+        # must not change decoding; FunASR builds its LLM from config.json and decodes greedily.
+        config = GenerationConfig(
+            max_new_tokens=options.max_new_tokens, do_sample=False, num_beams=options.num_beams,
+            eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id,
+        )
+        stopping = StoppingCriteriaList([RepetitionStoppingCriteria(options)] if options.repetition_guard else [])
+        output = self.model.generate(
+            inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask,
+            generation_config=config, stopping_criteria=stopping,
+        )
+        results = []
+        for row in output.tolist():
+            tokens = []
+            for token in row:
+                if token in self.eos_token_ids:
+                    break
+                tokens.append(token)
+            results.append(cut_repetition(tokens, options) if options.repetition_guard else tokens)
+        return results
+
+    def decode_text(self, tokens: Sequence[int]) -> str:
+        """Token ids -> text, post-processed as FunASR does."""
+        return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    def transcribe(
+        self,
+        audio: AudioInput,
+        language: str | None = None,
+        hotwords: Sequence[str] | None = None,
+        itn: bool = True,
+        max_new_tokens: int = 512,
+        *,
+        options: DecodingOptions | None = None,
+        sample_rate: int | None = None,
+    ) -> Transcription:
+        """Transcribe one utterance (up to ~30 s; longer input loops, cut it first).
+
+        Args:
+            audio: a path, file bytes, or a ``(samples,)`` / ``(samples, channels)`` array
+                (see :func:`funasr_nano.audio.load_audio`).
+            language: language hint (``zh``, ``en``, ``ja``, their English or Chinese names); ``None``
+                lets the model decide.
+            hotwords: words to bias recognition towards (FunASR's hotword prompt).
+            itn: inverse text normalization (numbers as digits, punctuation); ``False`` asks for
+                spoken-form text.
+            max_new_tokens: cap on generated tokens (ignored when ``options`` is given).
+            options: full decoding options (beam search, repetition guard).
+            sample_rate: sample rate of an array ``audio`` (default 16000 Hz).
+
+        Returns:
+            :class:`Transcription` with ``text``, ``tokens`` (generated ids, end-of-turn excluded),
+            ``language``, ``duration`` (seconds) and one segment spanning the audio.
+
+        Raises:
+            AudioDecodeError: unreadable audio. AudioTooShortError: empty or < 0.1 s.
+            UnsupportedLanguageError: unknown language hint.
+        """
+        options = options or DecodingOptions(max_new_tokens=max_new_tokens)
+        instruction = transcription_instruction(list(hotwords or ()), language_name(language), itn)
+        waveform = load_audio(audio, sample_rate=sample_rate)
+        duration = waveform.size / SAMPLE_RATE
+        audio_embeds = self.audio_embeddings(waveform)
+        prompt = build_prompt_ids(self.tokenizer, instruction, audio_embeds.shape[0])
+        tokens = self.generate(self.inputs_embeds(prompt, audio_embeds), options)[0]
+        text = self.decode_text(tokens)
+        segment = Segment(start=0.0, end=duration, text=text, tokens=tuple(tokens))
+        return Transcription(text=text, tokens=tuple(tokens), language=language, duration=duration,
+                             segments=(segment,))
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"fp32"``/``"bf16"``/``"fp16"`` (or a ``torch.dtype``) -> ``torch.dtype``."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16") from None
+
+
+def load_model(
+    path: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float32,
+    *,
+    use_low_frame_rate: bool | None = None,
+) -> FunASRNano:
+    """Load a Fun-ASR-Nano checkpoint (official or transformers layout).
+
+    Args:
+        path: checkpoint folder. ``None`` is reserved for the embedded default model, which this
+            version does not ship yet.
+        device: ``"cpu"``, ``"cuda"``, ...
+        dtype: LLM dtype (``torch.float32``/``"fp32"`` or ``torch.bfloat16``/``"bf16"``).
+        use_low_frame_rate: override the checkpoint's audio-length rule (see
+            :func:`funasr_nano.prompt.num_audio_tokens`).
+
+    Raises:
+        CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
+    """
+    if path is None:
+        raise CheckpointError(
+            "no embedded default model ships with this version; pass a checkpoint folder "
+            "(e.g. Fun-ASR-Nano-2512), or write a tiny random one with `funasr-nano tiny DIR`"
+        )
+    return FunASRNano(load_checkpoint(os.fspath(path), device=device, dtype=resolve_dtype(dtype),
+                                      use_low_frame_rate=use_low_frame_rate))

@@ -1,0 +1,123 @@
+"""Prompts: the instruction text, the ChatML conversation and the audio slot, as FunASR builds them.
+
+Reproduces ``FunASRNano.get_prompt``, ``generate_chatml`` and ``data_load_speech`` in
+``funasr/models/fun_asr_nano/model.py`` (funasr 1.4.16):
+
+* user text = [hotword preamble] + ``语音转写`` | ``语音转写成{language}`` + [``，不进行文本规整`` when ITN
+  is off] + ``：`` followed by the audio;
+* the conversation is ChatML with the system prompt "You are a helpful assistant." and ends with the
+  assistant header;
+* the text before and after the audio is tokenized **separately** (as the official code does), and
+  the audio occupies :func:`num_audio_tokens` positions between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from .errors import UnsupportedLanguageError
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+HOTWORD_PREAMBLE = (
+    "请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。\n\n\n**上下文信息：**\n\n\n"
+)
+
+# Language hints: the checkpoint was trained with Chinese language names ("语音转写成英文："); codes and
+# English names are accepted as aliases (the same table as transformers' FunAsrNanoProcessor).
+LANGUAGE_NAMES = {"zh": "中文", "en": "英文", "ja": "日文"}
+_LANGUAGE_ALIASES = {
+    **{code: code for code in LANGUAGE_NAMES},
+    "chinese": "zh", "mandarin": "zh", "english": "en", "japanese": "ja",
+    **{name: code for code, name in LANGUAGE_NAMES.items()},
+}
+
+
+def language_name(language: str | None) -> str | None:
+    """The name the prompt uses for ``language``.
+
+    Accepts a code (``zh``, ``en``, ``ja``), an English name or the checkpoint's Chinese name
+    (``中文``, ``英文``, ``日文``); any other name written in CJK characters (e.g. a dialect, ``粤语``)
+    is passed through unchanged, as FunASR does.
+
+    Raises:
+        UnsupportedLanguageError: for an unknown code or Latin-script name.
+    """
+    if language is None:
+        return None
+    key = language.strip().lower()
+    if key in _LANGUAGE_ALIASES:
+        return LANGUAGE_NAMES[_LANGUAGE_ALIASES[key]]
+    if key and all("\u3040" <= ch <= "\u9fff" for ch in key):
+        return language.strip()
+    raise UnsupportedLanguageError(
+        f"unknown language {language!r}; use one of {sorted(LANGUAGE_NAMES)} "
+        f"(or {', '.join(LANGUAGE_NAMES.values())}), or a language name in Chinese"
+    )
+
+
+def transcription_instruction(hotwords: Sequence[str] = (), language: str | None = None, itn: bool = True) -> str:
+    """The user instruction before the audio, exactly as ``FunASRNano.get_prompt``.
+
+    ``language`` is used verbatim; pass it through :func:`language_name` first.
+    """
+    prompt = ""
+    if hotwords:
+        prompt = HOTWORD_PREAMBLE + f"热词列表：[{', '.join(hotwords)}]\n"
+    prompt += "语音转写" if language is None else f"语音转写成{language}"
+    if not itn:
+        prompt += "，不进行文本规整"
+    return prompt + "："
+
+
+def num_audio_tokens(num_frames: int, use_low_frame_rate: bool) -> int:
+    """How many adaptor frames FunASR splices into the prompt for ``num_frames`` LFR frames.
+
+    With ``use_low_frame_rate`` the official code computes the length of a 4x-downsampled sequence
+    (two stride-2 convolutions, then one more halving) and splices only that many of the adaptor's
+    frames - the *first* ones, a cut rather than a downsample (``data_load_speech``,
+    ``fake_token_len``). Without it, every frame is spliced. The transformers port always splices
+    every frame.
+    """
+    if not use_low_frame_rate:
+        return num_frames
+    length = 1 + (num_frames - 3 + 2 * 1) // 2
+    length = 1 + (length - 3 + 2 * 1) // 2
+    return (length - 1) // 2 + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptIds:
+    """A tokenized prompt with one audio slot.
+
+    ``input_ids = prefix_ids + [placeholder] * num_audio + suffix_ids``; the audio embeddings replace
+    the placeholder positions.
+    """
+
+    prefix_ids: list[int]
+    suffix_ids: list[int]
+    num_audio: int
+
+    @property
+    def length(self) -> int:
+        return len(self.prefix_ids) + self.num_audio + len(self.suffix_ids)
+
+
+def chatml_prefix(instruction: str, system_prompt: str | None = SYSTEM_PROMPT) -> str:
+    """ChatML text before the audio slot."""
+    head = f"<|im_start|>system\n{system_prompt}<|im_end|>\n" if system_prompt is not None else ""
+    return f"{head}<|im_start|>user\n{instruction}"
+
+
+CHATML_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
+
+
+def build_prompt_ids(tokenizer, instruction: str, num_audio: int, prefix_text: str = "") -> PromptIds:
+    """Tokenize the ChatML prompt around an audio slot of ``num_audio`` positions.
+
+    ``prefix_text`` is appended after the assistant header (FunASR's ``prev_text``, used to continue a
+    transcript), tokenized together with the suffix as the official code does.
+    """
+    prefix = tokenizer.encode(chatml_prefix(instruction), add_special_tokens=False)
+    suffix = tokenizer.encode(CHATML_SUFFIX + prefix_text, add_special_tokens=False)
+    return PromptIds(prefix_ids=list(prefix), suffix_ids=list(suffix), num_audio=num_audio)

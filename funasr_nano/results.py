@@ -1,0 +1,44 @@
+"""Typed results. JSON comes from :func:`dataclasses.asdict`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """A stretch of audio and its text.
+
+    Attributes:
+        start: start time in seconds from the beginning of the input.
+        end: end time in seconds.
+        text: the decoded text (post-processed as FunASR does).
+        tokens: generated LLM token ids, end-of-turn token excluded.
+    """
+
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Transcription:
+    """The result of :meth:`funasr_nano.FunASRNano.transcribe`.
+
+    Attributes:
+        text: the transcript (segments' texts joined).
+        tokens: generated token ids of all segments, end-of-turn tokens excluded.
+        language: the language hint given (as passed), or ``None``.
+        duration: seconds of audio transcribed.
+        segments: the decoded segments, in time order.
+    """
+
+    text: str
+    tokens: tuple[int, ...]
+    language: str | None
+    duration: float
+    segments: tuple[Segment, ...] = ()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

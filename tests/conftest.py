@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny random checkpoints in both layouts, the real recordings in ../shared."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+from funasr_nano.tiny import TinyConfig, write_tiny_checkpoint
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("FUNASR_NANO_SHARED", ROOT.parent / "shared"))
+BINHAI = SHARED / "audio" / "zh_binhai.wav"
+
+
+def shared_file(relative: str) -> pathlib.Path:
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} is missing (the shared data folder sits beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def binhai() -> pathlib.Path:
+    """Real Mandarin speech, 16 kHz mono, 6.0 s."""
+    return shared_file("audio/zh_binhai.wav")
+
+
+@pytest.fixture(scope="session")
+def tiny_official(tmp_path_factory) -> pathlib.Path:
+    """Official-layout random checkpoint, use_low_frame_rate: true (as Fun-ASR-Nano-2512)."""
+    return pathlib.Path(write_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny-official")), "official", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_official_all_frames(tmp_path_factory) -> pathlib.Path:
+    """Official-layout random checkpoint with use_low_frame_rate: false."""
+    config = TinyConfig(use_low_frame_rate=False)
+    return pathlib.Path(write_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny-all")), "official", config, seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory) -> pathlib.Path:
+    """The same weights as ``tiny_official`` (same seed) in the transformers layout."""
+    return pathlib.Path(write_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny-hf")), "hf", seed=0))
+
+
+@pytest.fixture(scope="session")
+def model(tiny_official):
+    from funasr_nano import load_model
+
+    return load_model(tiny_official)
