@@ -27,6 +27,8 @@ class DecodingOptions:
     Attributes:
         max_new_tokens: upper bound on generated tokens (FunASR's ``max_length``, 512).
         num_beams: 1 = greedy search (FunASR's default); > 1 = beam search.
+        min_new_tokens: end-of-turn is suppressed before this many tokens (0 = never; benchmarks use
+            it to generate a fixed number of tokens).
         repetition_guard: stop a looping output: when the last tokens are one n-gram (n <=
             ``guard_max_ngram``) repeated at least ``guard_min_repeats`` times over at least
             ``guard_min_tokens`` tokens, generation stops and the repeats are cut to one copy.
@@ -35,6 +37,7 @@ class DecodingOptions:
 
     max_new_tokens: int = 512
     num_beams: int = 1
+    min_new_tokens: int = 0
     repetition_guard: bool = True
     guard_max_ngram: int = 32
     guard_min_repeats: int = 4
@@ -43,6 +46,8 @@ class DecodingOptions:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
         if self.guard_min_repeats < 2 or self.guard_max_ngram < 1:

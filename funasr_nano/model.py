@@ -127,7 +127,7 @@ class FunASRNano:
         # An explicit config: a checkpoint's generation_config.json (Qwen3 ships sampling settings)
         # must not change decoding; FunASR builds its LLM from config.json and decodes greedily.
         config = GenerationConfig(
-            max_new_tokens=options.max_new_tokens, do_sample=False, num_beams=options.num_beams,
+            max_new_tokens=options.max_new_tokens, min_new_tokens=options.min_new_tokens or None, do_sample=False, num_beams=options.num_beams,
             eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id,
         )
         stopping = StoppingCriteriaList([RepetitionStoppingCriteria(options)] if options.repetition_guard else [])
