@@ -322,7 +322,8 @@ def _load_official(path: str):
     frontend = _frontend_from_yaml(cfg)
     config = hf_config_from_official(cfg, llm_config, frontend)
     try:
-        checkpoint = torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True)
+        # mmap: tensors stay in the page cache instead of a second in-memory copy (0.8 B fp32 = 3.2 GB)
+        checkpoint = torch.load(os.path.join(path, "model.pt"), map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
         raise CheckpointError(f"{path}/model.pt cannot be read: {error}") from error
     state_dict = checkpoint.get("state_dict", checkpoint.get("model", checkpoint)) if isinstance(checkpoint, dict) else None
@@ -332,8 +333,9 @@ def _load_official(path: str):
     expected = {k: v.shape for k, v in model.state_dict().items()}
     num_blocks = int((cfg.get("audio_encoder_conf") or {}).get("num_blocks", 6))
     converted = official_to_hf_state_dict(state_dict, expected, num_blocks)
-    model.load_state_dict(converted, strict=False)
-    if "lm_head.weight" not in converted:
+    # assign: the model takes the checkpoint's tensors (its own were never initialised nor touched)
+    model.load_state_dict(converted, strict=False, assign=True)
+    if config.tie_word_embeddings or "lm_head.weight" not in converted:
         model.tie_weights()
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
