@@ -262,7 +262,7 @@ class FunASRNano:
                 raise ValueError(f"task {task.name!r} takes text, not audio")
             duration = 0.0
             prompt = build_text_prompt_ids(self.tokenizer, task.user_text(text))
-            embeds = self.inputs_embeds(prompt, torch.zeros(0, self.model.config.text_config.hidden_size))
+            embeds = self.inputs_embeds(prompt, torch.zeros(0, self.model.config.text_config.hidden_size, device=self.device))
         with self._adapter(task.name):
             tokens = self.generate(embeds, options)[0]
         result = self.decode_text(tokens)

@@ -490,13 +490,17 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, accelerator=None):
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         from .checkpoint import AUDIO_PLACEHOLDER_TOKEN, load_checkpoint
         from .frontend import Frontend
 
         self.config = config
-        self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no")
+        # find_unused_parameters: a batch of text-only examples gives the encoder/adaptor no gradient.
+        # bf16 autocast is applied here (see _autocast), not through accelerate's mixed_precision, whose
+        # process-wide state cannot change between runs in one Python process.
+        self.accelerator = accelerator or Accelerator(
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
@@ -660,6 +664,10 @@ class Trainer:
         if state["num_processes"] != self.accelerator.num_processes:
             raise TrainingError(f"{path} was written by {state['num_processes']} processes; this run has "
                                 f"{self.accelerator.num_processes} (the data order would differ)")
+        changed = sorted(k for k, v in self.config.to_dict().items() if state["config"].get(k) != v)
+        if changed:
+            logger.warning("resuming %s with changed settings %s; the run will differ from an uninterrupted one",
+                           path, changed)
         stored = torch.load(os.path.join(path, "trainable.pt"), map_location="cpu", weights_only=True)
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if set(stored) != set(params):
@@ -693,6 +701,11 @@ class Trainer:
             yield [self.examples[j] for j in indices]
         self.position += per_step
 
+    def _autocast(self):
+        """bf16 autocast for ``precision: bf16`` (weights, gradients and optimizer stay fp32)."""
+        device_type = self.accelerator.device.type
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def train_step(self) -> StepLog:
         """One optimizer step over ``grad_accum_steps`` micro-batches per process."""
         accelerator = self.accelerator
@@ -707,7 +720,8 @@ class Trainer:
             context = (accelerator.no_sync(self.module) if not last and accelerator.num_processes > 1
                        else contextlib.nullcontext())
             with context:
-                loss, count = self.module(batch)
+                with self._autocast():
+                    loss, count = self.module(batch)
                 # token-weighted mean over the whole step (all micro-batches, all processes); DDP
                 # averages gradients over processes, hence the factor num_processes
                 scaled = loss * count * accelerator.num_processes / total_tokens
@@ -789,7 +803,8 @@ class Trainer:
             loss_sum, tokens = 0.0, 0
             for start in range(0, len(examples), self.config.batch_size):
                 batch = self.collator(examples[start : start + self.config.batch_size]).to(self.accelerator.device)
-                loss, count = module(batch)
+                with self._autocast():
+                    loss, count = module(batch)
                 loss_sum += float(loss) * int(count)
                 tokens += int(count)
             runner = self.inference_model()

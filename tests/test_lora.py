@@ -12,7 +12,7 @@ from funasr_nano.cli import main
 from funasr_nano.lora import LoraSettings, add_lora, lora_layers, merge_checkpoint, save_adapter
 from funasr_nano.tiny import write_tiny_checkpoint
 
-from .training_data import make_corpus
+from .training_data import make_corpus, one_thread  # noqa: F401 - autouse fixture
 
 OPTIONS = DecodingOptions(max_new_tokens=24, repetition_guard=False)
 

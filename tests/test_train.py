@@ -17,16 +17,7 @@ from funasr_nano.errors import TrainingError
 from funasr_nano.tiny import write_tiny_checkpoint
 from funasr_nano.train import IGNORE_INDEX, BatchSampler, TrainConfig, Trainer
 
-from .training_data import make_corpus
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models train ~10x faster on one thread than on two busy cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from .training_data import make_corpus, one_thread  # noqa: F401 - autouse fixture
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +143,13 @@ def test_evaluation_reports_loss_cer_and_bleu(base, corpus, tmp_path):
     assert result.cer is not None and result.cer > 0  # an untrained model gets the transcripts wrong
     assert set(result.bleu) == {"translate"}
     json.dumps(result.__dict__)
+
+
+def test_bf16_autocast(base, transcripts, tmp_path):
+    values = dict(model=base, train_manifests=(str(transcripts),), output_dir=str(tmp_path), batch_size=4,
+                  max_steps=2, warmup_steps=1, log_every=0)
+    fp32 = Trainer(TrainConfig(**values)).train_step().loss
+    bf16_trainer = Trainer(TrainConfig(**values, precision="bf16"))
+    bf16 = bf16_trainer.train_step().loss
+    assert bf16 != fp32 and abs(bf16 - fp32) < 0.05 * fp32  # bf16 arithmetic, same result roughly
+    assert all(p.dtype == torch.float32 for p in bf16_trainer.model.parameters())  # fp32 master weights
