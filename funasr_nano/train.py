@@ -6,8 +6,9 @@ ChatML prompt of :mod:`funasr_nano.prompt` with the audio slot, then the target 
 prompt and audio positions carry label -100).
 
 Batches and the loss are in :mod:`funasr_nano.batching`. One run: :class:`TrainConfig` (a YAML file
-for ``funasr-nano train --config``) -> :class:`Trainer` -> :meth:`Trainer.train` -> ``OUTPUT/model`` (a checkpoint :func:`funasr_nano.load_model` loads) and,
-with LoRA, ``OUTPUT/lora`` (load with ``load_model(OUTPUT/model, lora=OUTPUT/lora)``).
+for ``funasr-nano train --config``) -> :class:`Trainer` -> :meth:`Trainer.train` -> ``OUTPUT/model``
+(a checkpoint :func:`funasr_nano.load_model` loads) and, with LoRA, ``OUTPUT/lora`` (load with
+``load_model(OUTPUT/model, lora=OUTPUT/lora)``).
 
 Data order is a pure function of the seed and the position in the stream (:class:`BatchSampler`);
 checkpoints (``OUTPUT/checkpoints/step-N``) hold the trainable weights, optimizer, scheduler, sampler
