@@ -1,4 +1,6 @@
-"""Command line: ``funasr-nano transcribe FILE... --model DIR`` and ``funasr-nano tiny DIR``.
+"""Command line: ``funasr-nano transcribe FILE... --model DIR`` and ``funasr-nano tiny DIR``; training:
+``funasr-nano data check MANIFEST``, ``funasr-nano data synth TEXT DIR``, ``funasr-nano train --config
+CONFIG.yaml`` and ``funasr-nano lora merge BASE ADAPTER OUTPUT``.
 
 A file that fails (unreadable, too short) is reported on stderr and the others are still transcribed;
 the exit status is 1 if any file failed, 2 for bad arguments or an unusable model.
@@ -43,7 +45,47 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("path", metavar="DIR")
     tiny.add_argument("--layout", default="official", choices=["official", "hf"])
     tiny.add_argument("--seed", type=int, default=0)
+    _add_training_commands(commands)
     return parser
+
+
+def _add_training_commands(commands) -> None:
+    from .synth import SynthConfig
+
+    synth_defaults = SynthConfig()
+    data = commands.add_parser("data", help="check and make training data").add_subparsers(dest="data_command",
+                                                                                            required=True)
+    check = data.add_parser("check", help="validate a manifest (audio readable, durations, token lengths)")
+    check.add_argument("manifest", metavar="MANIFEST", help="JSONL manifest (official or simple format)")
+    check.add_argument("--model", metavar="DIR", help="checkpoint whose tokenizer counts tokens (optional)")
+    check.add_argument("--max-duration", type=float, default=30.0, help="longest allowed audio, s (default: 30)")
+    check.add_argument("--max-tokens", type=int, default=1500, help="longest allowed example (default: 1500)")
+    synth = data.add_parser("synth", help="text -> 16 kHz speech with espeak-ng, and a manifest")
+    synth.add_argument("input", metavar="TEXT", help="sentences, one a line, or english<TAB>chinese pairs (Tatoeba)")
+    synth.add_argument("output", metavar="DIR", help="output folder (wav/ and manifest.jsonl)")
+    synth.add_argument("--manifest", metavar="PATH", help="manifest path (default: DIR/manifest.jsonl)")
+    synth.add_argument("--limit", type=int, help="use at most N sentences")
+    synth.add_argument("--offset", type=int, default=0, help="skip the first N sentences")
+    synth.add_argument("--voice", default=synth_defaults.voice, help=f"espeak-ng voice (default: {synth_defaults.voice})")
+    synth.add_argument("--speed", type=int, nargs=2, default=synth_defaults.speed, metavar=("LOW", "HIGH"),
+                       help=f"words-per-minute range (default: {synth_defaults.speed})")
+    synth.add_argument("--pitch", type=int, nargs=2, default=synth_defaults.pitch, metavar=("LOW", "HIGH"),
+                       help=f"pitch range 0-99 (default: {synth_defaults.pitch})")
+    synth.add_argument("--noise", type=float, default=synth_defaults.noise, help="white-noise level via sox (0 = none)")
+    synth.add_argument("--seed", type=int, default=synth_defaults.seed)
+    synth.add_argument("--jobs", type=int, help="parallel processes (default: all cores)")
+
+    train = commands.add_parser("train", help="train the adaptor / encoder / LLM / LoRA from a YAML config")
+    train.add_argument("--config", required=True, metavar="CONFIG.yaml", help="training config (docs/fine-tuning.md)")
+    train.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                       help="continue from CHECKPOINT, or from the newest in OUTPUT/checkpoints")
+
+    lora = commands.add_parser("lora", help="LoRA adapters").add_subparsers(dest="lora_command", required=True)
+    merge = lora.add_parser("merge", help="merge an adapter into its base: a standalone checkpoint")
+    merge.add_argument("base", metavar="BASE", help="base checkpoint folder")
+    merge.add_argument("adapter", metavar="ADAPTER", help="LoRA adapter folder")
+    merge.add_argument("output", metavar="OUTPUT", help="folder for the merged checkpoint")
+    merge.add_argument("--layout", choices=["official", "hf"], help="output layout (default: the base's)")
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -80,6 +122,52 @@ def _tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    if args.data_command == "check":
+        from .data import check_manifest
+
+        tokenizer, low_frame_rate = None, True
+        if args.model:
+            from .checkpoint import load_checkpoint
+
+            loaded = load_checkpoint(args.model)
+            tokenizer, low_frame_rate = loaded.tokenizer, loaded.use_low_frame_rate
+        report = check_manifest(args.manifest, tokenizer, use_low_frame_rate=low_frame_rate,
+                                max_duration=args.max_duration, max_tokens=args.max_tokens)
+        print(report.summary())
+        return 0 if report.ok else 1
+    from .synth import SynthConfig, read_sentences, synthesize
+
+    config = SynthConfig(voice=args.voice, speed=tuple(args.speed), pitch=tuple(args.pitch), noise=args.noise,
+                         seed=args.seed)
+    sentences = read_sentences(args.input, limit=args.limit, offset=args.offset)
+    result = synthesize(sentences, args.output, config, manifest=args.manifest, jobs=args.jobs,
+                        start_index=args.offset)
+    print(f"{result.manifest}: {len(sentences)} utterances ({result.made} made, {result.skipped} already there)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    result = train(args.config, resume=args.resume)
+    if result.model_dir:
+        print(f"model: {result.model_dir}")
+    if result.lora_dir:
+        print(f"LoRA adapter: {result.lora_dir} (load_model(model, lora=adapter); merge: funasr-nano lora merge)")
+    if result.steps:
+        print(f"final loss {result.steps[-1].loss:.4f} after {result.steps[-1].step} steps")
+    return 0
+
+
+def _lora(args: argparse.Namespace) -> int:
+    from .lora import merge_checkpoint
+
+    merge_checkpoint(args.base, args.adapter, args.output, layout=args.layout)
+    print(f"wrote merged checkpoint {args.output}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -90,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     try:
-        return {"transcribe": _transcribe, "tiny": _tiny}[args.command](args)
+        commands = {"transcribe": _transcribe, "tiny": _tiny, "data": _data, "train": _train, "lora": _lora}
+        return commands[args.command](args)
     except FunASRNanoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -26,3 +26,23 @@ class CheckpointError(FunASRNanoError):
 
 class UnsupportedLanguageError(FunASRNanoError, ValueError):
     """A language (hint or target) that the model or the requested task does not support."""
+
+
+class ManifestError(FunASRNanoError, ValueError):
+    """A training/evaluation manifest line cannot be used. The message starts with ``FILE:LINE:``;
+    :attr:`path` and :attr:`line` hold them (``line`` is 1-based, 0 for the file as a whole)."""
+
+    def __init__(self, path: str, line: int, reason: str):
+        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+class SynthesisError(FunASRNanoError):
+    """Speech synthesis failed: espeak-ng (or sox, for noise) is missing or returned an error."""
+
+
+class TrainingError(FunASRNanoError):
+    """A training run cannot start or continue: a bad configuration, no usable examples, or a
+    checkpoint to resume from that does not match the run."""

@@ -11,9 +11,11 @@ A model object holds no per-call state: one loaded model can serve concurrent ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Sequence
+import threading
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +25,8 @@ from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .decoding import END_OF_TURN, DecodingOptions, RepetitionStoppingCriteria, cut_repetition, postprocess_text
 from .errors import CheckpointError
 from .frontend import Frontend
-from .prompt import PromptIds, build_prompt_ids, language_name, num_audio_tokens, transcription_instruction
+from .prompt import (PromptIds, Task, build_prompt_ids, build_text_prompt_ids, get_task, language_name,
+                     num_audio_tokens, transcription_instruction)
 from .results import Segment, Transcription
 
 logger = logging.getLogger(__name__)
@@ -33,9 +36,14 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
 
 
 class FunASRNano:
-    """A loaded Fun-ASR-Nano model. Build it with :func:`load_model`."""
+    """A loaded Fun-ASR-Nano model. Build it with :func:`load_model`.
 
-    def __init__(self, checkpoint: LoadedCheckpoint):
+    LoRA adapters (``load_model(path, lora=...)``) are chosen per call by task; switching is done
+    under a lock, so calls that use adapters run one at a time while calls stay safe to make from
+    many threads.
+    """
+
+    def __init__(self, checkpoint: LoadedCheckpoint, adapters: Mapping[str, str] | None = None):
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.tokenizer = checkpoint.tokenizer
@@ -50,6 +58,9 @@ class FunASRNano:
         self.eos_token_ids = sorted({end_of_turn, *config_eos})
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
+        # adapter name -> folder; "default" applies to every task, a task name to that task only
+        self.adapters = dict(adapters or {})
+        self._adapter_lock = threading.Lock()
 
     @property
     def device(self) -> torch.device:
@@ -145,6 +156,23 @@ class FunASRNano:
             results.append(cut_repetition(tokens, options) if options.repetition_guard else tokens)
         return results
 
+    def adapter_for(self, task: str) -> str | None:
+        """The LoRA adapter a task runs with: the task's own, else ``default``, else none."""
+        if task in self.adapters:
+            return task
+        return "default" if "default" in self.adapters else None
+
+    @contextlib.contextmanager
+    def _adapter(self, task: str):
+        if not self.adapters:
+            yield
+            return
+        from .lora import activate_adapter
+
+        with self._adapter_lock:
+            activate_adapter(self.model, self.adapter_for(task))
+            yield
+
     def decode_text(self, tokens: Sequence[int]) -> str:
         """Token ids -> text, post-processed as FunASR does."""
         return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
@@ -190,11 +218,56 @@ class FunASRNano:
         duration = waveform.size / SAMPLE_RATE
         audio_embeds = self.audio_embeddings(waveform)
         prompt = build_prompt_ids(self.tokenizer, instruction, audio_embeds.shape[0])
-        tokens = self.generate(self.inputs_embeds(prompt, audio_embeds), options)[0]
+        with self._adapter("transcribe"):
+            tokens = self.generate(self.inputs_embeds(prompt, audio_embeds), options)[0]
         text = self.decode_text(tokens)
         segment = Segment(start=0.0, end=duration, text=text, tokens=tuple(tokens))
         return Transcription(text=text, tokens=tuple(tokens), language=language, duration=duration,
                              segments=(segment,))
+
+    def run(
+        self,
+        task: str | Task,
+        audio: AudioInput | None = None,
+        text: str | None = None,
+        *,
+        options: DecodingOptions | None = None,
+        sample_rate: int | None = None,
+    ) -> Transcription:
+        """Run a task of :data:`funasr_nano.prompt.TASKS` (``transcribe``, ``translate``,
+        ``text_translate``) with its prompt and, when loaded, its LoRA adapter.
+
+        Args:
+            audio: the speech for tasks with audio (see :meth:`transcribe`).
+            text: the source text for text-only tasks.
+
+        Returns:
+            :class:`Transcription` (for a text-only task ``duration`` is 0 and there are no segments).
+
+        Raises:
+            ValueError: an unknown task, audio given to a text-only task or missing for an audio task.
+        """
+        task = get_task(task) if isinstance(task, str) else task
+        options = options or DecodingOptions()
+        if task.uses_audio:
+            if audio is None:
+                raise ValueError(f"task {task.name!r} needs audio")
+            waveform = load_audio(audio, sample_rate=sample_rate)
+            duration = waveform.size / SAMPLE_RATE
+            audio_embeds = self.audio_embeddings(waveform)
+            prompt = build_prompt_ids(self.tokenizer, task.user_text(), audio_embeds.shape[0])
+            embeds = self.inputs_embeds(prompt, audio_embeds)
+        else:
+            if audio is not None:
+                raise ValueError(f"task {task.name!r} takes text, not audio")
+            duration = 0.0
+            prompt = build_text_prompt_ids(self.tokenizer, task.user_text(text))
+            embeds = self.inputs_embeds(prompt, torch.zeros(0, self.model.config.text_config.hidden_size, device=self.device))
+        with self._adapter(task.name):
+            tokens = self.generate(embeds, options)[0]
+        result = self.decode_text(tokens)
+        segments = (Segment(start=0.0, end=duration, text=result, tokens=tuple(tokens)),) if task.uses_audio else ()
+        return Transcription(text=result, tokens=tuple(tokens), language=None, duration=duration, segments=segments)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -213,6 +286,7 @@ def load_model(
     dtype: str | torch.dtype = torch.float32,
     *,
     use_low_frame_rate: bool | None = None,
+    lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
 ) -> FunASRNano:
     """Load a Fun-ASR-Nano checkpoint (official or transformers layout).
 
@@ -223,6 +297,9 @@ def load_model(
         dtype: LLM dtype (``torch.float32``/``"fp32"`` or ``torch.bfloat16``/``"bf16"``).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
             :func:`funasr_nano.prompt.num_audio_tokens`).
+        lora: a LoRA adapter folder (peft format, e.g. written by ``funasr-nano train``) used for every
+            task, or ``{task name: folder}`` to switch adapters by task (a task without an entry runs
+            on the base model, or on the ``"default"`` entry if there is one).
 
     Raises:
         CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
@@ -232,5 +309,16 @@ def load_model(
             "no embedded default model ships with this version; pass a checkpoint folder "
             "(e.g. Fun-ASR-Nano-2512), or write a tiny random one with `funasr-nano tiny DIR`"
         )
-    return FunASRNano(load_checkpoint(os.fspath(path), device=device, dtype=resolve_dtype(dtype),
-                                      use_low_frame_rate=use_low_frame_rate))
+    checkpoint = load_checkpoint(os.fspath(path), device=device, dtype=resolve_dtype(dtype),
+                                 use_low_frame_rate=use_low_frame_rate)
+    if lora is None:
+        return FunASRNano(checkpoint)
+    from .lora import load_adapter, parse_lora_argument
+
+    adapters = parse_lora_argument(lora)
+    for name, folder in adapters.items():
+        if name != "default":
+            get_task(name)  # a mapping's keys are task names
+        load_adapter(checkpoint.model, folder, name)
+    checkpoint.model.to(device)
+    return FunASRNano(checkpoint, adapters)

@@ -121,3 +121,63 @@ def build_prompt_ids(tokenizer, instruction: str, num_audio: int, prefix_text: s
     prefix = tokenizer.encode(chatml_prefix(instruction), add_special_tokens=False)
     suffix = tokenizer.encode(CHATML_SUFFIX + prefix_text, add_special_tokens=False)
     return PromptIds(prefix_ids=list(prefix), suffix_ids=list(suffix), num_audio=num_audio)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tasks: the one place that says what each task asks the LLM, for training and inference alike.
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A task the speech LLM is trained or asked to do.
+
+    Attributes:
+        name: the name used in manifests, training configs and adapter maps.
+        instruction: the user-turn text. With audio it comes before the audio slot; for a text-only
+            task it holds ``{text}``, replaced by the source text.
+        uses_audio: whether the prompt has an audio slot.
+    """
+
+    name: str
+    instruction: str
+    uses_audio: bool
+
+    def user_text(self, text: str | None = None) -> str:
+        """The instruction with ``{text}`` filled in (text-only tasks).
+
+        Raises:
+            ValueError: a text-only task without ``text``.
+        """
+        if self.uses_audio:
+            return self.instruction
+        if not text:
+            raise ValueError(f"task {self.name!r} needs a source text")
+        return self.instruction.format(text=text)
+
+
+TASKS: dict[str, Task] = {
+    # The official prompt (no hotwords, no language hint, ITN on): what FunASRNano.transcribe sends.
+    "transcribe": Task("transcribe", transcription_instruction(), uses_audio=True),
+    # Speech translation into English: transcribe the Chinese speech and answer with the English.
+    "translate": Task("translate", "语音转写并翻译成英文：", uses_audio=True),
+    # Text-only translation (no audio), which keeps the LLM's translation ability during training.
+    "text_translate": Task("text_translate", "请将以下中文翻译为英文：{text}", uses_audio=False),
+}
+
+
+def get_task(name: str) -> Task:
+    """The :class:`Task` called ``name``.
+
+    Raises:
+        ValueError: an unknown task name (the message lists the known ones).
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; use one of {sorted(TASKS)}") from None
+
+
+def build_text_prompt_ids(tokenizer, user_text: str) -> PromptIds:
+    """Tokenize a ChatML prompt without audio (text-only tasks): the same pieces as
+    :func:`build_prompt_ids` with an empty audio slot."""
+    return build_prompt_ids(tokenizer, user_text, 0)

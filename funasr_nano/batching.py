@@ -1,0 +1,223 @@
+"""Batching for training: which examples go together (:class:`BatchSampler`: task mix, length buckets,
+resumable by position), how they become tensors (:class:`Collator` -> :class:`Batch`), and the loss
+(:class:`SpeechLLMLoss`).
+
+The tensors follow FunASR's ``FunASRNano.data_load_speech`` (funasr 1.4.16): ChatML prompt with the
+audio slot (:mod:`funasr_nano.prompt`), then the target + ``<|im_end|>`` tokenized separately; labels
+are -100 everywhere but on the target tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Example
+from .errors import AudioDecodeError, AudioTooShortError, TrainingError
+from .prompt import build_prompt_ids, num_audio_tokens
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label of positions without loss (torch cross_entropy's default ignore_index)
+END_OF_TURN = "<|im_end|>"
+
+
+# ----------------------------------------------------------------------------------------------------
+# data order
+
+
+class BatchSampler:
+    """Deterministic, resumable stream of batches with a task mix and length bucketing.
+
+    Epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e])``: each task's examples are
+    shuffled; as many draws as there are examples (of the used tasks) pick a task by weight and take
+    that task's next example (cycling when a small task runs out); each window of ``bucket_batches *
+    batch_size`` draws is sorted by length and cut into batches; the epoch's batches are shuffled. The
+    stream is the concatenation of epochs, so position ``n`` always gives the same batch.
+    """
+
+    def __init__(self, tasks: Sequence[str], lengths: Sequence[int], batch_size: int, bucket_batches: int,
+                 seed: int, weights: Mapping[str, float] | None = None):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.window = batch_size * bucket_batches
+        self.seed = seed
+        groups: dict[str, list[int]] = {}
+        for index, task in enumerate(tasks):
+            groups.setdefault(task, []).append(index)
+        if weights is None:
+            weights = {task: float(len(indices)) for task, indices in groups.items()}
+        missing = sorted(t for t, w in weights.items() if w > 0 and t not in groups)
+        if missing:
+            raise TrainingError(f"task_weights asks for tasks {missing} but the training data has none; "
+                                f"it has {sorted(groups)}")
+        self.tasks = sorted(t for t in groups if weights.get(t, 0) > 0)
+        unused = sorted(set(groups) - set(self.tasks))
+        if unused:
+            logger.warning("tasks %s have no weight and are not trained", unused)
+        self.groups = {t: np.asarray(groups[t]) for t in self.tasks}
+        total = sum(weights[t] for t in self.tasks)
+        self.probabilities = np.asarray([weights[t] / total for t in self.tasks])
+        self.draws_per_epoch = sum(len(g) for g in self.groups.values())
+        full, rest = divmod(self.draws_per_epoch, self.window)
+        self.batches_per_epoch = full * -(-self.window // batch_size) + -(-rest // batch_size)
+        self._cached: tuple[int, list[list[int]]] | None = None
+
+    def epoch(self, epoch: int) -> list[list[int]]:
+        """The batches (lists of example indices) of ``epoch``."""
+        if self._cached is not None and self._cached[0] == epoch:
+            return self._cached[1]
+        batches = self._draw_epoch(epoch)
+        self._cached = (epoch, batches)
+        return batches
+
+    def _draw_epoch(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        orders = {t: rng.permutation(self.groups[t]) for t in self.tasks}
+        choices = rng.choice(len(self.tasks), size=self.draws_per_epoch, p=self.probabilities)
+        cursors = {t: 0 for t in self.tasks}
+        drawn = []
+        for choice in choices:
+            task = self.tasks[choice]
+            drawn.append(int(orders[task][cursors[task] % len(orders[task])]))
+            cursors[task] += 1
+        batches = []
+        for start in range(0, len(drawn), self.window):
+            window = drawn[start : start + self.window]
+            window = [window[i] for i in np.argsort(self.lengths[window], kind="stable")]
+            batches.extend(window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def batch(self, position: int) -> list[int]:
+        """The batch at ``position`` (0-based) of the endless stream."""
+        epoch, offset = divmod(position, self.batches_per_epoch)
+        return self.epoch(epoch)[offset]
+
+
+# ----------------------------------------------------------------------------------------------------
+# examples -> tensors
+
+
+@dataclasses.dataclass
+class Batch:
+    """A padded micro-batch.
+
+    Attributes:
+        input_ids: ``(batch, length)`` int64, right-padded; audio positions hold the audio token.
+        attention_mask: ``(batch, length)`` int64, 1 = real position.
+        labels: ``(batch, length)`` int64, target tokens (``<|im_end|>`` included) and -100 elsewhere.
+        audio_mask: ``(batch, length)`` bool, True at audio positions.
+        features: ``(audio_rows, frames, 560)`` float32 LFR features of the rows that have audio, in
+            row order, right-padded.
+        feature_lengths: ``(audio_rows,)`` valid frames per audio row.
+        num_audio: ``(audio_rows,)`` audio positions per audio row (<= its frames).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    audio_mask: torch.Tensor
+    features: torch.Tensor
+    feature_lengths: torch.Tensor
+    num_audio: torch.Tensor
+
+    def to(self, device) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+
+    @property
+    def target_tokens(self) -> int:
+        return int((self.labels != IGNORE_INDEX).sum())
+
+
+class Collator:
+    """Examples -> :class:`Batch`: audio -> LFR features -> audio position count (the official
+    ``use_low_frame_rate`` rule), prompt tokens, target tokens + ``<|im_end|>``."""
+
+    def __init__(self, tokenizer, frontend, use_low_frame_rate: bool, audio_token_id: int, pad_token_id: int,
+                 cache_size: int = 0):
+        self.tokenizer = tokenizer
+        self.frontend = frontend
+        self.use_low_frame_rate = use_low_frame_rate
+        self.audio_token_id = audio_token_id
+        self.pad_token_id = pad_token_id
+        self.features = functools.lru_cache(maxsize=cache_size)(self._features) if cache_size else self._features
+
+    def _features(self, path: str) -> torch.Tensor:
+        from .audio import load_audio
+
+        return self.frontend(load_audio(path))
+
+    def encode(self, example: Example) -> tuple[list[int], list[int], list[int], torch.Tensor | None]:
+        """``(input_ids, labels, audio_mask, features or None)`` of one example."""
+        try:
+            features = self.features(example.audio) if example.audio is not None else None
+        except (AudioDecodeError, AudioTooShortError) as error:
+            raise TrainingError(f"{example.source}: {error} (run `funasr-nano data check`)") from error
+        num_audio = num_audio_tokens(features.shape[0], self.use_low_frame_rate) if features is not None else 0
+        prompt = build_prompt_ids(self.tokenizer, example.instruction, num_audio)
+        target = self.tokenizer.encode(example.target + END_OF_TURN, add_special_tokens=False)
+        ids = prompt.prefix_ids + [self.audio_token_id] * num_audio + prompt.suffix_ids + target
+        labels = [IGNORE_INDEX] * prompt.length + target
+        audio_mask = [0] * len(prompt.prefix_ids) + [1] * num_audio + [0] * (len(prompt.suffix_ids) + len(target))
+        return ids, labels, audio_mask, features
+
+    def __call__(self, examples: Sequence[Example]) -> Batch:
+        rows = [self.encode(e) for e in examples]
+        length = max(len(r[0]) for r in rows)
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        audio_mask = torch.zeros((len(rows), length), dtype=torch.bool)
+        for i, (ids, lab, amask, _) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            labels[i, : len(lab)] = torch.tensor(lab)
+            attention_mask[i, : len(ids)] = 1
+            audio_mask[i, : len(amask)] = torch.tensor(amask, dtype=torch.bool)
+        feats = [r[3] for r in rows if r[3] is not None]
+        dim = self.frontend.config.feature_dim
+        frames = max((f.shape[0] for f in feats), default=0)
+        features = torch.zeros((len(feats), frames, dim))
+        for i, f in enumerate(feats):
+            features[i, : f.shape[0]] = f
+        feature_lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+        num_audio = torch.tensor([sum(r[2]) for r in rows if r[3] is not None], dtype=torch.long)
+        return Batch(input_ids, attention_mask, labels, audio_mask, features, feature_lengths, num_audio)
+
+
+class SpeechLLMLoss(torch.nn.Module):
+    """``FunAsrNanoForConditionalGeneration`` -> mean cross-entropy on the target tokens of a batch.
+
+    The audio path is :meth:`funasr_nano.FunASRNano.encode` (encoder, then adaptor, with the feature
+    mask), with gradients; each audio row's first ``num_audio`` adaptor frames replace its audio
+    positions, as FunASR splices ``fake_token_len`` frames.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(loss, target token count)``; loss is a scalar float32."""
+        inner = self.model.model
+        embeds = self.model.get_input_embeddings()(batch.input_ids)  # (B, L, H)
+        if batch.features.shape[0]:
+            frames = batch.features.shape[1]
+            mask = torch.arange(frames, device=batch.features.device)[None, :] < batch.feature_lengths[:, None]
+            encoded = inner.audio_tower(input_features=batch.features, input_features_mask=mask).last_hidden_state
+            adapted = inner.multi_modal_projector(encoded, mask)  # (A, frames, H)
+            audio = torch.cat([adapted[i, :n] for i, n in enumerate(batch.num_audio.tolist())])  # (sum n, H)
+            embeds = embeds.masked_scatter(batch.audio_mask[..., None], audio.to(embeds.dtype))
+        hidden = inner.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask).last_hidden_state
+        targets = batch.labels[:, 1:]
+        keep = targets != IGNORE_INDEX  # (B, L-1): positions whose next token is a target
+        logits = self.model.lm_head(hidden[:, :-1][keep])  # (tokens, vocab): only where there is a loss
+        loss = F.cross_entropy(logits.float(), targets[keep])
+        return loss, keep.sum()
+
+
