@@ -26,3 +26,8 @@ class CheckpointError(FunASRNanoError):
 
 class UnsupportedLanguageError(FunASRNanoError, ValueError):
     """A language (hint or target) that the model or the requested task does not support."""
+
+
+class AudioTooLongError(FunASRNanoError):
+    """The audio is longer than the model decodes well in one piece and voice activity detection, which
+    cuts it at pauses, was turned off."""
