@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # Hz; the frontend and every released checkpoint use 16 kHz
 MIN_DURATION = 0.1  # seconds; shorter input gives too few LFR frames to transcribe
+MAX_DURATION = 30.0  # seconds decoded in one piece by default; Fun-ASR-Nano loops on longer input (use VAD)
 
 AudioInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 

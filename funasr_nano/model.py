@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioInput, describe_source, iter_audio, load_audio, probe_duration
+from .audio import MAX_DURATION, SAMPLE_RATE, AudioInput, describe_source, iter_audio, load_audio, probe_duration
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .decoding import END_OF_TURN, DecodingOptions, RepetitionStoppingCriteria, cut_repetition, postprocess_text
 from .errors import AudioTooLongError, CheckpointError
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from .streaming import StreamingOptions, StreamingSession
 
 logger = logging.getLogger(__name__)
-
-MAX_DURATION = 30.0  # seconds decoded in one piece; Fun-ASR-Nano loops on longer input (cut it with VAD)
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}

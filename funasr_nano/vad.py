@@ -34,12 +34,14 @@ import importlib.util
 import logging
 import os
 import threading
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-import torch
 
 from .audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +130,8 @@ class SileroVAD:
     """
 
     def __init__(self):
+        import torch
+
         spec = importlib.util.find_spec("silero_vad")
         if spec is None or not spec.submodule_search_locations:
             raise ImportError("voice activity detection needs the silero-vad package: pip install silero-vad")
@@ -136,8 +140,7 @@ class SileroVAD:
         wrapper.eval()
         self._net = wrapper._model  # forward(x: (batch, 576), state) -> (prob (batch, 1), state (2, batch, 128))
 
-    @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, state: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
+    def __call__(self, frames: "torch.Tensor", state: "torch.Tensor | None") -> "tuple[np.ndarray, torch.Tensor]":
         """Speech probabilities of consecutive windows of one stream.
 
         Args:
@@ -147,8 +150,13 @@ class SileroVAD:
         Returns:
             ``(n,)`` float32 probabilities and the new ``(2, 1, 128)`` state.
         """
+        import torch
+
+        with torch.inference_mode():
+            return self._run(frames, torch.zeros(0) if state is None else state)
+
+    def _run(self, frames, state):
         probs = np.empty(frames.shape[0], dtype=np.float32)
-        state = torch.zeros(0) if state is None else state
         for begin in range(0, frames.shape[0], ENCODER_BATCH):
             batch = frames[begin : begin + ENCODER_BATCH]
             encoded = self._net.encoder(self._net.run_extractors(batch))  # (n, 128, 1)
@@ -194,7 +202,7 @@ class VadSegmenter:
         self._total = 0  # samples received
         self._pos = 0  # samples run through the VAD (a multiple of WINDOW)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
-        self._state: torch.Tensor | None = None
+        self._state = None  # silero's LSTM state, (2, 1, 128)
         self._triggered = False
         self._region_start = 0
         self._temp_end: int | None = None
@@ -262,6 +270,8 @@ class VadSegmenter:
         audio = self._buffer[begin : begin + count * WINDOW]
         windows = audio.reshape(count, WINDOW)
         context = np.concatenate([self._context[None], windows[:-1, -CONTEXT:]]) if count > 1 else self._context[None]
+        import torch
+
         frames = torch.from_numpy(np.concatenate([context, windows], axis=1))
         self._context = windows[-1, -CONTEXT:].copy()
         probs, self._state = self._vad(frames, self._state)
