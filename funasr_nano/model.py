@@ -134,13 +134,18 @@ class FunASRNano:
             max_new_tokens=options.max_new_tokens, do_sample=False, num_beams=options.num_beams,
             eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id,
         )
-        stopping = StoppingCriteriaList([RepetitionStoppingCriteria(options)] if options.repetition_guard else [])
+        guard = RepetitionStoppingCriteria(options) if options.repetition_guard else None
+        stopping = StoppingCriteriaList([guard] if guard is not None else [])
         output = self.model.generate(
             inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask,
             generation_config=config, stopping_criteria=stopping,
         )
         results = []
-        for row in output.tolist():
+        for index, row in enumerate(output.tolist()):
+            # greedy: a row the guard stopped is padded until the others end (beam search: rows of the
+            # criterion are beams, and finished beams are not padded)
+            if guard is not None and options.num_beams == 1 and index in guard.stopped_at:
+                row = row[: guard.stopped_at[index]]
             tokens = []
             for token in row:
                 if token in self.eos_token_ids:
