@@ -302,18 +302,20 @@ class FunASRNano:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         info = _info if _info is not None else {}
+        waveform = None
+        # the header's duration decides (and refuses too-long input) without decoding the file
+        duration = probe_duration(audio, sample_rate=sample_rate) if vad is not True else None
         use_vad = vad
         if use_vad is None:
-            duration = probe_duration(audio, sample_rate=sample_rate)
-            waveform = None
             if duration is None:  # the header does not say: decode it to know
                 waveform = load_audio(audio, sample_rate=sample_rate)
                 duration = waveform.size / SAMPLE_RATE
             use_vad = duration > max_duration
         info["vad"] = use_vad
         if not use_vad:
-            waveform = load_audio(audio, sample_rate=sample_rate) if vad is not None or waveform is None else waveform
-            duration = waveform.size / SAMPLE_RATE
+            if duration is None or duration <= max_duration:
+                waveform = load_audio(audio, sample_rate=sample_rate) if waveform is None else waveform
+                duration = waveform.size / SAMPLE_RATE
             info["duration"] = duration
             if duration > max_duration:
                 raise AudioTooLongError(
