@@ -9,6 +9,7 @@ from .audio import load_audio
 from .decoding import DecodingOptions
 from .errors import (
     AudioDecodeError,
+    AudioTooLongError,
     AudioTooShortError,
     CheckpointError,
     FunASRNanoError,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AudioDecodeError",
+    "AudioTooLongError",
     "AudioTooShortError",
     "CheckpointError",
     "DecodingOptions",

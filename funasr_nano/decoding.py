@@ -86,13 +86,27 @@ def cut_repetition(tokens: Sequence[int], options: DecodingOptions) -> list[int]
 class RepetitionStoppingCriteria:
     """``transformers`` stopping criterion: True for sequences whose tail loops (see
     :func:`repeated_tail`). Checks only the generated tokens (``input_ids`` holds only those when
-    generating from ``inputs_embeds``)."""
+    generating from ``inputs_embeds``).
+
+    ``stopped_at`` maps a batch row to its length when it first looped: in a batch, ``generate`` fills
+    a stopped row with padding until the other rows end, and the caller cuts it there. One instance
+    per ``generate`` call (it records that call's rows).
+    """
 
     def __init__(self, options: DecodingOptions):
         self.options = options
+        self.stopped_at: dict[int, int] = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        done = [repeated_tail(row.tolist(), self.options) is not None for row in input_ids]
+        done = []
+        for index, row in enumerate(input_ids):
+            if index in self.stopped_at:
+                done.append(True)
+                continue
+            looped = repeated_tail(row.tolist(), self.options) is not None
+            if looped:
+                self.stopped_at[index] = row.shape[0]
+            done.append(looped)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 

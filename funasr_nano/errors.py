@@ -46,3 +46,8 @@ class SynthesisError(FunASRNanoError):
 class TrainingError(FunASRNanoError):
     """A training run cannot start or continue: a bad configuration, no usable examples, or a
     checkpoint to resume from that does not match the run."""
+
+
+class AudioTooLongError(FunASRNanoError):
+    """The audio is longer than the model decodes well in one piece and voice activity detection, which
+    cuts it at pauses, was turned off."""

@@ -15,19 +15,23 @@ import contextlib
 import logging
 import os
 import threading
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioInput, load_audio
+from .audio import MAX_DURATION, SAMPLE_RATE, AudioInput, describe_source, iter_audio, load_audio, probe_duration
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .decoding import END_OF_TURN, DecodingOptions, RepetitionStoppingCriteria, cut_repetition, postprocess_text
-from .errors import CheckpointError
+from .errors import AudioTooLongError, CheckpointError
 from .frontend import Frontend
 from .prompt import (PromptIds, Task, build_prompt_ids, build_text_prompt_ids, get_task, language_name,
                      num_audio_tokens, transcription_instruction)
-from .results import Segment, Transcription
+from .results import Segment, Transcription, join_texts
+from .vad import SpeechChunk, VadOptions, VadSegmenter
+
+if TYPE_CHECKING:
+    from .streaming import StreamingOptions, StreamingSession
 
 logger = logging.getLogger(__name__)
 
@@ -141,13 +145,18 @@ class FunASRNano:
             max_new_tokens=options.max_new_tokens, min_new_tokens=options.min_new_tokens or None, do_sample=False, num_beams=options.num_beams,
             eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id,
         )
-        stopping = StoppingCriteriaList([RepetitionStoppingCriteria(options)] if options.repetition_guard else [])
+        guard = RepetitionStoppingCriteria(options) if options.repetition_guard else None
+        stopping = StoppingCriteriaList([guard] if guard is not None else [])
         output = self.model.generate(
             inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask,
             generation_config=config, stopping_criteria=stopping,
         )
         results = []
-        for row in output.tolist():
+        for index, row in enumerate(output.tolist()):
+            # greedy: a row the guard stopped is padded until the others end (beam search: rows of the
+            # criterion are beams, and finished beams are not padded)
+            if guard is not None and options.num_beams == 1 and index in guard.stopped_at:
+                row = row[: guard.stopped_at[index]]
             tokens = []
             for token in row:
                 if token in self.eos_token_ids:
@@ -163,7 +172,9 @@ class FunASRNano:
         return "default" if "default" in self.adapters else None
 
     @contextlib.contextmanager
-    def _adapter(self, task: str):
+    def task_adapter(self, task: str):
+        """Context in which the model runs with ``task``'s LoRA adapter (see :meth:`adapter_for`).
+        With adapters loaded, holders of this context run one at a time; without, it does nothing."""
         if not self.adapters:
             yield
             return
@@ -177,6 +188,60 @@ class FunASRNano:
         """Token ids -> text, post-processed as FunASR does."""
         return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
 
+    @torch.inference_mode()
+    def prepare_inputs(self, waveform: np.ndarray, instruction: str, prefix_text: str = "") -> torch.Tensor:
+        """``(samples,)`` 16 kHz float32 audio -> ``(1, length, llm_hidden)`` LLM input embeddings of the
+        official prompt (``prefix_text``: FunASR's ``prev_text``, the start of the answer)."""
+        audio_embeds = self.audio_embeddings(waveform)
+        prompt = build_prompt_ids(self.tokenizer, instruction, audio_embeds.shape[0], prefix_text=prefix_text)
+        return self.inputs_embeds(prompt, audio_embeds)
+
+    @torch.inference_mode()
+    def decode_waveforms(self, waveforms: Sequence[np.ndarray], instruction: str,
+                         options: DecodingOptions = DecodingOptions(), *,
+                         prefix_texts: Sequence[str] | None = None, batch_size: int = 8,
+                         task: str = "transcribe") -> list[list[int]]:
+        """Decode several utterances, ``batch_size`` at a time through the LLM.
+
+        Each utterance is encoded on its own (encoder and adaptor are cheap next to the LLM); the LLM
+        inputs are left-padded with zeros, masked out by the attention mask, and their position ids
+        count from each row's first real position, so every row decodes as it would alone.
+
+        Args:
+            waveforms: ``(samples,)`` float32 16 kHz arrays (each up to ~30 s).
+            instruction: the user instruction (:func:`funasr_nano.prompt.transcription_instruction`).
+            prefix_texts: one answer prefix per waveform (FunASR's ``prev_text``), default none.
+            batch_size: rows per LLM call (>= 1).
+            task: the task whose LoRA adapter decodes (when adapters are loaded).
+
+        Returns:
+            generated token ids per waveform, in order, end-of-turn excluded.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        prefix_texts = list(prefix_texts) if prefix_texts is not None else [""] * len(waveforms)
+        if len(prefix_texts) != len(waveforms):
+            raise ValueError(f"{len(waveforms)} waveforms but {len(prefix_texts)} prefix texts")
+        results: list[list[int]] = []
+        for begin in range(0, len(waveforms), batch_size):
+            rows = [self.prepare_inputs(waveform, instruction, prefix)
+                    for waveform, prefix in zip(waveforms[begin : begin + batch_size],
+                                                prefix_texts[begin : begin + batch_size])]
+            if len(rows) == 1:
+                with self.task_adapter(task):
+                    results.extend(self.generate(rows[0], options))
+                continue
+            length = max(row.shape[1] for row in rows)
+            hidden = rows[0].shape[2]
+            inputs_embeds = torch.zeros(len(rows), length, hidden, dtype=rows[0].dtype, device=self.device)
+            attention_mask = torch.zeros(len(rows), length, dtype=torch.long, device=self.device)
+            for index, row in enumerate(rows):  # left padding: real positions at the end
+                inputs_embeds[index, length - row.shape[1] :] = row[0]
+                attention_mask[index, length - row.shape[1] :] = 1
+            with self.task_adapter(task):
+                results.extend(self.generate(inputs_embeds, options, attention_mask))
+        return results
+
     # -- public API ---------------------------------------------------------------------------------
 
     def transcribe(
@@ -189,8 +254,17 @@ class FunASRNano:
         *,
         options: DecodingOptions | None = None,
         sample_rate: int | None = None,
+        vad: bool | None = None,
+        vad_options: VadOptions | None = None,
+        batch_size: int = 1,
+        max_duration: float = MAX_DURATION,
     ) -> Transcription:
-        """Transcribe one utterance (up to ~30 s; longer input loops, cut it first).
+        """Transcribe audio of any length.
+
+        Audio up to ``max_duration`` seconds is decoded in one piece (exactly the official FunASR
+        inference). Longer audio is cut at pauses by voice activity detection
+        (:mod:`funasr_nano.vad`) into segments of at most ``vad_options.max_segment_duration`` and each
+        segment is decoded separately (see :meth:`transcribe_segments`).
 
         Args:
             audio: a path, file bytes, or a ``(samples,)`` / ``(samples, channels)`` array
@@ -200,30 +274,182 @@ class FunASRNano:
             hotwords: words to bias recognition towards (FunASR's hotword prompt).
             itn: inverse text normalization (numbers as digits, punctuation); ``False`` asks for
                 spoken-form text.
-            max_new_tokens: cap on generated tokens (ignored when ``options`` is given).
+            max_new_tokens: cap on generated tokens per segment (ignored when ``options`` is given).
             options: full decoding options (beam search, repetition guard).
             sample_rate: sample rate of an array ``audio`` (default 16000 Hz).
+            vad: ``None`` (default): VAD only for audio longer than ``max_duration``; ``True``: always
+                cut with VAD (segments and timestamps even for short clips); ``False``: never.
+            vad_options: how audio is cut (:class:`funasr_nano.vad.VadOptions`).
+            batch_size: VAD segments decoded together through the LLM.
+            max_duration: seconds above which ``vad=None`` turns VAD on and ``vad=False`` raises.
 
         Returns:
-            :class:`Transcription` with ``text``, ``tokens`` (generated ids, end-of-turn excluded),
-            ``language``, ``duration`` (seconds) and one segment spanning the audio.
+            :class:`Transcription`: ``text`` (the segments' texts joined, see
+            :func:`funasr_nano.results.join_texts`; without VAD the one segment's text unchanged),
+            ``tokens`` (all segments' generated ids), ``language``, ``duration`` (seconds of audio) and
+            ``segments`` (without VAD: one spanning the audio; with VAD: one per speech segment, with
+            start/end in seconds from the VAD boundaries, none if no speech was found).
 
         Raises:
-            AudioDecodeError: unreadable audio. AudioTooShortError: empty or < 0.1 s.
+            AudioDecodeError: unreadable audio. AudioTooShortError: empty or < 0.1 s (without VAD).
+            AudioTooLongError: longer than ``max_duration`` with ``vad=False``.
             UnsupportedLanguageError: unknown language hint.
+        """
+        info: dict = {}
+        segments = tuple(self.transcribe_segments(
+            audio, language, hotwords, itn, max_new_tokens, options=options, sample_rate=sample_rate,
+            vad=vad, vad_options=vad_options, batch_size=batch_size, max_duration=max_duration, _info=info,
+        ))
+        tokens = tuple(token for segment in segments for token in segment.tokens)
+        text = segments[0].text if not info["vad"] and segments else join_texts(s.text for s in segments)
+        return Transcription(text=text, tokens=tokens, language=language, duration=info["duration"],
+                             segments=segments)
+
+    def transcribe_segments(
+        self,
+        audio: AudioInput,
+        language: str | None = None,
+        hotwords: Sequence[str] | None = None,
+        itn: bool = True,
+        max_new_tokens: int = 512,
+        *,
+        options: DecodingOptions | None = None,
+        sample_rate: int | None = None,
+        vad: bool | None = None,
+        vad_options: VadOptions | None = None,
+        batch_size: int = 1,
+        max_duration: float = MAX_DURATION,
+        _info: dict | None = None,
+    ) -> Iterator[Segment]:
+        """Lazily transcribe audio of any length, yielding each :class:`Segment` as soon as it is decoded.
+
+        The audio is read block by block (:func:`funasr_nano.audio.iter_audio`) and cut by the online
+        VAD, so memory holds at most about one segment of audio (plus ``batch_size`` segments waiting
+        to be decoded together), whatever the length of the file. Arguments as :meth:`transcribe`;
+        argument errors are raised at the first ``next()``.
+
+        Yields:
+            :class:`Segment` ``(start, end, text, tokens)`` in time order; times in seconds.
         """
         options = options or DecodingOptions(max_new_tokens=max_new_tokens)
         instruction = transcription_instruction(list(hotwords or ()), language_name(language), itn)
-        waveform = load_audio(audio, sample_rate=sample_rate)
-        duration = waveform.size / SAMPLE_RATE
-        audio_embeds = self.audio_embeddings(waveform)
-        prompt = build_prompt_ids(self.tokenizer, instruction, audio_embeds.shape[0])
-        with self._adapter("transcribe"):
-            tokens = self.generate(self.inputs_embeds(prompt, audio_embeds), options)[0]
-        text = self.decode_text(tokens)
-        segment = Segment(start=0.0, end=duration, text=text, tokens=tuple(tokens))
-        return Transcription(text=text, tokens=tuple(tokens), language=language, duration=duration,
-                             segments=(segment,))
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        info = _info if _info is not None else {}
+        waveform = None
+        # the header's duration decides (and refuses too-long input) without decoding the file
+        duration = probe_duration(audio, sample_rate=sample_rate) if vad is not True else None
+        use_vad = vad
+        if use_vad is None:
+            if duration is None:  # the header does not say: decode it to know
+                waveform = load_audio(audio, sample_rate=sample_rate)
+                duration = waveform.size / SAMPLE_RATE
+            use_vad = duration > max_duration
+        info["vad"] = use_vad
+        if not use_vad:
+            if duration is None or duration <= max_duration:
+                waveform = load_audio(audio, sample_rate=sample_rate) if waveform is None else waveform
+                duration = waveform.size / SAMPLE_RATE
+            info["duration"] = duration
+            if duration > max_duration:
+                raise AudioTooLongError(
+                    f"{describe_source(audio)}: audio is {duration:.1f} s long, more than max_duration "
+                    f"({max_duration:g} s) that the model decodes in one piece; enable VAD (vad=True, or "
+                    f"--vad on the command line) to cut it at pauses, or raise max_duration"
+                )
+            tokens = self.decode_waveforms([waveform], instruction, options)[0]
+            yield Segment(start=0.0, end=duration, text=self.decode_text(tokens), tokens=tuple(tokens))
+            return
+
+        segmenter = VadSegmenter(vad_options)
+        waiting: list[SpeechChunk] = []
+
+        def decode(chunks: list[SpeechChunk]) -> Iterator[Segment]:
+            token_lists = self.decode_waveforms([c.samples for c in chunks], instruction, options,
+                                                batch_size=batch_size)
+            for chunk, tokens in zip(chunks, token_lists):
+                logger.debug("segment %.2f-%.2f s: %d tokens", chunk.start_time, chunk.end_time, len(tokens))
+                yield Segment(start=chunk.start_time, end=chunk.end_time, text=self.decode_text(tokens).strip(),
+                              tokens=tuple(tokens))
+
+        for block in iter_audio(audio, sample_rate=sample_rate):
+            waiting.extend(segmenter.push(block))
+            if len(waiting) >= batch_size:
+                batch, waiting = waiting[:batch_size], waiting[batch_size:]
+                yield from decode(batch)
+        waiting.extend(segmenter.finish())
+        info["duration"] = segmenter.samples_received / SAMPLE_RATE
+        for begin in range(0, len(waiting), batch_size):
+            yield from decode(waiting[begin : begin + batch_size])
+
+    def transcribe_batch(
+        self,
+        audios: Sequence[AudioInput],
+        language: str | None = None,
+        hotwords: Sequence[str] | None = None,
+        itn: bool = True,
+        max_new_tokens: int = 512,
+        *,
+        options: DecodingOptions | None = None,
+        sample_rate: int | None = None,
+        batch_size: int = 8,
+        vad: bool | None = None,
+        vad_options: VadOptions | None = None,
+        max_duration: float = MAX_DURATION,
+    ) -> list[Transcription]:
+        """Transcribe many inputs, decoding ``batch_size`` of them together through the LLM.
+
+        Inputs that :meth:`transcribe` would decode in one piece are batched with each other; inputs
+        that need VAD are transcribed one by one with their segments batched. Results equal
+        :meth:`transcribe` on each input (same tokens, fp32).
+
+        Returns:
+            one :class:`Transcription` per input, in order.
+
+        Raises:
+            what :meth:`transcribe` raises, for the first input that fails (the message names it).
+        """
+        options = options or DecodingOptions(max_new_tokens=max_new_tokens)
+        instruction = transcription_instruction(list(hotwords or ()), language_name(language), itn)
+        results: list[Transcription | None] = [None] * len(audios)
+        short: list[tuple[int, np.ndarray]] = []
+        for index, audio in enumerate(audios):
+            duration = probe_duration(audio, sample_rate=sample_rate) if vad is None else None
+            if vad is True or (vad is None and (duration is None or duration > max_duration)):
+                results[index] = self.transcribe(audio, language, hotwords, itn, options=options,
+                                                 sample_rate=sample_rate, vad=vad, vad_options=vad_options,
+                                                 batch_size=batch_size, max_duration=max_duration)
+                continue
+            waveform = load_audio(audio, sample_rate=sample_rate)
+            if waveform.size / SAMPLE_RATE > max_duration:
+                raise AudioTooLongError(
+                    f"{describe_source(audio)}: audio is {waveform.size / SAMPLE_RATE:.1f} s long, more than "
+                    f"max_duration ({max_duration:g} s); enable VAD to cut it at pauses, or raise max_duration"
+                )
+            short.append((index, waveform))
+        token_lists = self.decode_waveforms([w for _, w in short], instruction, options, batch_size=batch_size)
+        for (index, waveform), tokens in zip(short, token_lists):
+            duration = waveform.size / SAMPLE_RATE
+            text = self.decode_text(tokens)
+            results[index] = Transcription(
+                text=text, tokens=tuple(tokens), language=language, duration=duration,
+                segments=(Segment(start=0.0, end=duration, text=text, tokens=tuple(tokens)),),
+            )
+        return results
+
+    def stream(
+        self,
+        language: str | None = None,
+        hotwords: Sequence[str] | None = None,
+        itn: bool = True,
+        *,
+        options: DecodingOptions | None = None,
+        streaming_options: "StreamingOptions | None" = None,
+    ) -> "StreamingSession":
+        """Open a live transcription session (see :class:`funasr_nano.streaming.StreamingSession`)."""
+        from .streaming import StreamingSession
+
+        return StreamingSession(self, language, hotwords, itn, options=options, streaming_options=streaming_options)
 
     def run(
         self,
@@ -263,7 +489,7 @@ class FunASRNano:
             duration = 0.0
             prompt = build_text_prompt_ids(self.tokenizer, task.user_text(text))
             embeds = self.inputs_embeds(prompt, torch.zeros(0, self.model.config.text_config.hidden_size, device=self.device))
-        with self._adapter(task.name):
+        with self.task_adapter(task.name):
             tokens = self.generate(embeds, options)[0]
         result = self.decode_text(tokens)
         segments = (Segment(start=0.0, end=duration, text=result, tokens=tuple(tokens)),) if task.uses_audio else ()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
+from typing import Iterable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,3 +44,25 @@ class Transcription:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _is_cjk(char: str) -> bool:
+    """Characters written without spaces between words: CJK ideographs, kana, hangul, full-width
+    punctuation."""
+    name = unicodedata.name(char, "")
+    return unicodedata.east_asian_width(char) in ("W", "F") or name.startswith(("CJK", "HIRAGANA", "KATAKANA"))
+
+
+def join_texts(texts: Iterable[str]) -> str:
+    """Join segment texts into one transcript: stripped, empty ones skipped, a space between two
+    segments unless the boundary touches a CJK character or full-width punctuation (Chinese and
+    Japanese are written without spaces)."""
+    out = ""
+    for text in texts:
+        text = text.strip()
+        if not text:
+            continue
+        if out and not (_is_cjk(out[-1]) or _is_cjk(text[0])):
+            out += " "
+        out += text
+    return out

@@ -1,0 +1,204 @@
+"""Live transcription: PCM chunks in, partial and final results out.
+
+Fun-ASR-Nano is not a streaming model; the official pseudo-streaming scheme (FunASR 1.4.16,
+``funasr/models/fun_asr_nano/inference_vllm_streaming.py``: 720 ms chunks, cumulative re-encoding,
+the previous text minus a rollback as ``prev_text``) re-decodes the growing current segment every
+chunk, continuing from the previous result minus its last few tokens, which may still change. Here:
+
+* audio is cut by the same online VAD as offline long-audio transcription
+  (:class:`funasr_nano.vad.VadSegmenter`); a segment is *final* when the VAD closes it (a pause longer
+  than ``max_merge_gap``, the maximum segment length, or the end of the stream);
+* every ``chunk_duration`` seconds of input, the open segment (from its padded start to now) is decoded
+  with ``prefix_text`` = the last partial text minus its last ``rollback_tokens`` tokens, and a
+  *partial* event is emitted;
+* a final segment is decoded afresh, without prefix, exactly as
+  :meth:`funasr_nano.FunASRNano.transcribe_segments` decodes it: fed chunk by chunk, a file gives the
+  same final segments (boundaries, tokens, text) as offline transcription with ``vad=True``.
+
+A session holds the state of one stream; the model it wraps is shared and may serve other sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import soxr
+
+from .audio import SAMPLE_RATE
+from .decoding import DecodingOptions
+from .prompt import language_name, transcription_instruction
+from .results import Segment, Transcription, join_texts
+from .vad import SpeechChunk, VadOptions, VadSegmenter
+
+if TYPE_CHECKING:
+    from .model import FunASRNano
+
+logger = logging.getLogger(__name__)
+
+MIN_PARTIAL_DURATION = 0.1  # seconds; less audio gives too few LFR frames to decode
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingOptions:
+    """Live transcription settings.
+
+    Attributes:
+        chunk_duration: seconds of new audio between two re-decodes of the open segment (the official
+            scheme's 720 ms; smaller = fresher partials, more compute).
+        rollback_tokens: tokens dropped from the end of the previous partial before it is used as the
+            prefix of the next decode (the tail of a partial is the least certain part; the official
+            vLLM streamer rolls back 8 characters, about 5 Qwen tokens of Chinese).
+        vad_options: how the stream is cut into segments (a segment is final once the VAD closes it).
+    """
+
+    chunk_duration: float = 0.72
+    rollback_tokens: int = 5
+    vad_options: VadOptions = dataclasses.field(default_factory=VadOptions)
+
+    def __post_init__(self):
+        if self.chunk_duration <= 0:
+            raise ValueError(f"chunk_duration must be > 0, got {self.chunk_duration}")
+        if self.rollback_tokens < 0:
+            raise ValueError(f"rollback_tokens must be >= 0, got {self.rollback_tokens}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingEvent:
+    """A result of a live session.
+
+    Attributes:
+        final: ``False``: a partial result for the open segment (it will be replaced); ``True``: the
+            segment is closed and this is its text for good.
+        index: segment number in the stream, from 0 (partials and the final of one segment share it).
+        start: segment start, seconds from the start of the stream.
+        end: segment end (for a partial: the audio received so far), seconds.
+        text: the text of the segment (a partial includes its prefix).
+        tokens: generated token ids (a partial: those generated after the prefix).
+    """
+
+    final: bool
+    index: int
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...]
+
+    def to_segment(self) -> Segment:
+        return Segment(start=self.start, end=self.end, text=self.text, tokens=self.tokens)
+
+
+class StreamingSession:
+    """One live stream. Create with :meth:`funasr_nano.FunASRNano.stream`.
+
+    Example::
+
+        session = model.stream(language="zh")
+        for pcm in microphone_chunks():          # int16 or float32, 16 kHz mono
+            for event in session.feed(pcm):
+                print("FINAL" if event.final else "...", event.text)
+        for event in session.finish():
+            print("FINAL", event.text)
+    """
+
+    def __init__(self, model: "FunASRNano", language: str | None = None, hotwords: Sequence[str] | None = None,
+                 itn: bool = True, *, options: DecodingOptions | None = None,
+                 streaming_options: StreamingOptions | None = None, sample_rate: int = SAMPLE_RATE):
+        self.model = model
+        self.options = options or DecodingOptions()
+        self.streaming_options = streaming_options or StreamingOptions()
+        self.language = language
+        self.instruction = transcription_instruction(list(hotwords or ()), language_name(language), itn)
+        self.sample_rate = int(sample_rate)
+        self._resampler = (soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
+                           if self.sample_rate != SAMPLE_RATE else None)
+        self._segmenter = VadSegmenter(self.streaming_options.vad_options)
+        self._chunk = int(round(self.streaming_options.chunk_duration * SAMPLE_RATE))
+        self._since_decode = 0
+        self._index = 0
+        self._partial_text = ""
+        self._finals: list[Segment] = []
+        self._finished = False
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The final segments so far."""
+        return tuple(self._finals)
+
+    def feed(self, pcm: np.ndarray) -> list[StreamingEvent]:
+        """Add audio; return the events it produced (finals first, then at most one partial).
+
+        Args:
+            pcm: ``(samples,)`` mono audio at the session's sample rate; int16/int32 (scaled by the type's
+                range) or float in [-1, 1]. Any length (a few ms to many seconds).
+        """
+        if self._finished:
+            raise RuntimeError("feed() after finish()")
+        samples = np.asarray(pcm).reshape(-1)
+        if np.issubdtype(samples.dtype, np.integer):
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+        samples = samples.astype(np.float32, copy=False)
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        events = self._finalize(self._segmenter.push(samples))
+        self._since_decode += samples.size
+        if self._since_decode >= self._chunk:
+            self._since_decode %= self._chunk
+            partial = self._partial()
+            if partial is not None:
+                events.append(partial)
+        return events
+
+    def finish(self) -> list[StreamingEvent]:
+        """End of stream: the final events of the open speech."""
+        if self._finished:
+            return []
+        if self._resampler is not None:
+            self._segmenter.push(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        self._finished = True
+        return self._finalize(self._segmenter.finish())
+
+    def transcription(self) -> Transcription:
+        """The final segments so far as a :class:`Transcription` (text joined as offline)."""
+        return Transcription(
+            text=join_texts(s.text for s in self._finals),
+            tokens=tuple(t for s in self._finals for t in s.tokens), language=self.language,
+            duration=self._segmenter.samples_received / SAMPLE_RATE, segments=tuple(self._finals),
+        )
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _finalize(self, chunks: list[SpeechChunk]) -> list[StreamingEvent]:
+        events = []
+        for chunk in chunks:
+            tokens = self.model.decode_waveforms([chunk.samples], self.instruction, self.options)[0]
+            text = self.model.decode_text(tokens).strip()
+            segment = Segment(start=chunk.start_time, end=chunk.end_time, text=text, tokens=tuple(tokens))
+            self._finals.append(segment)
+            events.append(StreamingEvent(True, self._index, segment.start, segment.end, text, segment.tokens))
+            self._index += 1
+            self._partial_text = ""
+        return events
+
+    def _prefix(self) -> str:
+        """The last partial minus its last ``rollback_tokens`` tokens (whole characters only)."""
+        k = self.streaming_options.rollback_tokens
+        if not self._partial_text:
+            return ""
+        ids = self.model.tokenizer.encode(self._partial_text, add_special_tokens=False)
+        kept = ids[: len(ids) - k] if len(ids) > k else []
+        return self.model.tokenizer.decode(kept, skip_special_tokens=True).rstrip("\ufffd")
+
+    def _partial(self) -> StreamingEvent | None:
+        open_speech = self._segmenter.open_speech()
+        if open_speech is None or open_speech[1].size < MIN_PARTIAL_DURATION * SAMPLE_RATE:
+            return None
+        start, samples = open_speech
+        prefix = self._prefix()
+        tokens = self.model.decode_waveforms([samples], self.instruction, self.options, prefix_texts=[prefix])[0]
+        text = (prefix + self.model.decode_text(tokens)).strip()
+        self._partial_text = text
+        return StreamingEvent(False, self._index, start / SAMPLE_RATE, (start + samples.size) / SAMPLE_RATE,
+                              text, tuple(tokens))
