@@ -42,6 +42,16 @@ OFFICIAL_ENCODER_LAYER_NORM_EPS = 1e-5
 UNUSED_OFFICIAL_PREFIXES = ("ctc_decoder.", "ctc.")
 # Token that stands for one audio position in the transformers layout's prompts.
 AUDIO_PLACEHOLDER_TOKEN = "<|object_ref_start|>"
+# What a checkpoint that does not list its tasks can do (the released Fun-ASR-Nano-2512).
+DEFAULT_TASKS = ("transcribe",)
+
+
+def _tasks(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_TASKS
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        raise CheckpointError(f"{where}: tasks must be a list of task names, got {value!r}")
+    return tuple(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +67,9 @@ class LoadedCheckpoint:
             the LLM (see :func:`funasr_nano.prompt.num_audio_tokens`).
         layout: ``"official"`` or ``"hf"``.
         path: the folder it was loaded from.
+        tasks: the tasks of :data:`funasr_nano.prompt.TASKS` the model was trained for (``tasks`` in
+            ``config.yaml`` / ``config.json``, written by ``funasr-nano train``); released checkpoints
+            carry none and do transcription only.
     """
 
     model: Any
@@ -65,6 +78,7 @@ class LoadedCheckpoint:
     use_low_frame_rate: bool
     layout: str
     path: str
+    tasks: tuple[str, ...] = DEFAULT_TASKS
 
 
 def detect_layout(path: str) -> str:
@@ -341,7 +355,7 @@ def _load_official(path: str):
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except Exception as error:
         raise CheckpointError(f"{path}: cannot load the tokenizer from {tokenizer_dir}: {error}") from error
-    return model, tokenizer, frontend, bool(config.use_low_frame_rate)
+    return model, tokenizer, frontend, bool(config.use_low_frame_rate), _tasks(cfg.get("tasks"), f"{path}/config.yaml")
 
 
 def _load_hf(path: str, use_low_frame_rate: bool | None):
@@ -365,7 +379,8 @@ def _load_hf(path: str, use_low_frame_rate: bool | None):
         # The transformers port feeds every adaptor frame; the official Fun-ASR-Nano-2512 config says
         # use_low_frame_rate: true. A converted checkpoint without the field follows the official model.
         use_low_frame_rate = bool(getattr(model.config, "use_low_frame_rate", True))
-    return model, tokenizer, frontend, use_low_frame_rate
+    tasks = _tasks(getattr(model.config, "tasks", None), f"{path}/config.json")
+    return model, tokenizer, frontend, use_low_frame_rate, tasks
 
 
 def load_checkpoint(
@@ -393,18 +408,18 @@ def load_checkpoint(
     path = os.fspath(path)
     layout = detect_layout(path)
     if layout == "official":
-        model, tokenizer, frontend, low_frame_rate = _load_official(path)
+        model, tokenizer, frontend, low_frame_rate, tasks = _load_official(path)
         if use_low_frame_rate is not None:
             low_frame_rate = use_low_frame_rate
     else:
-        model, tokenizer, frontend, low_frame_rate = _load_hf(path, use_low_frame_rate)
+        model, tokenizer, frontend, low_frame_rate, tasks = _load_hf(path, use_low_frame_rate)
     _fix_adaptor_attention(model)
     model.eval().requires_grad_(False)
     model.to(device=device, dtype=torch.float32)
     model.model.language_model.to(dtype)
     model.lm_head.to(dtype)
     logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path, dtype, low_frame_rate)
-    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path)
+    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks)
 
 
 def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor], num_blocks: int) -> dict[str, torch.Tensor]:

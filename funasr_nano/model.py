@@ -67,6 +67,16 @@ class FunASRNano:
         self._adapter_lock = threading.Lock()
 
     @property
+    def tasks(self) -> tuple[str, ...]:
+        """Tasks the checkpoint was trained for (see :attr:`LoadedCheckpoint.tasks`)."""
+        return self.checkpoint.tasks
+
+    def supports_task(self, task: str) -> bool:
+        """Whether ``task`` was trained: in the checkpoint's task list, or with a LoRA adapter loaded
+        for it (or a ``default`` adapter, which applies to every task)."""
+        return task in self.tasks or self.adapter_for(task) is not None
+
+    @property
     def device(self) -> torch.device:
         return self.model.lm_head.weight.device
 
@@ -128,8 +138,11 @@ class FunASRNano:
 
     @torch.inference_mode()
     def generate(self, inputs_embeds: torch.Tensor, options: DecodingOptions = DecodingOptions(),
-                 attention_mask: torch.Tensor | None = None) -> list[list[int]]:
+                 attention_mask: torch.Tensor | None = None, *, streamer=None) -> list[list[int]]:
         """Decode from ``(batch, length, llm_hidden)`` input embeddings (left-padded when batched).
+
+        ``streamer``: a ``transformers`` streamer (``put``/``end``) that receives tokens as they are
+        generated (see :func:`funasr_nano.translate.stream_tokens`).
 
         Returns:
             one list of generated token ids per row, end-of-turn token and padding excluded.
@@ -149,7 +162,7 @@ class FunASRNano:
         stopping = StoppingCriteriaList([guard] if guard is not None else [])
         output = self.model.generate(
             inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask,
-            generation_config=config, stopping_criteria=stopping,
+            generation_config=config, stopping_criteria=stopping, streamer=streamer,
         )
         results = []
         for index, row in enumerate(output.tolist()):

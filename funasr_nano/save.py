@@ -33,6 +33,8 @@ def write_checkpoint(path: str, loaded, layout: str | None = None) -> str:
         layout: ``"official"`` (config.yaml + model.pt + LLM folder; needs an official-layout source for
             its config.yaml) or ``"hf"``; default: the source's layout.
 
+    ``loaded.tasks`` (the tasks the model can do) is recorded as ``tasks`` in the written config.
+
     Raises:
         ValueError: an unknown layout, official output from a transformers-layout source, or a model
             that still holds LoRA layers (merge or strip them first, see :mod:`funasr_nano.lora`).
@@ -45,12 +47,18 @@ def write_checkpoint(path: str, loaded, layout: str | None = None) -> str:
         raise ValueError(f"layout must be 'official' or 'hf', not {layout!r}")
     if any(True for _ in lora_layers(language_model(loaded.model))):
         raise ValueError("the model holds LoRA layers; merge or strip them before writing a checkpoint")
+    tasks = list(getattr(loaded, "tasks", None) or ())
     if layout == "official":
         if loaded.layout != "official":
             raise ValueError("writing the official layout needs an official-layout source checkpoint "
                              f"(for its config.yaml); {loaded.path} is {loaded.layout}; use layout='hf'")
-        write_official(path, loaded.model, loaded.tokenizer, _official_config(loaded.path))
+        cfg = _official_config(loaded.path)
+        if tasks:
+            cfg["tasks"] = tasks
+        write_official(path, loaded.model, loaded.tokenizer, cfg)
     else:
+        if tasks:
+            loaded.model.config.tasks = tasks
         write_hf(path, loaded.model, loaded.tokenizer)
     logger.info("wrote %s-layout checkpoint %s", layout, path)
     return path

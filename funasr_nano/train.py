@@ -652,7 +652,13 @@ class Trainer:
                 save_adapter(model, lora_dir)
                 model = copy.deepcopy(model)
                 strip_lora(model)
-            write_checkpoint(path, dataclasses.replace(self.loaded, model=model.eval()),
+            # the exported model can do what its base could, plus every named task it was trained on;
+            # with LoRA the new abilities live in the adapter, and the written base claims none of them
+            weights = self.config.task_weights
+            trained = {e.task for e in self.examples if weights is None or weights.get(e.task, 0) > 0} & set(TASKS)
+            trained = set() if lora_dir else trained
+            tasks = tuple(sorted(set(self.loaded.tasks) | trained, key=list(TASKS).index))
+            write_checkpoint(path, dataclasses.replace(self.loaded, model=model.eval(), tasks=tasks),
                              layout=self.config.export_layout)
             self._train_modes(self.model)
             logger.info("exported %s%s", path, f" and LoRA adapter {lora_dir}" if lora_dir else "")

@@ -49,6 +49,7 @@ def test_tiny_model_memorizes_twenty_utterances(base, transcripts, tmp_path):
     assert losses[-1] <= 0.1 * losses[0], f"loss fell only from {losses[0]:.3f} to {losses[-1]:.3f}"
 
     model = load_model(result.model_dir)  # the exported checkpoint, through the public API
+    assert model.tasks == ("transcribe",) and not model.supports_task("translate")
     examples = read_manifest(transcripts)
     references = [e.target for e in examples]
     hypotheses = [model.transcribe(e.audio, max_new_tokens=40).text for e in examples]
@@ -153,3 +154,18 @@ def test_bf16_autocast(base, transcripts, tmp_path):
     bf16 = bf16_trainer.train_step().loss
     assert bf16 != fp32 and abs(bf16 - fp32) < 0.05 * fp32  # bf16 arithmetic, same result roughly
     assert all(p.dtype == torch.float32 for p in bf16_trainer.model.parameters())  # fp32 master weights
+
+
+def test_export_records_the_trained_tasks(base, corpus, tmp_path):
+    """A model trained on the task mix says so in its config; a task with weight 0 is not claimed."""
+    result = Trainer(_resume_config(base, corpus, tmp_path / "mix", max_steps=1, save_every=0, lora=None)).train()
+    assert load_model(result.model_dir).tasks == ("transcribe", "translate", "text_translate")
+    weights = {"transcribe": 1.0, "translate": 0.0, "text_translate": 0.0}
+    result = Trainer(_resume_config(base, corpus, tmp_path / "asr", max_steps=1, save_every=0, lora=None,
+                                    task_weights=weights)).train()
+    model = load_model(result.model_dir)
+    assert model.tasks == ("transcribe",) and not model.supports_task("translate")
+    # with LoRA the base stays as it was; the adapter (loaded for every task) brings the new tasks
+    result = Trainer(_resume_config(base, corpus, tmp_path / "lora", max_steps=1, save_every=0)).train()
+    assert load_model(result.model_dir).tasks == ("transcribe",)
+    assert load_model(result.model_dir, lora=result.lora_dir).supports_task("translate")
