@@ -1,8 +1,9 @@
 """funasr-nano: run, adapt and ship Fun-ASR-Nano speech LLMs from Python.
 
-Pipeline, one module per stage: ``audio`` (decode, resample) -> ``frontend`` (fbank, LFR) ->
-``checkpoint`` (load weights) -> ``prompt`` -> ``model`` (encoder, adaptor, LLM) -> ``decoding`` ->
-``results``; ``cli`` on top.
+Pipeline, one module per stage: ``audio`` (decode, resample) -> ``vad`` (cut long audio) ->
+``frontend`` (fbank, LFR) -> ``checkpoint`` (load weights) -> ``prompt`` -> ``model`` (encoder,
+adaptor, LLM) -> ``decoding`` -> ``results`` -> ``writers``; ``streaming`` and ``translate`` on top of
+the model; ``data``, ``synth``, ``batching``, ``train``, ``lora``, ``save`` for training; ``cli``.
 """
 
 from .audio import load_audio
@@ -13,11 +14,13 @@ from .errors import (
     AudioTooShortError,
     CheckpointError,
     FunASRNanoError,
+    TranslatorError,
     UnsupportedLanguageError,
 )
 from .frontend import Frontend, FrontendConfig
 from .model import FunASRNano, load_model
 from .results import Segment, Transcription
+from .translate import Translation, TranslationConfig
 
 __version__ = "0.1.0"
 
@@ -33,6 +36,9 @@ __all__ = [
     "FunASRNanoError",
     "Segment",
     "Transcription",
+    "Translation",
+    "TranslationConfig",
+    "TranslatorError",
     "UnsupportedLanguageError",
     "load_audio",
     "load_model",

@@ -1,4 +1,5 @@
-"""Command line: ``funasr-nano transcribe FILE... --model DIR`` and ``funasr-nano tiny DIR``; training:
+"""Command line: ``funasr-nano transcribe FILE... --model DIR``, ``funasr-nano translate FILE...`` and
+``funasr-nano tiny DIR``; training:
 ``funasr-nano data check MANIFEST``, ``funasr-nano data synth TEXT DIR``, ``funasr-nano train --config
 CONFIG.yaml`` and ``funasr-nano lora merge BASE ADAPTER OUTPUT``.
 
@@ -61,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--max-segment", type=float, default=VadOptions.max_segment_duration,
                             help=f"longest VAD segment in seconds (default: {VadOptions.max_segment_duration:g})")
     transcribe.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    translate = commands.add_parser("translate", help="translate Chinese speech into English text")
+    translate.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length: cut at pauses)")
+    _add_model_arguments(translate)
+    translate.add_argument("--mode", default="unified", choices=["unified", "cascade"],
+                           help="unified: the speech LLM translates (one pass); cascade: transcribe, then "
+                                "translate each sentence (default: unified)")
+    translate.add_argument("--translator", metavar="DIR",
+                           help="cascade: a chat LLM or Marian/NLLB folder (default: the speech model's own LLM)")
+    translate.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt", "tsv"],
+                           help="output format (default: txt)")
+    translate.add_argument("--output-dir", metavar="DIR", help="write DIR/<file stem>.<format> per input")
+    translate.add_argument("--stream", action="store_true",
+                           help="print each sentence as soon as it is translated (json: one event a line)")
+    translate.add_argument("--by-segment", action="store_true",
+                           help="translate whole VAD segments instead of sentence by sentence")
+    translate.add_argument("--max-new-tokens", type=int, default=256, help="cap per sentence/segment (default: 256)")
 
     tiny = commands.add_parser("tiny", help="write a tiny random checkpoint (for trying the tools without weights)")
     tiny.add_argument("path", metavar="DIR")
@@ -212,6 +230,62 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _translate(args: argparse.Namespace) -> int:
+    from .model import load_model
+    from .results import Segment, Transcription
+    from .translate import (SentenceTranslated, TranslationConfig, TranslationFinished, resolve_translator,
+                            translate_stream)
+
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    config = TranslationConfig(max_new_tokens=args.max_new_tokens, stream_by_sentence=not args.by_segment)
+    translator = resolve_translator(model, args.mode, args.translator)  # loaded once, before any file
+    failures = 0
+    for path in args.files:
+        try:
+            result = None
+            for event in translate_stream(model, path, mode=args.mode, translator=translator, config=config):
+                if isinstance(event, TranslationFinished):
+                    result = event.translation
+                elif args.stream and not args.output_dir:
+                    if args.format == "json":
+                        print(json.dumps({"file": path, "event": type(event).__name__,
+                                          **dataclasses.asdict(event)}, ensure_ascii=False), flush=True)
+                    elif isinstance(event, SentenceTranslated):
+                        print(event.sentence.text, flush=True)
+        except FunASRNanoError as error:
+            failures += 1
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        if args.stream and not args.output_dir:
+            continue
+        if args.format == "json":
+            payload = {"file": path, **result.to_dict()}
+            if args.output_dir:
+                import os
+
+                os.makedirs(args.output_dir, exist_ok=True)
+                stem = os.path.splitext(os.path.basename(path))[0]
+                with open(os.path.join(args.output_dir, f"{stem}.json"), "w", encoding="utf-8") as f:
+                    json.dump(payload, f, ensure_ascii=False)
+            else:
+                print(json.dumps(payload, ensure_ascii=False), flush=True)
+            continue
+        # the subtitle/text writers take a Transcription: one segment per translated sentence
+        as_transcription = Transcription(
+            text=result.text, tokens=(), language=config.target_language, duration=result.duration,
+            segments=tuple(Segment(s.start, s.end, s.text, ()) for s in result.segments))
+        if args.output_dir:
+            write_result(as_transcription, path, args.output_dir, args.format)
+        elif args.format == "txt":
+            print(result.text if len(args.files) == 1 else f"{path}\t{result.text}", flush=True)
+        else:
+            get_writer(args.format)(as_transcription, sys.stdout)
+            sys.stdout.flush()
+    if failures:
+        print(f"{failures} of {len(args.files)} files failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def _tiny(args: argparse.Namespace) -> int:
     from .tiny import write_tiny_checkpoint
 
@@ -276,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     try:
-        commands = {"transcribe": _transcribe, "tiny": _tiny, "data": _data, "train": _train, "lora": _lora}
+        commands = {"transcribe": _transcribe, "translate": _translate, "tiny": _tiny, "data": _data,
+                    "train": _train, "lora": _lora}
         return commands[args.command](args)
     except FunASRNanoError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -51,3 +51,8 @@ class TrainingError(FunASRNanoError):
 class AudioTooLongError(FunASRNanoError):
     """The audio is longer than the model decodes well in one piece and voice activity detection, which
     cuts it at pauses, was turned off."""
+
+
+class TranslatorError(FunASRNanoError):
+    """A translator that cannot be used: a missing folder, a model that cannot translate, or a speech
+    model asked for a task it was not trained for."""

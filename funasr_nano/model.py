@@ -450,6 +450,70 @@ class FunASRNano:
             )
         return results
 
+    def translate(
+        self,
+        audio: AudioInput,
+        target_language: str = "en",
+        mode: str = "unified",
+        translator=None,
+        config=None,
+        *,
+        vad_options: VadOptions | None = None,
+        sample_rate: int | None = None,
+    ):
+        """Translate speech into ``target_language`` text (see :mod:`funasr_nano.translate`).
+
+        Args:
+            audio: a path, file bytes or an array, any length (cut at pauses by the VAD).
+            target_language: overrides ``config.target_language``.
+            mode: ``"unified"`` (this model translates; it must have been trained for the ``translate``
+                task) or ``"cascade"`` (transcribe, then ``translator`` translates each sentence).
+            translator: cascade only: a :class:`funasr_nano.translate.Translator` or a model folder
+                (chat LLM, Marian/NLLB); ``None`` uses this model's own LLM on the text translation task.
+            config: :class:`funasr_nano.translate.TranslationConfig`.
+
+        Returns:
+            :class:`funasr_nano.translate.Translation`.
+
+        Raises:
+            UnsupportedLanguageError: an unsupported language pair. TranslatorError: no usable
+            translator, or a model not trained for the task. AudioDecodeError: unreadable audio.
+        """
+        from .translate import translate
+
+        return translate(self, audio, **self._translation_arguments(target_language, mode, translator, config,
+                                                                    vad_options, sample_rate))
+
+    def translate_stream(
+        self,
+        audio: AudioInput,
+        target_language: str = "en",
+        mode: str = "unified",
+        translator=None,
+        config=None,
+        *,
+        vad_options: VadOptions | None = None,
+        sample_rate: int | None = None,
+    ):
+        """Like :meth:`translate`, but yields events as they happen: partial transcripts, source
+        sentences, translated sentences, then the whole result (order documented in
+        :mod:`funasr_nano.translate`)."""
+        from .translate import translate_stream
+
+        return translate_stream(self, audio, **self._translation_arguments(target_language, mode, translator, config,
+                                                                           vad_options, sample_rate))
+
+    @staticmethod
+    def _translation_arguments(target_language, mode, translator, config, vad_options, sample_rate) -> dict:
+        import dataclasses
+
+        from .translate import TranslationConfig
+
+        config = config or TranslationConfig(target_language=target_language)
+        if config.target_language != target_language:
+            config = dataclasses.replace(config, target_language=target_language)
+        return dict(mode=mode, translator=translator, config=config, vad_options=vad_options, sample_rate=sample_rate)
+
     def stream(
         self,
         language: str | None = None,
