@@ -35,13 +35,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence, Union
 
-import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioInput, describe_source, iter_audio
+from .audio import SAMPLE_RATE, AudioInput, iter_audio
 from .decoding import DecodingOptions
 from .errors import TranslatorError, UnsupportedLanguageError
-from .prompt import build_prompt_ids, build_text_prompt_ids, get_task, transcription_instruction
+from .prompt import get_task, transcription_instruction
 from .results import join_texts
 
 if TYPE_CHECKING:
@@ -488,7 +487,7 @@ def _translate_events(model, audio, mode, translator, config, vad_options, sampl
         first = latency if first is None else first
         return SentenceTranslated(sentence, latency)
 
-    def _sentence_events(sentence: str) -> Iterator[TranslationEvent]:
+    def sentence_events(sentence: str) -> Iterator[TranslationEvent]:
         if mode == "unified":
             yield emit(sentence, None, span)
             return
@@ -499,12 +498,8 @@ def _translate_events(model, audio, mode, translator, config, vad_options, sampl
     span = (0.0, 0.0)
     info = {"duration": 0.0}
     for number, chunk in enumerate(_segments(audio, vad_options, sample_rate, info)):
-        if mode == "cascade":
-            inputs = model.prepare_inputs(chunk.samples, transcription_instruction())
-        else:
-            audio_embeds = model.audio_embeddings(chunk.samples)
-            prompt = build_prompt_ids(model.tokenizer, get_task("translate").user_text(), audio_embeds.shape[0])
-            inputs = model.inputs_embeds(prompt, audio_embeds)
+        instruction = transcription_instruction() if mode == "cascade" else get_task("translate").user_text()
+        inputs = model.prepare_inputs(chunk.samples, instruction)
         done_chars = 0  # characters of this segment's text already sent as sentences
         span = (chunk.start_time, chunk.end_time)
         task = "transcribe" if mode == "cascade" else "translate"
@@ -518,14 +513,14 @@ def _translate_events(model, audio, mode, translator, config, vad_options, sampl
             complete, _ = split_sentences(text[done_chars:], final=False)
             for sentence in complete:
                 done_chars = text.index(sentence, done_chars) + len(sentence)
-                yield from _sentence_events(sentence)
+                yield from sentence_events(sentence)
         final_text = model.decode_text(tokens)
         if config.stream_by_sentence:
             rest, _ = split_sentences(final_text[done_chars:], final=True)
         else:
             rest = [final_text.strip()] if final_text.strip() else []
         for sentence in rest:
-            yield from _sentence_events(sentence)
+            yield from sentence_events(sentence)
     # events carry their VAD segment's span; the result shares it among the segment's sentences
     sentences = _respread(sentences)
     translation = Translation(
