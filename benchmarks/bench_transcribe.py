@@ -98,7 +98,10 @@ def worker_official(model_dir, clip, new_tokens, repeats, dtype):
     import torch
     from funasr import AutoModel
 
-    auto = AutoModel(model=str(model_dir), device="cpu", disable_update=True, disable_log=True)
+    threads = torch.get_num_threads()
+    # AutoModel sets torch's thread count to its `ncpu` (default 4): give it the same as ours
+    auto = AutoModel(model=str(model_dir), device="cpu", disable_update=True, disable_log=True, ncpu=threads)
+    torch.set_num_threads(threads)
     model, tokenizer, frontend = auto.model, auto.kwargs["tokenizer"], auto.kwargs["frontend"]
     llm_dtype = {"fp32": "fp32", "bf16": "bf16"}[dtype]
     kwargs = dict(key=["utt"], tokenizer=tokenizer, frontend=frontend, device="cpu", max_length=new_tokens,
@@ -155,7 +158,7 @@ def run_worker(args) -> None:
     result["rtf"] = result["e2e_s"] / seconds
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result.update(impl=args.worker, clip_s=seconds, new_tokens=args.new_tokens, dtype=args.dtype,
-                  threads=args.threads)
+                  threads=torch.get_num_threads())
     print(json.dumps(result))
 
 
