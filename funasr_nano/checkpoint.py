@@ -57,6 +57,9 @@ class LoadedCheckpoint:
             the LLM (see :func:`funasr_nano.prompt.num_audio_tokens`).
         layout: ``"official"`` or ``"hf"``.
         path: the folder it was loaded from.
+        tasks: the task names (:data:`funasr_nano.prompt.TASKS`) the checkpoint says it was trained
+            for (``tasks`` in config.yaml / config.json), or None when it does not say (the official
+            Fun-ASR-Nano-2512 does not).
     """
 
     model: Any
@@ -65,6 +68,7 @@ class LoadedCheckpoint:
     use_low_frame_rate: bool
     layout: str
     path: str
+    tasks: tuple[str, ...] | None = None
 
 
 def detect_layout(path: str) -> str:
@@ -341,7 +345,15 @@ def _load_official(path: str):
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except Exception as error:
         raise CheckpointError(f"{path}: cannot load the tokenizer from {tokenizer_dir}: {error}") from error
-    return model, tokenizer, frontend, bool(config.use_low_frame_rate)
+    return model, tokenizer, frontend, bool(config.use_low_frame_rate), _tasks(cfg.get("tasks"), path)
+
+
+def _tasks(value, path: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        raise CheckpointError(f"{path}: 'tasks' must be a list of task names, got {value!r}")
+    return tuple(value)
 
 
 def _load_hf(path: str, use_low_frame_rate: bool | None):
@@ -365,7 +377,7 @@ def _load_hf(path: str, use_low_frame_rate: bool | None):
         # The transformers port feeds every adaptor frame; the official Fun-ASR-Nano-2512 config says
         # use_low_frame_rate: true. A converted checkpoint without the field follows the official model.
         use_low_frame_rate = bool(getattr(model.config, "use_low_frame_rate", True))
-    return model, tokenizer, frontend, use_low_frame_rate
+    return model, tokenizer, frontend, use_low_frame_rate, _tasks(getattr(model.config, "tasks", None), path)
 
 
 def load_checkpoint(
@@ -393,18 +405,18 @@ def load_checkpoint(
     path = os.fspath(path)
     layout = detect_layout(path)
     if layout == "official":
-        model, tokenizer, frontend, low_frame_rate = _load_official(path)
+        model, tokenizer, frontend, low_frame_rate, tasks = _load_official(path)
         if use_low_frame_rate is not None:
             low_frame_rate = use_low_frame_rate
     else:
-        model, tokenizer, frontend, low_frame_rate = _load_hf(path, use_low_frame_rate)
+        model, tokenizer, frontend, low_frame_rate, tasks = _load_hf(path, use_low_frame_rate)
     _fix_adaptor_attention(model)
     model.eval().requires_grad_(False)
     model.to(device=device, dtype=torch.float32)
     model.model.language_model.to(dtype)
     model.lm_head.to(dtype)
     logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path, dtype, low_frame_rate)
-    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path)
+    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks)
 
 
 def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor], num_blocks: int) -> dict[str, torch.Tensor]:
