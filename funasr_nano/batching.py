@@ -117,6 +117,10 @@ class Batch:
             row order, right-padded.
         feature_lengths: ``(audio_rows,)`` valid frames per audio row.
         num_audio: ``(audio_rows,)`` audio positions per audio row (<= its frames).
+        transcripts: ``(audio_rows, tokens)`` int64 token ids of each audio row's transcript (the
+            target of a transcription, the ``source_text`` of a translation), padded with -100; for
+            the auxiliary CTC loss. A row without a transcript has length 0.
+        transcript_lengths: ``(audio_rows,)`` transcript tokens per audio row.
     """
 
     input_ids: torch.Tensor
@@ -126,6 +130,8 @@ class Batch:
     features: torch.Tensor
     feature_lengths: torch.Tensor
     num_audio: torch.Tensor
+    transcripts: torch.Tensor
+    transcript_lengths: torch.Tensor
 
     def to(self, device) -> "Batch":
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
@@ -187,7 +193,20 @@ class Collator:
             features[i, : f.shape[0]] = f
         feature_lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
         num_audio = torch.tensor([sum(r[2]) for r in rows if r[3] is not None], dtype=torch.long)
-        return Batch(input_ids, attention_mask, labels, audio_mask, features, feature_lengths, num_audio)
+        spoken = [self.transcript_ids(e) for e, r in zip(examples, rows) if r[3] is not None]
+        transcripts = torch.full((len(spoken), max((len(t) for t in spoken), default=0)), IGNORE_INDEX,
+                                 dtype=torch.long)
+        for i, ids in enumerate(spoken):
+            transcripts[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        transcript_lengths = torch.tensor([len(t) for t in spoken], dtype=torch.long)
+        return Batch(input_ids, attention_mask, labels, audio_mask, features, feature_lengths, num_audio,
+                     transcripts, transcript_lengths)
+
+    def transcript_ids(self, example: Example) -> list[int]:
+        """Token ids of what ``example``'s audio says: the target of a transcription, the
+        ``source_text`` of a translation; ``[]`` when unknown."""
+        text = example.target if example.task == "transcribe" else example.source_text
+        return self.tokenizer.encode(text, add_special_tokens=False) if text else []
 
 
 class SpeechLLMLoss(torch.nn.Module):
@@ -196,11 +215,21 @@ class SpeechLLMLoss(torch.nn.Module):
     The audio path is :meth:`funasr_nano.FunASRNano.encode` (encoder, then adaptor, with the feature
     mask), with gradients; each audio row's first ``num_audio`` adaptor frames replace its audio
     positions, as FunASR splices ``fake_token_len`` frames.
+
+    With ``ctc_weight > 0`` an auxiliary CTC loss (per transcript token, times ``ctc_weight``) is added:
+    the adaptor frames that enter the LLM are classified by the LLM's output layer (``lm_head``, tied to
+    the input embeddings in small models) against the audio's transcript, with ``blank_id`` as the CTC
+    blank. It pulls each audio position towards the embedding of the token spoken there, which makes
+    training from scratch find the audio-text alignment much sooner (no parameters are added).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, ctc_weight: float = 0.0, blank_id: int | None = None):
         super().__init__()
+        if ctc_weight > 0 and blank_id is None:
+            raise ValueError("a CTC loss needs blank_id")
         self.model = model
+        self.ctc_weight = ctc_weight
+        self.blank_id = blank_id
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(loss, target token count)``; loss is a scalar float32."""
@@ -213,11 +242,32 @@ class SpeechLLMLoss(torch.nn.Module):
             adapted = inner.multi_modal_projector(encoded, mask)  # (A, frames, H)
             audio = torch.cat([adapted[i, :n] for i, n in enumerate(batch.num_audio.tolist())])  # (sum n, H)
             embeds = embeds.masked_scatter(batch.audio_mask[..., None], audio.to(embeds.dtype))
+            ctc = self.ctc_loss(adapted, batch) if self.ctc_weight > 0 else None
+        else:
+            ctc = None
         hidden = inner.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask).last_hidden_state
         targets = batch.labels[:, 1:]
         keep = targets != IGNORE_INDEX  # (B, L-1): positions whose next token is a target
         logits = self.model.lm_head(hidden[:, :-1][keep])  # (tokens, vocab): only where there is a loss
         loss = F.cross_entropy(logits.float(), targets[keep])
+        if ctc is not None:
+            loss = loss + self.ctc_weight * ctc
         return loss, keep.sum()
+
+    def ctc_loss(self, adapted: torch.Tensor, batch: Batch) -> torch.Tensor | None:
+        """Mean CTC loss per transcript token over the audio rows that have a transcript (None if none).
+
+        ``adapted``: ``(audio_rows, frames, hidden)`` adaptor output; only each row's first
+        ``num_audio`` frames (those the LLM sees) are used."""
+        rows = (batch.transcript_lengths > 0) & (batch.transcript_lengths <= batch.num_audio)
+        if not bool(rows.any()):
+            return None
+        log_probs = F.log_softmax(self.model.lm_head(adapted[rows]).float(), dim=-1)  # (R, frames, V)
+        lengths = batch.transcript_lengths[rows]
+        targets = batch.transcripts[rows]
+        targets = torch.cat([targets[i, :n] for i, n in enumerate(lengths.tolist())])
+        total = F.ctc_loss(log_probs.transpose(0, 1), targets, batch.num_audio[rows], lengths, blank=self.blank_id,
+                           reduction="sum", zero_infinity=True)
+        return total / lengths.sum()
 
 

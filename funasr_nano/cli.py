@@ -29,7 +29,8 @@ logger = logging.getLogger("funasr_nano")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="DIR", help="checkpoint folder (official or transformers layout)")
+    parser.add_argument("--model", metavar="DIR", help="checkpoint folder (official or transformers layout; default: the embedded demo model, "
+                             "which knows only synthetic espeak-ng Mandarin)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="LLM dtype (default: fp32)")
 

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The embedded demo model (recipes/demo): used when no checkpoint folder is given.
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
+
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
 
@@ -594,8 +597,9 @@ def load_model(
     """Load a Fun-ASR-Nano checkpoint (official or transformers layout).
 
     Args:
-        path: checkpoint folder. ``None`` is reserved for the embedded default model, which this
-            version does not ship yet.
+        path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
+            model trained by ``recipes/demo`` that knows only synthetic espeak-ng Mandarin of everyday
+            sentences (see ``docs/demo-model.md``); pass the Fun-ASR-Nano-2512 folder for real speech.
         device: ``"cpu"``, ``"cuda"``, ...
         dtype: LLM dtype (``torch.float32``/``"fp32"`` or ``torch.bfloat16``/``"bf16"``).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
@@ -608,10 +612,10 @@ def load_model(
         CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
     """
     if path is None:
-        raise CheckpointError(
-            "no embedded default model ships with this version; pass a checkpoint folder "
-            "(e.g. Fun-ASR-Nano-2512), or write a tiny random one with `funasr-nano tiny DIR`"
-        )
+        path = DEFAULT_MODEL
+        if not os.path.isdir(path):
+            raise CheckpointError(f"the embedded demo model is missing ({path}); reinstall funasr-nano or pass a "
+                                  "checkpoint folder (e.g. Fun-ASR-Nano-2512)")
     checkpoint = load_checkpoint(os.fspath(path), device=device, dtype=resolve_dtype(dtype),
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:

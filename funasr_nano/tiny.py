@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Iterable
 
 import torch
 import yaml
@@ -37,22 +38,21 @@ CHATML_TEMPLATE = (
 )
 
 
-def build_tokenizer():
-    """A byte-level BPE tokenizer with Qwen's pre-tokenizer, special tokens and a ChatML template.
+def _qwen_pre_tokenizer():
+    from tokenizers import Regex, pre_tokenizers
 
-    The vocabulary is the 256 byte symbols (no merges) followed by the special tokens, so any text
-    round-trips. Returns a ``transformers.PreTrainedTokenizerFast``.
-    """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+    return pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
+
+
+def _with_qwen_specials(tokenizer):
+    """Add Qwen's special and added tokens to a ``tokenizers.Tokenizer`` and wrap it as a
+    ``transformers.PreTrainedTokenizerFast`` with the ChatML template."""
+    from tokenizers import AddedToken, decoders
+    from transformers import PreTrainedTokenizerFast
+
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN_ADDED_TOKENS])
@@ -60,6 +60,37 @@ def build_tokenizer():
         tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         chat_template=CHATML_TEMPLATE, model_max_length=32768, clean_up_tokenization_spaces=False,
     )
+
+
+def build_tokenizer():
+    """A byte-level BPE tokenizer with Qwen's pre-tokenizer, special tokens and a ChatML template.
+
+    The vocabulary is the 256 byte symbols (no merges) followed by the special tokens, so any text
+    round-trips. Returns a ``transformers.PreTrainedTokenizerFast``.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = _qwen_pre_tokenizer()
+    return _with_qwen_specials(tokenizer)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
+    """A compact byte-level BPE tokenizer learned from ``texts``: the same pre-tokenizer, special tokens
+    and ChatML template as :func:`build_tokenizer` (and as Qwen's), with ``vocab_size`` entries before
+    the special tokens (256 byte symbols + merges). Any text still round-trips (byte fallback).
+    Returns a ``transformers.PreTrainedTokenizerFast``.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = _qwen_pre_tokenizer()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return _with_qwen_specials(tokenizer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,12 +172,12 @@ def official_config_yaml(config: TinyConfig, llm_dir: str = "Qwen3-0.6B") -> dic
     }
 
 
-def build_random_model(config: TinyConfig, seed: int = 0):
+def build_random_model(config: TinyConfig, seed: int = 0, tokenizer=None):
     """``(FunAsrNanoForConditionalGeneration, tokenizer, official config.yaml dict)`` with random
-    weights drawn from ``seed``."""
+    weights drawn from ``seed``; ``tokenizer`` defaults to :func:`build_tokenizer`'s."""
     from .checkpoint import hf_config_from_official, _frontend_from_yaml, _new_model
 
-    tokenizer = build_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     cfg = official_config_yaml(config)
     hf_config = hf_config_from_official(cfg, llm_config_dict(config, tokenizer), _frontend_from_yaml(cfg))
     hf_config.audio_token_id = tokenizer.convert_tokens_to_ids("<|object_ref_start|>")

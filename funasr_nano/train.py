@@ -80,6 +80,9 @@ class TrainConfig:
         eval_max_new_tokens: generation cap during evaluation.
         export_layout: layout of ``OUTPUT/model``: ``official``, ``hf``, or None = the source's.
         feature_cache_size: LFR features kept in memory (examples); 0 = recompute every time.
+        ctc_weight: weight of an auxiliary CTC loss on the adaptor output through the LLM's output
+            layer, blank = the pad token (see :class:`funasr_nano.batching.SpeechLLMLoss`); helps a model
+            trained from scratch align audio and text. 0 = off (the official recipe has none).
         seed: seeds weights added (LoRA), data order and dropout.
     """
 
@@ -113,6 +116,7 @@ class TrainConfig:
     eval_max_new_tokens: int = 128
     export_layout: str | None = None
     feature_cache_size: int = 4096
+    ctc_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -132,6 +136,8 @@ class TrainConfig:
                      "feature_cache_size"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.ctc_weight < 0:
+            problems.append(f"ctc_weight must be >= 0, got {self.ctc_weight}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -333,7 +339,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, functools.partial(lr_lambda, warmup_steps=config.warmup_steps, max_steps=config.max_steps,
                                          min_lr_ratio=config.min_lr_ratio))
-        self.module, self.optimizer = self.accelerator.prepare(SpeechLLMLoss(model), optimizer)
+        loss = SpeechLLMLoss(model, config.ctc_weight, pad if config.ctc_weight > 0 else None)
+        self.module, self.optimizer = self.accelerator.prepare(loss, optimizer)
         self.step = 0  # optimizer steps done
         self.position = 0  # batches of the sampler stream consumed (all processes)
         self.history: list[StepLog] = []
@@ -468,7 +475,8 @@ class Trainer:
         if state["num_processes"] != self.accelerator.num_processes:
             raise TrainingError(f"{path} was written by {state['num_processes']} processes; this run has "
                                 f"{self.accelerator.num_processes} (the data order would differ)")
-        changed = sorted(k for k, v in self.config.to_dict().items() if state["config"].get(k) != v)
+        current = json.loads(json.dumps(self.config.to_dict()))  # as stored: tuples become lists
+        changed = sorted(k for k, v in current.items() if state["config"].get(k) != v)
         if changed:
             logger.warning("resuming %s with changed settings %s; the run will differ from an uninterrupted one",
                            path, changed)

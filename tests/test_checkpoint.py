@@ -127,6 +127,18 @@ def test_hf_low_frame_rate_defaults_to_official(tiny_hf, tmp_path):
     assert load_model(path, use_low_frame_rate=False).use_low_frame_rate is False
 
 
-def test_default_model_not_shipped_yet():
-    with pytest.raises(CheckpointError, match="tiny"):
-        load_model()
+def test_tasks_recorded_in_config_are_loaded(tiny_official, tiny_hf, tmp_path):
+    import yaml
+
+    assert load_model(tiny_official).checkpoint.tasks == ("transcribe",)  # says none: transcription only
+    official = _copy(tiny_official, tmp_path / "official")
+    cfg = yaml.safe_load((official / "config.yaml").read_text())
+    (official / "config.yaml").write_text(yaml.safe_dump({**cfg, "tasks": ["transcribe", "translate"]}))
+    assert load_model(official).checkpoint.tasks == ("transcribe", "translate")
+    hf = _copy(tiny_hf, tmp_path / "hf")
+    config = json.loads((hf / "config.json").read_text())
+    (hf / "config.json").write_text(json.dumps({**config, "tasks": ["transcribe"]}))
+    assert load_model(hf).checkpoint.tasks == ("transcribe",)
+    (hf / "config.json").write_text(json.dumps({**config, "tasks": "transcribe"}))
+    with pytest.raises(CheckpointError, match="tasks"):
+        load_model(hf)

@@ -14,7 +14,7 @@ from funasr_nano import load_model
 from funasr_nano.cli import main
 from funasr_nano.data import read_manifest
 from funasr_nano.errors import TrainingError
-from funasr_nano.tiny import write_tiny_checkpoint
+from funasr_nano.tiny import TinyConfig, write_tiny_checkpoint
 from funasr_nano.train import IGNORE_INDEX, BatchSampler, TrainConfig, Trainer
 
 from .training_data import make_corpus, one_thread  # noqa: F401 - autouse fixture
@@ -66,14 +66,16 @@ def _resume_config(base, corpus, output_dir, **overrides):
     return TrainConfig(**values)
 
 
-def test_resumed_run_continues_exactly(base, corpus, tmp_path):
+def test_resumed_run_continues_exactly(base, corpus, tmp_path, caplog):
     uninterrupted = Trainer(_resume_config(base, corpus, tmp_path / "a")).train(export=False).losses
 
     first = Trainer(_resume_config(base, corpus, tmp_path / "b"))
     first.train(until_step=4)
     del first
     resumed = Trainer(_resume_config(base, corpus, tmp_path / "b"))
-    assert resumed.resume() == 4  # the newest checkpoint, step-000004
+    with caplog.at_level("WARNING", logger="funasr_nano.train"):
+        assert resumed.resume() == 4  # the newest checkpoint, step-000004
+    assert "changed settings" not in caplog.text  # same config: no warning
     losses = resumed.train(export=False).losses
 
     assert len(uninterrupted) == len(losses) == 8
@@ -169,3 +171,27 @@ def test_export_records_the_trained_tasks(base, corpus, tmp_path):
     result = Trainer(_resume_config(base, corpus, tmp_path / "lora", max_steps=1, save_every=0)).train()
     assert load_model(result.model_dir).tasks == ("transcribe",)
     assert load_model(result.model_dir, lora=result.lora_dir).supports_task("translate")
+
+
+def test_ctc_loss_uses_the_transcript_and_only_audio_rows(base, corpus, tmp_path):
+    # every adaptor frame enters the LLM (enough positions for the transcript); adaptor only: the frozen
+    # encoder runs in eval mode (no dropout), so both losses are deterministic
+    base = write_tiny_checkpoint(str(tmp_path / "all-frames"), "official", TinyConfig(use_low_frame_rate=False), seed=3)
+    plain = Trainer(_resume_config(base, corpus, tmp_path / "a", lora=None, max_steps=1))
+    ctc = Trainer(_resume_config(base, corpus, tmp_path / "b", lora=None, max_steps=1, ctc_weight=0.5))
+    tokenizer = ctc.loaded.tokenizer
+    spoken = [e for e in ctc.examples if e.task == "transcribe"][:2] + [e for e in ctc.examples if e.task == "translate"][:2]
+    batch = ctc.collator(spoken)
+    for row, example in enumerate(spoken):  # a translation's transcript is its source text
+        ids = batch.transcripts[row, : int(batch.transcript_lengths[row])].tolist()
+        assert tokenizer.decode(ids) == (example.target if example.task == "transcribe" else example.source_text)
+    with torch.no_grad():
+        with_ctc, count = ctc.module(batch)
+        without, count_plain = plain.module(batch)
+    assert bool((batch.transcript_lengths <= batch.num_audio).all())
+    assert torch.isfinite(with_ctc) and with_ctc > without + 0.1 and int(count) == int(count_plain)
+    text_only = ctc.collator([e for e in ctc.examples if e.task == "text_translate"][:2])
+    with torch.no_grad():
+        assert torch.equal(ctc.module(text_only)[0], plain.module(text_only)[0])
+    with pytest.raises(TrainingError, match="ctc_weight"):
+        _resume_config(base, corpus, tmp_path / "c", ctc_weight=-1.0)
