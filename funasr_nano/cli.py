@@ -116,7 +116,7 @@ def _add_training_commands(commands) -> None:
     synth.add_argument("--jobs", type=int, help="parallel processes (default: all cores)")
 
     train = commands.add_parser("train", help="train the adaptor / encoder / LLM / LoRA from a YAML config")
-    train.add_argument("--config", required=True, metavar="CONFIG.yaml", help="training config (docs/fine-tuning.md)")
+    train.add_argument("--config", required=True, metavar="CONFIG.yaml", help="training config (README: Fine-tuning)")
     train.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                        help="continue from CHECKPOINT, or from the newest in OUTPUT/checkpoints")
 

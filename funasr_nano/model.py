@@ -599,7 +599,7 @@ def load_model(
     Args:
         path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
             model trained by ``recipes/demo`` that knows only synthetic espeak-ng Mandarin of everyday
-            sentences (see ``docs/demo-model.md``); pass the Fun-ASR-Nano-2512 folder for real speech.
+            sentences (see the README, *The embedded demo model*); pass the Fun-ASR-Nano-2512 folder for real speech.
         device: ``"cpu"``, ``"cuda"``, ...
         dtype: LLM dtype (``torch.float32``/``"fp32"`` or ``torch.bfloat16``/``"bf16"``).
         use_low_frame_rate: override the checkpoint's audio-length rule (see

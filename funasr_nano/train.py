@@ -198,7 +198,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
-        """Read a YAML training config (see ``docs/fine-tuning.md``)."""
+        """Read a YAML training config (see the README, *Fine-tuning*)."""
         path = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as f:

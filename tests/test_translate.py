@@ -224,3 +224,27 @@ def test_a_sentence_is_translated_while_its_segment_is_still_being_transcribed(m
     second_sentence_seen = next(i for i, e in enumerate(events) if isinstance(e, PartialTranscript) and "我" in e.text)
     assert first_translation < second_sentence_seen
     assert events[-1].translation.text == text == events[-1].translation.source_text
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model()  # the embedded demo model: trained for transcribe, translate and text_translate
+
+
+def test_demo_model_translates_the_shipped_example_unified(demo):
+    """The demo model is weak (see README), but unified mode gives English words, not Chinese."""
+    from .conftest import ROOT
+
+    result = demo.translate(ROOT / "examples" / "demo_zh.wav", mode="unified")
+    assert result.source_text is None and result.segments
+    assert re.search(r"[A-Za-z]{2,}", result.text) and not re.search(r"[\u4e00-\u9fff]", result.text)
+
+
+def test_demo_model_llm_as_cascade_translator(demo):
+    from .conftest import ROOT
+
+    result = demo.translate(ROOT / "examples" / "demo_zh.wav", mode="cascade")
+    assert result.source_text and re.search(r"[\u4e00-\u9fff]", result.source_text)  # the Chinese transcript
+    for sentence in result.segments:
+        assert sentence.text == demo.run("text_translate", text=sentence.source,
+                                         options=__import__("funasr_nano").DecodingOptions(max_new_tokens=256)).text.strip()

@@ -20,7 +20,7 @@ import torch
 from funasr_nano.tiny import TinyConfig, build_random_model, train_tokenizer, write_official
 
 # Small enough to train on two CPU cores in about an hour and to ship in < 30 MB (fp16); see
-# docs/demo-model.md. use_low_frame_rate False: every adaptor frame (60 ms) enters the LLM, which is
+# README: The embedded demo model. use_low_frame_rate False: every adaptor frame (60 ms) enters the LLM, which is
 # easier to learn from scratch than the official "first quarter of the frames" cut.
 DEMO_SIZE = TinyConfig(
     encoder_dim=192, encoder_heads=4, encoder_ffn=768, encoder_blocks=6, encoder_tp_blocks=0,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The demo model, from text to the shipped model, on CPU (docs/demo-model.md):
+# The demo model, from text to the shipped model, on CPU (README: The embedded demo model):
 #   sh recipes/demo/run.sh            (from the repository root; re-running resumes every step)
 # Needs espeak-ng, and the text corpora in ../shared/data (Tatoeba cmn-eng, AISHELL-1 transcripts).
 set -eu
@@ -24,5 +24,5 @@ else
 fi
 # 5. ship the newest checkpoint into funasr_nano/assets/demo, with the example and the test subset
 $PYTHON $HERE/ship.py $WORK
-# 6. measure it (docs/demo-model.md's table)
+# 6. measure it (README: The embedded demo model's table)
 $PYTHON $HERE/evaluate.py $WORK/data/test/manifest.jsonl --real ../shared/audio/*.wav --json $WORK/eval.json

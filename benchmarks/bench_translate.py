@@ -1,0 +1,106 @@
+"""Speech translation side by side: unified (one pass) vs cascade (ASR, then text translation).
+
+For every ``translate`` line of a manifest (audio + English reference), runs both modes through
+``FunASRNano.translate_stream`` and reports, per mode:
+
+  BLEU, chrF       sacrebleu corpus scores against the references
+  first_s          seconds from the call to the first translated sentence (mean over utterances)
+  total_s          seconds to the end (mean)
+  rtf              total seconds / audio seconds
+
+Usage:
+  python benchmarks/bench_translate.py [--model DIR] [--manifest M] [--translator DIR] [--limit N]
+
+Defaults: the embedded demo model and its shipped held-out subset (tests/data/demo_heldout). ``--translator`` sets the cascade's
+text translator (a chat LLM or Marian/NLLB folder); without it the cascade uses the speech model's
+own LLM on the text-only translation task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_mode(model, examples, mode, translator, config):
+    from funasr_nano.translate import SentenceTranslated, TranslationFinished, translate_stream
+
+    hypotheses, firsts, totals, audio_seconds = [], [], [], 0.0
+    for example in examples:
+        began = time.perf_counter()
+        first = None
+        for event in translate_stream(model, example.audio, mode=mode, translator=translator, config=config):
+            if isinstance(event, SentenceTranslated) and first is None:
+                first = time.perf_counter() - began
+            elif isinstance(event, TranslationFinished):
+                result = event.translation
+        totals.append(time.perf_counter() - began)
+        firsts.append(first if first is not None else totals[-1])
+        hypotheses.append(result.text)
+        audio_seconds += result.duration
+    return hypotheses, firsts, totals, audio_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="speech model folder (default: the embedded demo model)")
+    parser.add_argument("--manifest", help="manifest with translate lines (default: the demo model's held-out set)")
+    parser.add_argument("--translator", help="cascade text translator folder (default: the speech model's LLM)")
+    parser.add_argument("--limit", type=int, help="use the first N utterances")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    import sacrebleu
+    import torch
+
+    from funasr_nano import load_model
+    from funasr_nano.data import read_manifest
+    from funasr_nano.translate import TranslationConfig, resolve_translator
+
+    torch.set_num_threads(args.threads)
+    manifest = args.manifest or str(ROOT / "tests" / "data" / "demo_heldout" / "manifest.jsonl")
+    examples = [e for e in read_manifest(manifest) if e.task == "translate" and e.audio]
+    if args.limit:
+        examples = examples[: args.limit]
+    if not examples:
+        raise SystemExit(f"{manifest}: no translate lines with audio")
+    model = load_model(args.model)
+    config = TranslationConfig()
+    references = [e.target for e in examples]
+    rows = []
+    for mode in ("unified", "cascade"):
+        translator = resolve_translator(model, mode, args.translator if mode == "cascade" else None)
+        run_mode(model, examples[:1], mode, translator, config)  # warm-up
+        hypotheses, firsts, totals, seconds = run_mode(model, examples, mode, translator, config)
+        rows.append(dict(
+            mode=mode, utterances=len(examples),
+            bleu=sacrebleu.corpus_bleu(hypotheses, [references]).score,
+            chrf=sacrebleu.corpus_chrf(hypotheses, [references]).score,
+            first_s=statistics.mean(firsts), total_s=statistics.mean(totals), rtf=sum(totals) / seconds,
+            examples=[{"reference": r, "hypothesis": h} for r, h in list(zip(references, hypotheses))[:3]],
+        ))
+        print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
+    print(f"\nmodel: {args.model or 'embedded demo'}; manifest: {manifest}; cascade translator: "
+          f"{args.translator or 'the speech model LLM (text_translate)'}; machine: {platform.machine()}, "
+          f"{os.cpu_count()} cores, torch threads {args.threads}")
+    print("| mode | passes | BLEU | chrF | first sentence s | total s | RTF |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        passes = "1 (speech LLM)" if r["mode"] == "unified" else "2 (ASR + text)"
+        print(f"| {r['mode']} | {passes} | {r['bleu']:.1f} | {r['chrf']:.1f} | {r['first_s']:.3f} | "
+              f"{r['total_s']:.3f} | {r['rtf']:.3f} |")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(rows, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
