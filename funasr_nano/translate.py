@@ -504,10 +504,12 @@ def _translate_events(model, audio, mode, translator, config, vad_options, sampl
         span = (chunk.start_time, chunk.end_time)
         task = "transcribe" if mode == "cascade" else "translate"
         tokens: list[int] = []
+        partial = None
         for tokens in stream_tokens(model, inputs, decoding, task):
             text = model.decode_text(tokens)
-            if mode == "cascade":
-                yield PartialTranscript(number, text.strip())
+            if mode == "cascade" and text.strip() != partial:  # only when the transcript changed
+                partial = text.strip()
+                yield PartialTranscript(number, partial)
             if not config.stream_by_sentence:
                 continue
             complete, _ = split_sentences(text[done_chars:], final=False)
