@@ -221,6 +221,11 @@ class Translator(Protocol):
     def translate(self, text: str, config: TranslationConfig) -> str: ...
 
 
+def _sampling(config: TranslationConfig) -> dict:
+    """``generate`` arguments for ``config.temperature`` (0 = greedy)."""
+    return dict(do_sample=True, temperature=config.temperature) if config.temperature > 0 else dict(do_sample=False)
+
+
 def _clean_output(text: str) -> str:
     text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
     return re.sub(r"\s+", " ", text).strip()
@@ -255,9 +260,8 @@ class ChatLMTranslator:
     def translate(self, text: str, config: TranslationConfig) -> str:
         ids = self.tokenizer(self.prompt(text, config), return_tensors="pt", add_special_tokens=False)
         ids = ids.to(self.model.device)
-        sampling = dict(do_sample=True, temperature=config.temperature) if config.temperature > 0 else dict(do_sample=False)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        output = self.model.generate(**ids, max_new_tokens=config.max_new_tokens, pad_token_id=pad, **sampling)
+        output = self.model.generate(**ids, max_new_tokens=config.max_new_tokens, pad_token_id=pad, **_sampling(config))
         return _clean_output(self.tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
 
 
@@ -283,8 +287,7 @@ class Seq2SeqTranslator:
             self.tokenizer.src_lang = NLLB_CODES[config.source_language]
             kwargs["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(NLLB_CODES[config.target_language])
         inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
-        sampling = dict(do_sample=True, temperature=config.temperature) if config.temperature > 0 else dict(do_sample=False)
-        output = self.model.generate(**inputs, max_new_tokens=config.max_new_tokens, **kwargs, **sampling)
+        output = self.model.generate(**inputs, max_new_tokens=config.max_new_tokens, **kwargs, **_sampling(config))
         return _clean_output(self.tokenizer.decode(output[0], skip_special_tokens=True))
 
 

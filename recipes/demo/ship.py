@@ -15,7 +15,6 @@ Usage: ``python recipes/demo/ship.py WORK [--config recipes/demo/train.yaml] [--
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
