@@ -368,11 +368,7 @@ class FunASRNano:
                 duration = waveform.size / SAMPLE_RATE
             info["duration"] = duration
             if duration > max_duration:
-                raise AudioTooLongError(
-                    f"{describe_source(audio)}: audio is {duration:.1f} s long, more than max_duration "
-                    f"({max_duration:g} s) that the model decodes in one piece; enable VAD (vad=True, or "
-                    f"--vad on the command line) to cut it at pauses, or raise max_duration"
-                )
+                raise _too_long(audio, duration, max_duration)
             tokens = self.decode_waveforms([waveform], instruction, options)[0]
             yield Segment(start=0.0, end=duration, text=self.decode_text(tokens), tokens=tuple(tokens))
             return
@@ -438,10 +434,7 @@ class FunASRNano:
                 continue
             waveform = load_audio(audio, sample_rate=sample_rate)
             if waveform.size / SAMPLE_RATE > max_duration:
-                raise AudioTooLongError(
-                    f"{describe_source(audio)}: audio is {waveform.size / SAMPLE_RATE:.1f} s long, more than "
-                    f"max_duration ({max_duration:g} s); enable VAD to cut it at pauses, or raise max_duration"
-                )
+                raise _too_long(audio, waveform.size / SAMPLE_RATE, max_duration)
             short.append((index, waveform))
         token_lists = self.decode_waveforms([w for _, w in short], instruction, options, batch_size=batch_size)
         for (index, waveform), tokens in zip(short, token_lists):
@@ -574,6 +567,15 @@ class FunASRNano:
         result = self.decode_text(tokens)
         segments = (Segment(start=0.0, end=duration, text=result, tokens=tuple(tokens)),) if task.uses_audio else ()
         return Transcription(text=result, tokens=tuple(tokens), language=None, duration=duration, segments=segments)
+
+
+def _too_long(audio: AudioInput, duration: float, max_duration: float) -> AudioTooLongError:
+    """The error for input longer than ``max_duration`` seconds with VAD turned off."""
+    return AudioTooLongError(
+        f"{describe_source(audio)}: audio is {duration:.1f} s long, more than max_duration ({max_duration:g} s) "
+        f"that the model decodes in one piece; enable VAD (vad=True, or --vad on the command line) to cut it "
+        f"at pauses, or raise max_duration"
+    )
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
