@@ -38,10 +38,16 @@ CHATML_TEMPLATE = (
 )
 
 
-def _qwen_pre_tokenizer():
+# CJK unified ideographs (with extension A and the compatibility block): one pre-token per character
+# when a tokenizer is trained with ``cjk_chars=True``.
+CJK_CHAR_PATTERN = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+
+
+def _qwen_pre_tokenizer(cjk_chars: bool = False):
     from tokenizers import Regex, pre_tokenizers
 
-    return pre_tokenizers.Sequence([
+    steps = [pre_tokenizers.Split(Regex(CJK_CHAR_PATTERN), behavior="isolated", invert=False)] if cjk_chars else []
+    return pre_tokenizers.Sequence(steps + [
         pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
@@ -77,16 +83,20 @@ def build_tokenizer():
     return _with_qwen_specials(tokenizer)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2, cjk_chars: bool = False):
     """A compact byte-level BPE tokenizer learned from ``texts``: the same pre-tokenizer, special tokens
     and ChatML template as :func:`build_tokenizer` (and as Qwen's), with ``vocab_size`` entries before
     the special tokens (256 byte symbols + merges). Any text still round-trips (byte fallback).
-    Returns a ``transformers.PreTrainedTokenizerFast``.
+
+    ``cjk_chars=True`` first isolates every CJK ideograph, so no merge spans two Chinese characters: a
+    frequent character is one token, a rare one its UTF-8 bytes. Text then has about one token per
+    spoken syllable, which suits a small model trained from scratch with a CTC loss (Qwen's own
+    tokenizer merges frequent words). Returns a ``transformers.PreTrainedTokenizerFast``.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = _qwen_pre_tokenizer()
+    tokenizer.pre_tokenizer = _qwen_pre_tokenizer(cjk_chars)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tokenizer.train_from_iterator(texts, trainer=trainer)

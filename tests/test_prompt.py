@@ -2,7 +2,7 @@ import pytest
 
 from funasr_nano import UnsupportedLanguageError
 from funasr_nano.prompt import build_prompt_ids, language_name, num_audio_tokens, transcription_instruction
-from funasr_nano.tiny import build_tokenizer
+from funasr_nano.tiny import build_tokenizer, train_tokenizer
 
 
 def test_instruction_text():
@@ -34,3 +34,19 @@ def test_prompt_pieces_are_tokenized_separately():
     assert tokenizer.decode(prompt.prefix_ids) == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n语音转写："
     assert tokenizer.decode(prompt.suffix_ids) == "<|im_end|>\n<|im_start|>assistant\n"
     assert prompt.length == len(prompt.prefix_ids) + 5 + len(prompt.suffix_ids)
+
+
+def test_trained_tokenizer_with_cjk_chars_never_merges_two_characters():
+    corpus = ["我们今天去北京吧。", "我们明天去上海。", "他们今天不去。", "Hello world, hello there."] * 20
+    merged = train_tokenizer(corpus, 400)
+    per_char = train_tokenizer(corpus, 400, cjk_chars=True)
+    text = "我们今天去上海。Hello there"
+    ids = per_char.encode(text, add_special_tokens=False)
+    pieces = [per_char.decode([i]) for i in ids]
+    assert pieces[:8] == list("我们今天去上海。")  # one token per character, frequent words included
+    assert len(merged.encode("我们今天", add_special_tokens=False)) < 4  # Qwen-style merging joins words
+    assert per_char.decode(ids) == text
+    rare = per_char.encode("鑫", add_special_tokens=False)  # unseen character: its UTF-8 bytes
+    assert len(rare) == 3 and per_char.decode(rare) == "鑫"
+    assert per_char.apply_chat_template([{"role": "user", "content": "你好"}], tokenize=False).startswith(
+        "<|im_start|>user\n你好<|im_end|>")
