@@ -6,6 +6,11 @@ and a ``translate`` line per sentence); text translation uses the ``translate`` 
 CER is computed on characters with whitespace removed (jiwer), and again with punctuation removed as
 well; BLEU and chrF are sacrebleu's corpus scores (default tokenizer ``13a``).
 
+A diagnostic row, not a product path: the CER of the greedy CTC read-out of the audio positions (the
+adaptor output through the LLM's output layer, blank = the pad token, repeats and blanks collapsed),
+the auxiliary loss the recipe trains with (``ctc_weight``). It shows how much of the error is the
+audio path and how much the LLM adds or removes.
+
 Usage::
 
     python recipes/demo/evaluate.py MANIFEST [--model DIR] [--real WAV ...] [--json OUT.json] [--limit N]
@@ -50,11 +55,26 @@ class Scores:
     sentences: int
     cer: float  # transcription, whitespace ignored (0..1)
     cer_no_punct: float  # transcription, punctuation also ignored (0..1)
+    ctc_cer: float  # greedy CTC read-out of the audio positions, whitespace ignored (0..1); diagnostic
     speech_bleu: float
     speech_chrf: float
     text_bleu: float
     text_chrf: float
     seconds: float
+
+
+def ctc_readout(model, audio: str) -> str:
+    """Greedy CTC read-out of ``audio``'s LLM audio positions: argmax of ``lm_head`` per position,
+    repeats collapsed, blanks (the pad token, as in training) dropped."""
+    import torch
+
+    from funasr_nano.audio import load_audio
+
+    with torch.inference_mode():
+        ids = model.model.lm_head(model.audio_embeddings(load_audio(audio))).argmax(-1).tolist()
+    blank = model.tokenizer.pad_token_id
+    kept = [t for i, t in enumerate(ids) if t != blank and (i == 0 or ids[i - 1] != t)]
+    return model.tokenizer.decode(kept, skip_special_tokens=True)
 
 
 def evaluate(model, manifest: str, limit: int | None = None) -> tuple[Scores, list[dict]]:
@@ -72,7 +92,7 @@ def evaluate(model, manifest: str, limit: int | None = None) -> tuple[Scores, li
     records = []
     for example in transcribe:
         record = {"key": example.key, "audio": example.audio, "reference": example.target,
-                  "transcript": model.transcribe(example.audio).text}
+                  "transcript": model.transcribe(example.audio).text, "ctc_readout": ctc_readout(model, example.audio)}
         pair = translate.get(example.audio)
         if pair is not None:
             record["english"] = pair.target
@@ -90,6 +110,7 @@ def evaluate(model, manifest: str, limit: int | None = None) -> tuple[Scores, li
 
     refs, hyps = [r["reference"] for r in records], [r["transcript"] for r in records]
     scores = Scores(sentences=len(records), cer=cer(refs, hyps), cer_no_punct=cer(refs, hyps, punctuation=False),
+                    ctc_cer=cer(refs, [r["ctc_readout"] for r in records]),
                     speech_bleu=bleu("speech_translation"), speech_chrf=chrf("speech_translation"),
                     text_bleu=bleu("text_translation"), text_chrf=chrf("text_translation"),
                     seconds=time.perf_counter() - started)
@@ -130,6 +151,7 @@ def main() -> None:
     print("| task | metric | score |\n|---|---|---|")
     print(f"| transcription | CER (whitespace ignored) | {100 * scores.cer:.1f}% |")
     print(f"| transcription | CER (punctuation also ignored) | {100 * scores.cer_no_punct:.1f}% |")
+    print(f"| CTC read-out of the audio positions (diagnostic) | CER | {100 * scores.ctc_cer:.1f}% |")
     print(f"| speech -> English | BLEU / chrF | {scores.speech_bleu:.1f} / {scores.speech_chrf:.1f} |")
     print(f"| text -> English | BLEU / chrF | {scores.text_bleu:.1f} / {scores.text_chrf:.1f} |")
     for row in real:
