@@ -83,8 +83,11 @@ def main() -> None:
     result = shipped.transcribe(EXAMPLE)
     translation = shipped.run("translate", audio=EXAMPLE)
 
-    shutil.rmtree(SUBSET, ignore_errors=True)
-    os.makedirs(SUBSET)
+    # replace the audio, manifest and expected.json; keep README.md (the sentences' Tatoeba attribution)
+    os.makedirs(SUBSET, exist_ok=True)
+    for name in os.listdir(SUBSET):
+        if name != "README.md":
+            os.remove(os.path.join(SUBSET, name))
     lines, hypotheses = [], []
     for example_ in transcribe[: args.subset]:
         name = os.path.splitext(os.path.basename(example_.audio))[0] + ".flac"
