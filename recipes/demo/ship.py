@@ -1,7 +1,7 @@
 """Step 5 of the demo recipe: ship the trained model into the package, with its example and test data.
 
-* ``funasr_nano/assets/demo/``: the newest training checkpoint (``WORK/run/checkpoints/step-N``, so a
-  run cut short ships what it has), in the transformers layout with fp16 weights (the loader converts
+* ``funasr_nano/assets/demo/``: the newest checkpoint of the run that ``--config`` names
+  (``output_dir/checkpoints/step-N``, so a run cut short ships what it has), in the transformers layout with fp16 weights (the loader converts
   to float32), ``use_low_frame_rate: false`` and ``tasks`` (the tasks it was trained for) in
   ``config.json``;
 * ``examples/demo_zh.wav``: one held-out sentence (the first of 8+ characters in ``test.tsv``);
@@ -9,7 +9,7 @@
   manifest, and ``expected.json``: the shipped model's outputs on the example and its CER on the
   subset, which ``tests/test_demo_model.py`` checks.
 
-Usage: ``python recipes/demo/ship.py WORK [--config recipes/demo/train.yaml] [--subset 36]``
+Usage: ``python recipes/demo/ship.py WORK [--config recipes/demo/train2.yaml] [--subset 36]``
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from evaluate import cer  # noqa: E402
 from funasr_nano.checkpoint import load_checkpoint  # noqa: E402
 from funasr_nano.data import read_manifest  # noqa: E402
 from funasr_nano.model import DEFAULT_MODEL, FunASRNano  # noqa: E402
-from funasr_nano.train import TrainConfig, Trainer  # noqa: E402
+from funasr_nano.train import TrainConfig, Trainer, latest_checkpoint  # noqa: E402
 
 TASK_NAMES = ["transcribe", "translate", "text_translate"]
 EXAMPLE = os.path.join(ROOT, "examples", "demo_zh.wav")
@@ -50,20 +50,32 @@ def export_latest(work: str, config_path: str) -> tuple[str, int]:
     return path, step
 
 
+def earlier_passes(model: str) -> list[int]:
+    """Steps of the earlier training passes that ``model`` comes from (oldest first): a pass's start
+    model is the ``RUN/model`` export of the one before, whose checkpoints name its own start model."""
+    checkpoint = latest_checkpoint(os.path.dirname(os.path.abspath(model)))
+    if os.path.basename(os.path.abspath(model)) != "model" or checkpoint is None:
+        return []
+    with open(os.path.join(checkpoint, "state.json"), encoding="utf-8") as f:
+        state = json.load(f)
+    return earlier_passes(state["config"]["model"]) + [int(state["step"])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", help="work folder of the recipe")
-    parser.add_argument("--config", default=os.path.join(HERE, "train.yaml"), help="the training config")
+    parser.add_argument("--config", default=os.path.join(HERE, "train2.yaml"), help="the training config")
     parser.add_argument("--subset", type=int, default=36, help="held-out sentences shipped for the tests")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     source, step = export_latest(args.work, args.config)
+    steps = earlier_passes(TrainConfig.from_yaml(args.config).model) + [step]  # per training pass
     loaded = load_checkpoint(source)
     model = loaded.model
     model.config.tasks = list(TASK_NAMES)
     model.config.use_low_frame_rate = loaded.use_low_frame_rate
-    model.config.demo_training_steps = step
+    model.config.demo_training_steps = steps
     shutil.rmtree(DEFAULT_MODEL, ignore_errors=True)
     model.half().save_pretrained(DEFAULT_MODEL)
     loaded.tokenizer.save_pretrained(DEFAULT_MODEL)
@@ -103,7 +115,7 @@ def main() -> None:
     references = [line["target"] for line in lines if line["task"] == "transcribe"]
     subset_cer = cer(references, hypotheses)
     expected = {
-        "training_steps": step,
+        "training_steps": steps,
         "example": {"audio": os.path.relpath(EXAMPLE, ROOT), "reference": example.target,
                     "english": english.get(example.audio), "transcript": result.text,
                     "tokens": list(result.tokens), "speech_translation": translation.text},
