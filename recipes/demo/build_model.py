@@ -4,10 +4,10 @@ The tokenizer is a byte-level BPE learned from the *training* text only (Chinese
 ``train.tsv``, and the AISHELL-1 sentences), with Qwen's pre-tokenizer, special tokens and ChatML
 template (:func:`funasr_nano.tiny.train_tokenizer`), except that every Chinese character is its own
 token (``cjk_chars``): one token per spoken syllable is what the training's CTC loss aligns best, and a
-small LLM need not learn which characters a merged word token holds. The model is the Fun-ASR-Nano architecture (SAN-M
-encoder, Transformer adaptor, Qwen3 LLM) at the size of :data:`DEMO_SIZE`, with the usual
-initialisation for training from scratch (weights N(0, 0.02), norms 1, biases 0), written in the
-official layout (``config.yaml`` + ``model.pt`` + ``Qwen3-0.6B/``).
+small LLM need not learn which characters a merged word token holds. The model is the Fun-ASR-Nano
+architecture (SAN-M encoder, Transformer adaptor, Qwen3 LLM) at the size of :data:`DEMO_SIZE`, with
+the usual initialisation for training from scratch (weights N(0, 0.02), norms 1, biases 0), written
+in the official layout (``config.yaml`` + ``model.pt`` + ``Qwen3-0.6B/``).
 
 Usage: ``python recipes/demo/build_model.py WORK`` -> ``WORK/init``
 """

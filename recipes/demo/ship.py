@@ -1,8 +1,9 @@
 """Step 5 of the demo recipe: ship the trained model into the package, with its example and test data.
 
 * ``funasr_nano/assets/demo/``: the newest checkpoint of the run that ``--config`` names
-  (``output_dir/checkpoints/step-N``, so a run cut short ships what it has), in the transformers layout with fp16 weights (the loader converts
-  to float32), ``use_low_frame_rate: false`` and ``tasks`` (the tasks it was trained for) in
+  (``output_dir/checkpoints/step-N``, so a run cut short ships what it has), in the transformers
+  layout with fp16 weights (the loader converts to float32), ``use_low_frame_rate: false``, ``tasks``
+  (the tasks it was trained for) and ``demo_training_steps`` (the steps of each pass) in
   ``config.json``;
 * ``examples/demo_zh.wav``: one held-out sentence (the first of 8+ characters in ``test.tsv``);
 * ``tests/data/demo_heldout/``: the first ``--subset`` held-out sentences as 16 kHz FLAC, their
@@ -40,9 +41,8 @@ SUBSET = os.path.join(ROOT, "tests", "data", "demo_heldout")
 CER_MARGIN = 0.02  # the test's allowance over the recorded subset CER (float differences across CPUs)
 
 
-def export_latest(work: str, config_path: str) -> tuple[str, int]:
+def export_latest(work: str, config: TrainConfig) -> tuple[str, int]:
     """Export the newest checkpoint of the run to ``WORK/ship-src`` (official layout, fp32)."""
-    config = TrainConfig.from_yaml(config_path)
     trainer = Trainer(config)
     step = trainer.resume()
     path, _ = trainer.export(os.path.join(work, "ship-src"))
@@ -53,8 +53,9 @@ def export_latest(work: str, config_path: str) -> tuple[str, int]:
 def earlier_passes(model: str) -> list[int]:
     """Steps of the earlier training passes that ``model`` comes from (oldest first): a pass's start
     model is the ``RUN/model`` export of the one before, whose checkpoints name its own start model."""
-    checkpoint = latest_checkpoint(os.path.dirname(os.path.abspath(model)))
-    if os.path.basename(os.path.abspath(model)) != "model" or checkpoint is None:
+    run, name = os.path.split(os.path.abspath(model))
+    checkpoint = latest_checkpoint(run) if name == "model" else None
+    if checkpoint is None:
         return []
     with open(os.path.join(checkpoint, "state.json"), encoding="utf-8") as f:
         state = json.load(f)
@@ -69,8 +70,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    source, step = export_latest(args.work, args.config)
-    steps = earlier_passes(TrainConfig.from_yaml(args.config).model) + [step]  # per training pass
+    config = TrainConfig.from_yaml(args.config)
+    source, step = export_latest(args.work, config)
+    steps = earlier_passes(config.model) + [step]  # per training pass
     loaded = load_checkpoint(source)
     model = loaded.model
     model.config.tasks = list(TASK_NAMES)
