@@ -22,8 +22,8 @@ import soundfile
 import torch
 
 from funasr_nano import DecodingOptions, load_model
-from funasr_nano.prompt import transcription_instruction
-from funasr_nano.tiny import TinyConfig, write_tiny_checkpoint
+from funasr_nano.models.fun_asr_nano.prompt import transcription_instruction
+from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "audio"
 SIZES = {

@@ -49,7 +49,7 @@ def make_clips(out: pathlib.Path) -> dict[str, pathlib.Path]:
 
 
 def ensure_checkpoint(out: pathlib.Path, size: str) -> pathlib.Path:
-    from funasr_nano.tiny import TinyConfig, write_tiny_checkpoint
+    from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
 
     path = out / f"{size}-official"
     if not (path / "model.pt").exists():
@@ -72,7 +72,7 @@ def worker_ours(model_dir, clip, new_tokens, repeats, dtype):
     import torch
 
     from funasr_nano import DecodingOptions, load_audio, load_model
-    from funasr_nano.prompt import build_prompt_ids, transcription_instruction
+    from funasr_nano.models.fun_asr_nano.prompt import build_prompt_ids, transcription_instruction
 
     model = load_model(model_dir, dtype=dtype)
     options = DecodingOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens, repetition_guard=False)

@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_mode(model, examples, mode, translator, config):
-    from funasr_nano.translate import SentenceTranslated, TranslationFinished, translate_stream
+    from funasr_nano.pipeline.translate import SentenceTranslated, TranslationFinished, translate_stream
 
     hypotheses, firsts, totals, audio_seconds = [], [], [], 0.0
     for example in examples:
@@ -63,8 +63,8 @@ def main() -> None:
     import torch
 
     from funasr_nano import load_model
-    from funasr_nano.data import read_manifest
-    from funasr_nano.translate import TranslationConfig, resolve_translator
+    from funasr_nano.training.data import read_manifest
+    from funasr_nano.pipeline.translate import TranslationConfig, resolve_translator
 
     torch.set_num_threads(args.threads)
     manifest = args.manifest or str(ROOT / "tests" / "data" / "demo_heldout" / "manifest.jsonl")

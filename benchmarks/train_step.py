@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from funasr_nano.synth import Sentence, SynthConfig, synthesize
-from funasr_nano.tiny import write_tiny_checkpoint
-from funasr_nano.train import TrainConfig, Trainer
+from funasr_nano.training.synth import Sentence, SynthConfig, synthesize
+from funasr_nano.testing.tiny import write_tiny_checkpoint
+from funasr_nano.training.trainer import TrainConfig, Trainer
 
 SENTENCES = ("我答应了。", "我会做的。", "我买了。", "我来啦。", "我正在吃东西。", "我更快。", "我单身。", "我困了。",
              "我三十岁。", "别理汤姆。", "他长得高吗？", "那是爱吗？", "快点。", "我忘了。", "我放弃。", "你好。",

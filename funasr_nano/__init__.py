@@ -6,8 +6,8 @@ adaptor, LLM) -> ``decoding`` -> ``results`` -> ``writers``; ``streaming`` and `
 the model; ``data``, ``synth``, ``batching``, ``train``, ``lora``, ``save`` for training; ``cli``.
 """
 
-from .audio import load_audio
-from .decoding import DecodingOptions
+from .audio.io import load_audio
+from .pipeline.decoding import DecodingOptions
 from .errors import (
     AudioDecodeError,
     AudioTooLongError,
@@ -17,10 +17,10 @@ from .errors import (
     TranslatorError,
     UnsupportedLanguageError,
 )
-from .frontend import Frontend, FrontendConfig
-from .model import FunASRNano, load_model
+from .models.fun_asr_nano.frontend import Frontend, FrontendConfig
+from .pipeline.speech_model import FunASRNano, load_model
 from .results import Segment, Transcription
-from .translate import Translation, TranslationConfig
+from .pipeline.translate import Translation, TranslationConfig
 
 __version__ = "0.1.0"
 

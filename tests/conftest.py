@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from funasr_nano.tiny import TinyConfig, write_tiny_checkpoint
+from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("FUNASR_NANO_SHARED", ROOT.parent / "shared"))

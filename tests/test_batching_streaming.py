@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from funasr_nano import DecodingOptions
-from funasr_nano.streaming import StreamingOptions
-from funasr_nano.vad import VadOptions
+from funasr_nano.pipeline.streaming import StreamingOptions
+from funasr_nano.audio.vad import VadOptions
 
 from .conftest import shared_file
 from .test_long import OPTIONS, RECORDINGS, LongInput
@@ -52,7 +52,7 @@ def test_batched_segments_give_identical_tokens(model, long_input):
 
 def test_decode_waveforms_pads_on_the_left(model, long_input):
     """Rows of very different lengths (2 s and 8 s) in one batch."""
-    from funasr_nano.prompt import transcription_instruction
+    from funasr_nano.models.fun_asr_nano.prompt import transcription_instruction
 
     short, long = long_input.samples[16000:48000], long_input.samples[-8 * 16000 :]
     instruction = transcription_instruction()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from funasr_nano import CheckpointError, load_model
-from funasr_nano.checkpoint import detect_layout, hf_to_official_state_dict, load_checkpoint
+from funasr_nano.models.fun_asr_nano.checkpoint import detect_layout, hf_to_official_state_dict, load_checkpoint
 
 
 def _copy(src, dst):

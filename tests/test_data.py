@@ -9,10 +9,10 @@ import shutil
 import pytest
 import soundfile
 
-from funasr_nano.cli import main
-from funasr_nano.data import check_manifest, read_manifest, text_translation_examples
+from funasr_nano.cli.main import main
+from funasr_nano.training.data import check_manifest, read_manifest, text_translation_examples
 from funasr_nano.errors import ManifestError, SynthesisError
-from funasr_nano.prompt import TASKS, get_task, transcription_instruction
+from funasr_nano.models.fun_asr_nano.prompt import TASKS, get_task, transcription_instruction
 
 from .training_data import make_corpus
 
@@ -113,7 +113,7 @@ def test_data_check_catches_a_missing_audio_file(tmp_path, clip, capsys):
 
 
 def test_data_check_counts_tokens(tmp_path, clip, tiny_official):
-    from funasr_nano.checkpoint import load_checkpoint
+    from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint
 
     shutil.copy(clip, tmp_path / "a.wav")
     manifest = write(tmp_path / "m.jsonl", {"audio": "a.wav", "target": "你好"})
@@ -142,7 +142,7 @@ def test_synthesis_makes_16khz_files_and_a_manifest(tmp_path):
     assert check_manifest(out / "manifest.jsonl").ok
     # reproducible and resumable: a second run makes nothing and keeps the files
     before = [w.read_bytes() for w in wavs]
-    from funasr_nano.synth import SynthConfig, read_sentences, synthesize
+    from funasr_nano.training.synth import SynthConfig, read_sentences, synthesize
 
     result = synthesize(read_sentences(str(source)), str(out), SynthConfig(noise=0.01))
     assert (result.made, result.skipped) == (0, 3)
@@ -152,7 +152,7 @@ def test_synthesis_makes_16khz_files_and_a_manifest(tmp_path):
 
 
 def test_missing_espeak_says_how_to_install(tmp_path, monkeypatch):
-    from funasr_nano import synth
+    from funasr_nano.training import synth
 
     monkeypatch.setattr(synth.shutil, "which", lambda name: None)
     with pytest.raises(SynthesisError, match="apt-get install espeak-ng"):

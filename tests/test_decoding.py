@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from funasr_nano import DecodingOptions, UnsupportedLanguageError
-from funasr_nano.decoding import cut_repetition, postprocess_text, repeated_tail
+from funasr_nano.pipeline.decoding import cut_repetition, postprocess_text, repeated_tail
 
 
 def test_repetition_detection():

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from funasr_nano import load_model
-from funasr_nano.checkpoint import load_checkpoint
-from funasr_nano.data import read_manifest
+from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint
+from funasr_nano.training.data import read_manifest
 from funasr_nano.errors import CheckpointError
-from funasr_nano.model import DEFAULT_MODEL, FunASRNano
+from funasr_nano.pipeline.speech_model import DEFAULT_MODEL, FunASRNano
 
 from .conftest import ROOT
 
@@ -78,8 +78,8 @@ def test_cli_transcribes_with_the_default_model():
 
 
 def test_missing_default_model_is_a_checkpoint_error(monkeypatch, tmp_path):
-    import funasr_nano.model
+    import funasr_nano.pipeline.speech_model
 
-    monkeypatch.setattr(funasr_nano.model, "DEFAULT_MODEL", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(funasr_nano.pipeline.speech_model, "DEFAULT_MODEL", str(tmp_path / "nowhere"))
     with pytest.raises(CheckpointError, match="embedded demo model is missing"):
         load_model()

@@ -3,7 +3,7 @@ import pytest
 import soundfile
 import torch
 
-from funasr_nano.frontend import Frontend, FrontendConfig, apply_lfr, compute_fbank
+from funasr_nano.models.fun_asr_nano.frontend import Frontend, FrontendConfig, apply_lfr, compute_fbank
 
 from .official import official_frontend
 

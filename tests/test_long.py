@@ -9,9 +9,9 @@ import pytest
 import soundfile
 
 from funasr_nano import AudioTooLongError, DecodingOptions
-from funasr_nano.audio import iter_audio, load_audio, probe_duration
+from funasr_nano.audio.io import iter_audio, load_audio, probe_duration
 from funasr_nano.results import join_texts
-from funasr_nano.vad import VadOptions, VadSegmenter, speech_chunks
+from funasr_nano.audio.vad import VadOptions, VadSegmenter, speech_chunks
 
 from .conftest import shared_file
 

@@ -24,8 +24,8 @@ def ours(model, audio, case):
 
 
 def our_inputs_embeds(model, audio, case):
-    from funasr_nano.audio import load_audio
-    from funasr_nano.prompt import build_prompt_ids, language_name, transcription_instruction
+    from funasr_nano.audio.io import load_audio
+    from funasr_nano.models.fun_asr_nano.prompt import build_prompt_ids, language_name, transcription_instruction
 
     instruction = transcription_instruction(case.get("hotwords", ()), language_name(case.get("language")),
                                             case.get("itn", True))

@@ -11,11 +11,11 @@ import torch
 import yaml
 
 from funasr_nano import load_model
-from funasr_nano.cli import main
-from funasr_nano.data import read_manifest
+from funasr_nano.cli.main import main
+from funasr_nano.training.data import read_manifest
 from funasr_nano.errors import TrainingError
-from funasr_nano.tiny import TinyConfig, write_tiny_checkpoint
-from funasr_nano.train import IGNORE_INDEX, BatchSampler, TrainConfig, Trainer
+from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
+from funasr_nano.training.trainer import IGNORE_INDEX, BatchSampler, TrainConfig, Trainer
 
 from .training_data import make_corpus, one_thread  # noqa: F401 - autouse fixture
 
@@ -73,7 +73,7 @@ def test_resumed_run_continues_exactly(base, corpus, tmp_path, caplog):
     first.train(until_step=4)
     del first
     resumed = Trainer(_resume_config(base, corpus, tmp_path / "b"))
-    with caplog.at_level("WARNING", logger="funasr_nano.train"):
+    with caplog.at_level("WARNING", logger="funasr_nano.training.trainer"):
         assert resumed.resume() == 4  # the newest checkpoint, step-000004
     assert "changed settings" not in caplog.text  # same config: no warning
     losses = resumed.train(export=False).losses

@@ -16,8 +16,8 @@ import yaml
 
 from funasr_nano import UnsupportedLanguageError, load_model
 from funasr_nano.results import join_texts
-from funasr_nano.tiny import build_tokenizer, write_tiny_checkpoint
-from funasr_nano.translate import (ChatLMTranslator, PartialTranscript, SentenceTranslated, SourceSentence,
+from funasr_nano.testing.tiny import build_tokenizer, write_tiny_checkpoint
+from funasr_nano.pipeline.translate import (ChatLMTranslator, PartialTranscript, SentenceTranslated, SourceSentence,
                                    TranslationConfig, TranslationFinished, TranslatorError, load_translator,
                                    split_sentences, translate, translate_stream)
 
@@ -135,9 +135,9 @@ def test_cascade_with_the_speech_models_own_llm(translating_model, three_sentenc
 
 
 def test_unified(translating_model, three_sentences):
-    from funasr_nano.audio import iter_audio
-    from funasr_nano.decoding import DecodingOptions
-    from funasr_nano.vad import speech_chunks
+    from funasr_nano.audio.io import iter_audio
+    from funasr_nano.pipeline.decoding import DecodingOptions
+    from funasr_nano.audio.vad import speech_chunks
 
     result = translating_model.translate(three_sentences, mode="unified", config=CONFIG)
     assert result.mode == "unified" and result.source_text is None
@@ -181,7 +181,7 @@ def run_cli(*args):
 def test_cli_translate(tiny_official, chat_lm, three_sentences, tmp_path, capsys):
     import srt
 
-    from funasr_nano.cli import main
+    from funasr_nano.cli.main import main
 
     proc = run_cli("translate", three_sentences, "--model", tiny_official, "--mode", "cascade", "--translator",
                    chat_lm, "--format", "srt", "--max-new-tokens", "8")
@@ -202,7 +202,7 @@ def test_cli_translate(tiny_official, chat_lm, three_sentences, tmp_path, capsys
 def test_a_sentence_is_translated_while_its_segment_is_still_being_transcribed(model, binhai, monkeypatch):
     """Random models write no sentence marks, so here the transcript is fed token by token: the first
     sentence must be translated before the rest of the segment's transcript appears."""
-    import funasr_nano.translate as translate_module
+    import funasr_nano.pipeline.translate as translate_module
 
     text = "你好。我很好！再见"
     ids = model.tokenizer.encode(text, add_special_tokens=False)

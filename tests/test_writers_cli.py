@@ -10,7 +10,7 @@ import soundfile
 import srt
 import webvtt
 
-from funasr_nano.cli import main
+from funasr_nano.cli.main import main
 from funasr_nano.results import Segment, Transcription
 from funasr_nano.writers import FORMATS, format_timestamp, get_writer, subtitle_cues
 

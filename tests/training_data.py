@@ -50,7 +50,7 @@ def make_corpus(folder: pathlib.Path, count: int = 20, translations: bool = Fals
     with ``translations``); returns the manifest path."""
     pairs = SENTENCES[:count]
     if shutil.which("espeak-ng"):
-        from funasr_nano.synth import Sentence, SynthConfig, synthesize
+        from funasr_nano.training.synth import Sentence, SynthConfig, synthesize
 
         sentences = [Sentence(zh, en if translations else None) for zh, en in pairs]
         return pathlib.Path(synthesize(sentences, str(folder), SynthConfig(seed=1), jobs=2).manifest)

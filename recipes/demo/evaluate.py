@@ -68,7 +68,7 @@ def ctc_readout(model, audio: str) -> str:
     repeats collapsed, blanks (the pad token, as in training) dropped."""
     import torch
 
-    from funasr_nano.audio import load_audio
+    from funasr_nano.audio.io import load_audio
 
     with torch.inference_mode():
         ids = model.model.lm_head(model.audio_embeddings(load_audio(audio))).argmax(-1).tolist()
@@ -81,7 +81,7 @@ def evaluate(model, manifest: str, limit: int | None = None) -> tuple[Scores, li
     """Run the three tasks on a held-out manifest; returns the scores and one record per sentence."""
     import sacrebleu
 
-    from funasr_nano.data import read_manifest
+    from funasr_nano.training.data import read_manifest
 
     examples = read_manifest(manifest)
     transcribe = [e for e in examples if e.task == "transcribe"]

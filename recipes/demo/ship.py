@@ -30,10 +30,10 @@ sys.path.insert(0, HERE)
 
 from evaluate import cer  # noqa: E402
 
-from funasr_nano.checkpoint import load_checkpoint  # noqa: E402
-from funasr_nano.data import read_manifest  # noqa: E402
-from funasr_nano.model import DEFAULT_MODEL, FunASRNano  # noqa: E402
-from funasr_nano.train import TrainConfig, Trainer, latest_checkpoint  # noqa: E402
+from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint  # noqa: E402
+from funasr_nano.training.data import read_manifest  # noqa: E402
+from funasr_nano.pipeline.speech_model import DEFAULT_MODEL, FunASRNano  # noqa: E402
+from funasr_nano.training.trainer import TrainConfig, Trainer, latest_checkpoint  # noqa: E402
 
 TASK_NAMES = ["transcribe", "translate", "text_translate"]
 EXAMPLE = os.path.join(ROOT, "examples", "demo_zh.wav")

@@ -39,8 +39,8 @@ def write_checkpoint(path: str, loaded, layout: str | None = None) -> str:
         ValueError: an unknown layout, official output from a transformers-layout source, or a model
             that still holds LoRA layers (merge or strip them first, see :mod:`funasr_nano.lora`).
     """
-    from .lora import language_model, lora_layers
-    from .tiny import write_hf, write_official
+    from ..models.lora import language_model, lora_layers
+    from ..testing.tiny import write_hf, write_official
 
     layout = layout or loaded.layout
     if layout not in ("official", "hf"):

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from .errors import CheckpointError
+from ...errors import CheckpointError
 from .frontend import FrontendConfig
 
 logger = logging.getLogger(__name__)

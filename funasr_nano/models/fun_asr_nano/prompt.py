@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from .errors import UnsupportedLanguageError
+from ...errors import UnsupportedLanguageError
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 HOTWORD_PREAMBLE = (

@@ -38,9 +38,9 @@ import yaml
 
 from .batching import END_OF_TURN, IGNORE_INDEX, BatchSampler, Collator, SpeechLLMLoss  # noqa: F401 - re-exported
 from .data import Example, audio_duration, read_manifest, text_translation_examples
-from .errors import AudioDecodeError, AudioTooShortError, TrainingError
-from .lora import LoraSettings, add_lora, save_adapter, strip_lora
-from .prompt import TASKS, num_audio_tokens
+from ..errors import AudioDecodeError, AudioTooShortError, TrainingError
+from ..models.lora import LoraSettings, add_lora, save_adapter, strip_lora
+from ..models.fun_asr_nano.prompt import TASKS, num_audio_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -303,8 +303,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, accelerator=None):
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
-        from .checkpoint import AUDIO_PLACEHOLDER_TOKEN, load_checkpoint
-        from .frontend import Frontend
+        from ..models.fun_asr_nano.checkpoint import AUDIO_PLACEHOLDER_TOKEN, load_checkpoint
+        from ..models.fun_asr_nano.frontend import Frontend
 
         self.config = config
         # find_unused_parameters: a batch of text-only examples gives the encoder/adaptor no gradient.
@@ -591,7 +591,7 @@ class Trainer:
 
     def inference_model(self):
         """A :class:`funasr_nano.FunASRNano` over the weights being trained (LoRA active)."""
-        from .model import FunASRNano
+        from ..pipeline.speech_model import FunASRNano
 
         return FunASRNano(dataclasses.replace(self.loaded, model=self.model))
 
@@ -602,7 +602,7 @@ class Trainer:
         import jiwer
         import sacrebleu
 
-        from .decoding import DecodingOptions
+        from ..pipeline.decoding import DecodingOptions
 
         examples = list(self.dev_examples if examples is None else examples)
         if not examples:
@@ -650,7 +650,7 @@ class Trainer:
         ``OUTPUT/lora`` (peft adapter folder). Returns ``(model_dir, lora_dir or None)``."""
         import copy
 
-        from .save import write_checkpoint
+        from ..export.checkpoint import write_checkpoint
 
         path = path or os.path.join(self.config.output_dir, "model")
         lora_dir = os.path.join(os.path.dirname(os.path.abspath(path)), "lora") if self.config.lora else None

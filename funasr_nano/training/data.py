@@ -28,8 +28,8 @@ import os
 import re
 from typing import Iterable, Sequence
 
-from .errors import AudioDecodeError, AudioTooShortError, ManifestError
-from .prompt import SYSTEM_PROMPT, TASKS
+from ..errors import AudioDecodeError, AudioTooShortError, ManifestError
+from ..models.fun_asr_nano.prompt import SYSTEM_PROMPT, TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def audio_duration(path: str) -> float:
         info = soundfile.info(path)
         return info.frames / info.samplerate
     except Exception:  # not a libsndfile format: decode it
-        from .audio import SAMPLE_RATE, load_audio
+        from ..audio.io import SAMPLE_RATE, load_audio
 
         return load_audio(path).size / SAMPLE_RATE
 
@@ -328,9 +328,9 @@ def check_manifest(
     Raises:
         ManifestError: a line does not parse (the first bad line; parsing stops there).
     """
-    from .audio import SAMPLE_RATE, load_audio
-    from .frontend import Frontend
-    from .prompt import build_prompt_ids, num_audio_tokens
+    from ..audio.io import SAMPLE_RATE, load_audio
+    from ..models.fun_asr_nano.frontend import Frontend
+    from ..models.fun_asr_nano.prompt import build_prompt_ids, num_audio_tokens
 
     path = os.fspath(path)
     examples = read_manifest(path)

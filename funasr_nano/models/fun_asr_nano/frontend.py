@@ -14,7 +14,7 @@ import kaldi_native_fbank as knf
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE
+from ...audio.io import SAMPLE_RATE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from .io import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import torch

@@ -37,15 +37,15 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence, Union
 
 import torch
 
-from .audio import SAMPLE_RATE, AudioInput, iter_audio
+from ..audio.io import SAMPLE_RATE, AudioInput, iter_audio
 from .decoding import DecodingOptions
-from .errors import TranslatorError, UnsupportedLanguageError
-from .prompt import get_task, transcription_instruction
-from .results import join_texts
+from ..errors import TranslatorError, UnsupportedLanguageError
+from ..models.fun_asr_nano.prompt import get_task, transcription_instruction
+from ..results import join_texts
 
 if TYPE_CHECKING:
-    from .model import FunASRNano
-    from .vad import VadOptions
+    from .speech_model import FunASRNano
+    from ..audio.vad import VadOptions
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def stream_tokens(model: "FunASRNano", inputs_embeds: torch.Tensor, options: Dec
 
 def _segments(audio: AudioInput, vad_options: "VadOptions | None", sample_rate: int | None, info: dict):
     """VAD speech chunks of ``audio``, lazily; ``info["duration"]`` holds the seconds read so far."""
-    from .vad import VadSegmenter
+    from ..audio.vad import VadSegmenter
 
     segmenter = VadSegmenter(vad_options)
     for block in iter_audio(audio, sample_rate=sample_rate):

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import Example
-from .errors import AudioDecodeError, AudioTooShortError, TrainingError
-from .prompt import build_prompt_ids, num_audio_tokens
+from ..errors import AudioDecodeError, AudioTooShortError, TrainingError
+from ..models.fun_asr_nano.prompt import build_prompt_ids, num_audio_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class Collator:
         self.features = functools.lru_cache(maxsize=cache_size)(self._features) if cache_size else self._features
 
     def _features(self, path: str) -> torch.Tensor:
-        from .audio import load_audio
+        from ..audio.io import load_audio
 
         return self.frontend(load_audio(path))
 

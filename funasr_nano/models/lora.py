@@ -24,7 +24,7 @@ from typing import Iterator
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def load_adapter(model, path: str, adapter_name: str = "default") -> None:
     """
     from safetensors.torch import load_file
 
-    from .checkpoint import _raise_on_key_problems
+    from .fun_asr_nano.checkpoint import _raise_on_key_problems
 
     settings = read_adapter_settings(path)
     if adapter_name in adapter_names(model):
@@ -259,8 +259,8 @@ def merge_checkpoint(base: str, adapter: str, output: str, layout: str | None = 
     """Write a standalone checkpoint to ``output``: the ``base`` checkpoint with the LoRA ``adapter``
     merged into its LLM weights. ``layout`` defaults to the base's (``official`` or ``hf``).
     Returns ``output``."""
-    from .checkpoint import load_checkpoint
-    from .save import write_checkpoint
+    from .fun_asr_nano.checkpoint import load_checkpoint
+    from ..export.checkpoint import write_checkpoint
 
     loaded = load_checkpoint(base)
     load_adapter(loaded.model, adapter, "merge")

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from .errors import AudioDecodeError, AudioTooShortError
+from ..errors import AudioDecodeError, AudioTooShortError
 
 logger = logging.getLogger(__name__)
 

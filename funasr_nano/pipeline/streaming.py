@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import soxr
 
-from .audio import SAMPLE_RATE
+from ..audio.io import SAMPLE_RATE
 from .decoding import DecodingOptions
-from .prompt import language_name, transcription_instruction
-from .results import Segment, Transcription, join_texts
-from .vad import SpeechChunk, VadOptions, VadSegmenter
+from ..models.fun_asr_nano.prompt import language_name, transcription_instruction
+from ..results import Segment, Transcription, join_texts
+from ..audio.vad import SpeechChunk, VadOptions, VadSegmenter
 
 if TYPE_CHECKING:
-    from .model import FunASRNano
+    from .speech_model import FunASRNano
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Iterable
 import torch
 import yaml
 
-from .checkpoint import hf_to_official_state_dict
+from ..models.fun_asr_nano.checkpoint import hf_to_official_state_dict
 
 # Qwen2/Qwen3's pre-tokenizer split pattern (tokenizer.json of Qwen/Qwen3-0.6B).
 QWEN_SPLIT_PATTERN = (
@@ -185,7 +185,7 @@ def official_config_yaml(config: TinyConfig, llm_dir: str = "Qwen3-0.6B") -> dic
 def build_random_model(config: TinyConfig, seed: int = 0, tokenizer=None):
     """``(FunAsrNanoForConditionalGeneration, tokenizer, official config.yaml dict)`` with random
     weights drawn from ``seed``; ``tokenizer`` defaults to :func:`build_tokenizer`'s."""
-    from .checkpoint import hf_config_from_official, _frontend_from_yaml, _new_model
+    from ..models.fun_asr_nano.checkpoint import hf_config_from_official, _frontend_from_yaml, _new_model
 
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     cfg = official_config_yaml(config)

@@ -20,10 +20,10 @@ import logging
 import sys
 from typing import Sequence
 
-from .errors import FunASRNanoError
-from .audio import MAX_DURATION
-from .vad import VadOptions
-from .writers import FORMATS, get_writer, write_result
+from ..errors import FunASRNanoError
+from ..audio.io import MAX_DURATION
+from ..audio.vad import VadOptions
+from ..writers import FORMATS, get_writer, write_result
 
 logger = logging.getLogger("funasr_nano")
 
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_training_commands(commands) -> None:
-    from .synth import SynthConfig
+    from ..training.synth import SynthConfig
 
     synth_defaults = SynthConfig()
     data = commands.add_parser("data", help="check and make training data").add_subparsers(dest="data_command",
@@ -145,10 +145,10 @@ def _emit(args: argparse.Namespace, path: str, result) -> None:
 def _transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .audio import probe_duration
-    from .decoding import DecodingOptions
-    from .model import load_model
-    from .results import Transcription, join_texts
+    from ..audio.io import probe_duration
+    from ..pipeline.decoding import DecodingOptions
+    from ..pipeline.speech_model import load_model
+    from ..results import Transcription, join_texts
 
     if args.format == "all" and not args.output_dir:
         raise ValueError("--format all writes several files: give --output-dir")
@@ -232,9 +232,9 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from .model import load_model
-    from .results import Segment, Transcription
-    from .translate import (SentenceTranslated, TranslationConfig, TranslationFinished, resolve_translator,
+    from ..pipeline.speech_model import load_model
+    from ..results import Segment, Transcription
+    from ..pipeline.translate import (SentenceTranslated, TranslationConfig, TranslationFinished, resolve_translator,
                             translate_stream)
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
@@ -288,7 +288,7 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from .tiny import write_tiny_checkpoint
+    from ..testing.tiny import write_tiny_checkpoint
 
     write_tiny_checkpoint(args.path, layout=args.layout, seed=args.seed)
     print(f"wrote a tiny random {args.layout}-layout checkpoint to {args.path}")
@@ -297,11 +297,11 @@ def _tiny(args: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
     if args.data_command == "check":
-        from .data import check_manifest
+        from ..training.data import check_manifest
 
         tokenizer, low_frame_rate = None, True
         if args.model:
-            from .checkpoint import load_checkpoint
+            from ..models.fun_asr_nano.checkpoint import load_checkpoint
 
             loaded = load_checkpoint(args.model)
             tokenizer, low_frame_rate = loaded.tokenizer, loaded.use_low_frame_rate
@@ -309,7 +309,7 @@ def _data(args: argparse.Namespace) -> int:
                                 max_duration=args.max_duration, max_tokens=args.max_tokens)
         print(report.summary())
         return 0 if report.ok else 1
-    from .synth import SynthConfig, read_sentences, synthesize
+    from ..training.synth import SynthConfig, read_sentences, synthesize
 
     config = SynthConfig(voice=args.voice, speed=tuple(args.speed), pitch=tuple(args.pitch), noise=args.noise,
                          seed=args.seed)
@@ -321,7 +321,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import train
+    from ..training.trainer import train
 
     result = train(args.config, resume=args.resume)
     if result.model_dir:
@@ -334,7 +334,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _lora(args: argparse.Namespace) -> int:
-    from .lora import merge_checkpoint
+    from ..models.lora import merge_checkpoint
 
     merge_checkpoint(args.base, args.adapter, args.output, layout=args.layout)
     print(f"wrote merged checkpoint {args.output}")

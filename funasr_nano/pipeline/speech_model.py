@@ -12,6 +12,7 @@ A model object holds no per-call state: one loaded model can serve concurrent ``
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import logging
 import os
 import threading
@@ -20,15 +21,15 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .audio import MAX_DURATION, SAMPLE_RATE, AudioInput, describe_source, iter_audio, load_audio, probe_duration
-from .checkpoint import LoadedCheckpoint, load_checkpoint
+from ..audio.io import MAX_DURATION, SAMPLE_RATE, AudioInput, describe_source, iter_audio, load_audio, probe_duration
+from ..models.fun_asr_nano.checkpoint import LoadedCheckpoint, load_checkpoint
 from .decoding import END_OF_TURN, DecodingOptions, RepetitionStoppingCriteria, cut_repetition, postprocess_text
-from .errors import AudioTooLongError, CheckpointError
-from .frontend import Frontend
-from .prompt import (PromptIds, Task, build_prompt_ids, build_text_prompt_ids, get_task, language_name,
+from ..errors import AudioTooLongError, CheckpointError
+from ..models.fun_asr_nano.frontend import Frontend
+from ..models.fun_asr_nano.prompt import (PromptIds, Task, build_prompt_ids, build_text_prompt_ids, get_task, language_name,
                      num_audio_tokens, transcription_instruction)
-from .results import Segment, Transcription, join_texts
-from .vad import SpeechChunk, VadOptions, VadSegmenter
+from ..results import Segment, Transcription, join_texts
+from ..audio.vad import SpeechChunk, VadOptions, VadSegmenter
 
 if TYPE_CHECKING:
     from .streaming import StreamingOptions, StreamingSession
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The embedded demo model (recipes/demo): used when no checkpoint folder is given.
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
+DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo")
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -194,7 +195,7 @@ class FunASRNano:
         if not self.adapters:
             yield
             return
-        from .lora import activate_adapter
+        from ..models.lora import activate_adapter
 
         with self._adapter_lock:
             activate_adapter(self.model, self.adapter_for(task))
@@ -622,7 +623,7 @@ def load_model(
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
         return FunASRNano(checkpoint)
-    from .lora import load_adapter, parse_lora_argument
+    from ..models.lora import load_adapter, parse_lora_argument
 
     adapters = parse_lora_argument(lora)
     for name, folder in adapters.items():

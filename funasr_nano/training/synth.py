@@ -25,8 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .errors import SynthesisError
+from ..audio.io import SAMPLE_RATE
+from ..errors import SynthesisError
 
 logger = logging.getLogger(__name__)
 

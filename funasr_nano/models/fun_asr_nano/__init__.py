@@ -1,0 +1,1 @@
+"""models/fun_asr_nano"""
