@@ -1,0 +1,110 @@
+"""The engine seam: what turns a speech LLM's prompt (token ids with audio embeddings spliced in) into
+generated token ids.
+
+Everything model-specific stays above this line (features, encoder, adaptor, prompt, chat format,
+repetition guard, text post-processing, in :mod:`funasr_nano.models` and :mod:`funasr_nano.pipeline`);
+an engine only runs the causal LLM, as vLLM's ``EmbedsPrompt`` or llama.cpp's ``llama_batch.embd`` do.
+
+An :class:`LLMInput` is a sequence of *parts*: runs of token ids (the engine embeds them with the LLM's
+own table) and runs of ready embeddings (the audio positions). Engines that can feed token ids
+directly (llama.cpp) never materialise the text embeddings; the transformers engine concatenates.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import threading
+from typing import Callable, Sequence, Union
+
+import torch
+
+from ..options import DecodingOptions
+
+# A part of an LLM input: token ids, or embeddings shaped ``(positions, hidden)``.
+Part = Union[Sequence[int], torch.Tensor]
+
+# Called after each generated token of a row that is still running, with the row's index in the batch
+# and every token it generated so far (stop tokens excluded). Returning ``True`` stops that row now.
+OnToken = Callable[[int, Sequence[int]], bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMInput:
+    """One prompt for the LLM.
+
+    Attributes:
+        parts: token-id runs and embedding runs (``(n, hidden)`` float tensors), in prompt order.
+        adapter: the LoRA adapter this row runs with (``None``: the base weights). Rows of one batch
+            may use different adapters.
+    """
+
+    parts: tuple[Part, ...]
+    adapter: str | None = None
+
+    @property
+    def length(self) -> int:
+        """Number of positions."""
+        return sum(part.shape[0] if isinstance(part, torch.Tensor) else len(part) for part in self.parts)
+
+
+class Cancelled(threading.Event):
+    """A cancel signal: set it (from any thread) and the engine stops every row at the next token,
+    returning what was generated so far."""
+
+
+class Engine(abc.ABC):
+    """Decodes :class:`LLMInput` batches into token ids.
+
+    Implementations must be safe to call from several threads at once (calls may be serialised
+    inside), and must honour, per call: ``options.max_new_tokens``, ``options.min_new_tokens``,
+    ``options.temperature`` (0 = greedy), the stop tokens given at construction, ``on_token`` after
+    every token of every running row, and ``cancel`` within one token.
+    """
+
+    #: short name used in logs and on the command line (``transformers``, ``llama.cpp``, ...)
+    name: str = "engine"
+
+    def __init__(self, stop_token_ids: Sequence[int]):
+        if not stop_token_ids:
+            raise ValueError("an engine needs at least one stop token id")
+        self.stop_token_ids = tuple(sorted(set(int(t) for t in stop_token_ids)))
+
+    @property
+    @abc.abstractmethod
+    def hidden_size(self) -> int:
+        """Width of the LLM's input embeddings."""
+
+    @property
+    @abc.abstractmethod
+    def max_positions(self) -> int:
+        """The longest prompt + generation the LLM takes (its context window)."""
+
+    @property
+    def supports_beam_search(self) -> bool:
+        return False
+
+    @abc.abstractmethod
+    def generate(
+        self,
+        inputs: Sequence[LLMInput],
+        options: DecodingOptions,
+        *,
+        on_token: OnToken | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[list[int]]:
+        """Generate a continuation for every input.
+
+        Every row decodes as it would alone (batching must not change tokens, up to floating-point
+        ties). A row ends at a stop token, at ``options.max_new_tokens``, when ``on_token`` returns
+        ``True`` for it, or when ``cancel`` is set.
+
+        Returns:
+            per input, the generated token ids, stop token excluded.
+
+        Raises:
+            ValueError: options this engine cannot honour (e.g. beam search on llama.cpp).
+        """
+
+    def close(self) -> None:
+        """Release native resources (nothing for pure-torch engines)."""

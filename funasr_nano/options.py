@@ -1,0 +1,214 @@
+"""Options, defined once: how to decode, how to transcribe, how to translate.
+
+Each is a frozen dataclass validated in ``__post_init__`` (the one place that checks its values, with
+messages that name the bad value). The public methods take ``options=`` plus keyword overrides of any
+field (:func:`resolve`); the command line (:mod:`funasr_nano.cli.options`) and, later, the HTTP schema
+derive their flags and fields from these dataclasses instead of repeating them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence, TypeVar
+
+from .audio.vad import VadOptions
+
+# Seconds decoded in one piece by default; Fun-ASR-Nano loops on longer input (use VAD).
+MAX_DURATION = 30.0
+
+
+def _finite(name: str, value: Any, low: float | None = None, *, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+
+
+def _integer(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingOptions:
+    """How the LLM generates text.
+
+    Attributes:
+        max_new_tokens: upper bound on generated tokens (FunASR's ``max_length``, 512).
+        num_beams: 1 = greedy search (FunASR's default); > 1 = beam search (transformers engine only).
+        temperature: 0 = greedy (or beam) search; > 0 samples from the softmax at that temperature.
+        min_new_tokens: end-of-turn is suppressed before this many tokens (0 = never; benchmarks use
+            it to generate a fixed number of tokens).
+        repetition_guard: stop a looping output: when the last tokens are one n-gram (n <=
+            ``guard_max_ngram``) repeated at least ``guard_min_repeats`` times over at least
+            ``guard_min_tokens`` tokens, generation stops and the repeats are cut to one copy.
+            FunASR has no such guard; it only changes output that was looping anyway.
+    """
+
+    max_new_tokens: int = 512
+    num_beams: int = 1
+    temperature: float = 0.0
+    min_new_tokens: int = 0
+    repetition_guard: bool = True
+    guard_max_ngram: int = 32
+    guard_min_repeats: int = 4
+    guard_min_tokens: int = 24
+
+    def __post_init__(self):
+        _integer("max_new_tokens", self.max_new_tokens, 1)
+        _integer("num_beams", self.num_beams, 1)
+        _finite("temperature", self.temperature, 0.0)
+        if not isinstance(self.min_new_tokens, int) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens!r}")
+        if self.temperature > 0 and self.num_beams > 1:
+            raise ValueError("temperature > 0 (sampling) cannot be combined with beam search (num_beams > 1)")
+        if self.guard_min_repeats < 2 or self.guard_max_ngram < 1:
+            raise ValueError("guard_min_repeats must be >= 2 and guard_max_ngram >= 1")
+
+
+def _hotwords(value: Any) -> tuple[str, ...]:
+    """A hotword list as a tuple; one string is one hotword (never split into characters)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Sequence) and not isinstance(value, (set, frozenset)):
+        raise ValueError(f"hotwords must be a string or a list of strings, got {type(value).__name__}")
+    words = tuple(value)
+    for word in words:
+        if not isinstance(word, str) or not word.strip():
+            raise ValueError(f"hotwords must be non-empty strings, got {word!r}")
+    return tuple(word.strip() for word in words)
+
+
+@dataclasses.dataclass(frozen=True)
+class TranscribeOptions:
+    """How to transcribe.
+
+    Attributes:
+        language: language hint (``zh``, ``en``, ``ja``, their English or Chinese names); ``None``
+            lets the model decide. Checked against the model's languages at the call.
+        hotwords: words to bias recognition towards (a string is one hotword).
+        itn: inverse text normalization (``False`` asks for spoken-form text).
+        vad: ``None``: cut audio at pauses only when it is longer than ``max_duration``; ``True``:
+            always; ``False``: never (longer audio is an error).
+        vad_options: how the VAD cuts (segment lengths, thresholds).
+        batch_size: utterances (files, or VAD segments of one file) decoded together through the LLM.
+        max_duration: seconds decoded in one piece; above it VAD is used (``vad=None``) or the input is
+            refused (``vad=False``). Bounded by the model's context window, checked at the call.
+        decoding: how the LLM generates.
+    """
+
+    language: str | None = None
+    hotwords: tuple[str, ...] = ()
+    itn: bool = True
+    vad: bool | None = None
+    vad_options: VadOptions = dataclasses.field(default_factory=VadOptions)
+    batch_size: int = 1
+    max_duration: float = MAX_DURATION
+    decoding: DecodingOptions = dataclasses.field(default_factory=DecodingOptions)
+
+    def __post_init__(self):
+        if self.language is not None and not isinstance(self.language, str):
+            raise ValueError(f"language must be a string such as 'zh' or None, got {self.language!r}")
+        object.__setattr__(self, "hotwords", _hotwords(self.hotwords))
+        if not isinstance(self.itn, bool):
+            raise ValueError(f"itn must be True or False, got {self.itn!r}")
+        if self.vad not in (None, True, False):
+            raise ValueError(f"vad must be True, False or None, got {self.vad!r}")
+        if not isinstance(self.vad_options, VadOptions):
+            raise ValueError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
+        _integer("batch_size", self.batch_size, 1)
+        _finite("max_duration", self.max_duration, 0.0, low_open=True)
+        if not isinstance(self.decoding, DecodingOptions):
+            raise ValueError(f"decoding must be a DecodingOptions, got {type(self.decoding).__name__}")
+
+
+SUPPORTED_PAIRS = (("zh", "en"),)
+TRANSLATION_MODES = ("unified", "cascade")
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslationOptions:
+    """What to translate into what, and how.
+
+    Attributes:
+        source_language: language of the speech (ISO code).
+        target_language: language of the output text.
+        mode: ``"unified"``: the speech LLM translates in one pass (a model or LoRA adapter trained for
+            the ``translate`` task); ``"cascade"``: transcribe, then a text translator translates each
+            sentence.
+        max_new_tokens: cap on tokens the speech model generates per VAD segment, and a cascade
+            translator per sentence (or segment).
+        temperature: 0 = greedy decoding; > 0 samples.
+        stream_by_sentence: translate sentence by sentence (lowest latency); ``False`` translates each
+            VAD segment whole (more context per translation, later first output).
+        vad_options: how long audio is cut at pauses.
+    """
+
+    source_language: str = "zh"
+    target_language: str = "en"
+    mode: str = "unified"
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    stream_by_sentence: bool = True
+    vad_options: VadOptions = dataclasses.field(default_factory=VadOptions)
+
+    def __post_init__(self):
+        from .errors import UnsupportedLanguageError
+
+        pair = (self.source_language, self.target_language)
+        if pair not in SUPPORTED_PAIRS:
+            supported = ", ".join(f"{s}->{t}" for s, t in SUPPORTED_PAIRS)
+            raise UnsupportedLanguageError(
+                f"translation {pair[0]}->{pair[1]} is not supported; supported: {supported}")
+        if self.mode not in TRANSLATION_MODES:
+            raise ValueError(f"mode must be one of {TRANSLATION_MODES}, not {self.mode!r}")
+        _integer("max_new_tokens", self.max_new_tokens, 1)
+        _finite("temperature", self.temperature, 0.0)
+        if not isinstance(self.vad_options, VadOptions):
+            raise ValueError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
+
+    @property
+    def decoding(self) -> DecodingOptions:
+        """The speech model's decoding options for this translation."""
+        return DecodingOptions(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+
+
+Options = TypeVar("Options", DecodingOptions, TranscribeOptions, TranslationOptions)
+
+
+def _field_names(cls) -> set[str]:
+    return {field.name for field in dataclasses.fields(cls)}
+
+
+def resolve(cls: type[Options], options: Any = None, overrides: Mapping[str, Any] | None = None) -> Options:
+    """``options`` (an instance of ``cls``, ``None`` for the defaults, or, for
+    :class:`TranscribeOptions`, a :class:`DecodingOptions` taken as its ``decoding``) with the keyword
+    ``overrides`` applied. For :class:`TranscribeOptions`, the fields of its ``decoding``
+    (``max_new_tokens``, ``num_beams``, ``temperature``, ...) may be overridden by name too.
+
+    Raises:
+        TypeError: an override that is not a field (named, as for any unexpected keyword argument),
+            or ``options`` of the wrong type.
+        ValueError: a bad value (from the dataclass's validation).
+    """
+    overrides = {key: value for key, value in (overrides or {}).items()}
+    if options is None:
+        options = cls()
+    elif cls is TranscribeOptions and isinstance(options, DecodingOptions):
+        options = TranscribeOptions(decoding=options)
+    elif not isinstance(options, cls):
+        raise TypeError(f"options must be a {cls.__name__}, not {type(options).__name__}")
+    own = _field_names(cls)
+    nested = {}
+    if cls is TranscribeOptions:
+        decoding_fields = _field_names(DecodingOptions)
+        nested = {key: overrides.pop(key) for key in list(overrides) if key in decoding_fields and key not in own}
+    unknown = sorted(set(overrides) - own)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+    if nested:
+        overrides["decoding"] = dataclasses.replace(overrides.get("decoding", options.decoding), **nested)
+    return dataclasses.replace(options, **overrides) if overrides else options
