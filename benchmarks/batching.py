@@ -6,7 +6,7 @@
 Writes a random checkpoint of the chosen size (no weights are downloaded; a random model of a given
 shape runs at the speed of a trained one, but its output length differs, so the mean number of
 generated tokens is printed), decodes N utterances with each batch size through
-``FunASRNano.decode_waveforms`` and reports utterances/s, the speed-up over the first batch size, and
+``SpeechModel.decode_waveforms`` and reports utterances/s, the speed-up over the first batch size, and
 whether the tokens are identical to it.
 """
 

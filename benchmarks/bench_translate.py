@@ -1,7 +1,7 @@
 """Speech translation side by side: unified (one pass) vs cascade (ASR, then text translation).
 
 For every ``translate`` line of a manifest (audio + English reference), runs both modes through
-``FunASRNano.translate_stream`` and reports, per mode:
+``SpeechModel.translate_stream`` and reports, per mode:
 
   BLEU, chrF       sacrebleu corpus scores against the references
   first_s          seconds from the call to the first translated sentence (mean over utterances)
@@ -19,6 +19,7 @@ own LLM on the text-only translation task.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -37,7 +38,7 @@ def run_mode(model, examples, mode, translator, config):
     for example in examples:
         began = time.perf_counter()
         first = None
-        for event in translate_stream(model, example.audio, mode=mode, translator=translator, config=config):
+        for event in translate_stream(model, example.audio, dataclasses.replace(config, mode=mode), translator=translator):
             if isinstance(event, SentenceTranslated) and first is None:
                 first = time.perf_counter() - began
             elif isinstance(event, TranslationFinished):
@@ -64,7 +65,8 @@ def main() -> None:
 
     from funasr_nano import load_model
     from funasr_nano.training.data import read_manifest
-    from funasr_nano.pipeline.translate import TranslationConfig, resolve_translator
+    from funasr_nano.options import TranslationOptions
+    from funasr_nano.pipeline.translate import resolve_translator
 
     torch.set_num_threads(args.threads)
     manifest = args.manifest or str(ROOT / "tests" / "data" / "demo_heldout" / "manifest.jsonl")
@@ -74,7 +76,7 @@ def main() -> None:
     if not examples:
         raise SystemExit(f"{manifest}: no translate lines with audio")
     model = load_model(args.model)
-    config = TranslationConfig()
+    config = TranslationOptions()
     references = [e.target for e in examples]
     rows = []
     for mode in ("unified", "cascade"):

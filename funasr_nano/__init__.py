@@ -1,13 +1,13 @@
 """funasr-nano: run, adapt and ship Fun-ASR-Nano speech LLMs from Python.
 
-Pipeline, one module per stage: ``audio`` (decode, resample) -> ``vad`` (cut long audio) ->
-``frontend`` (fbank, LFR) -> ``checkpoint`` (load weights) -> ``prompt`` -> ``model`` (encoder,
-adaptor, LLM) -> ``decoding`` -> ``results`` -> ``writers``; ``streaming`` and ``translate`` on top of
-the model; ``data``, ``synth``, ``batching``, ``train``, ``lora``, ``save`` for training; ``cli``.
+The pipeline, one package per role: ``audio`` (decode, resample, VAD) -> ``models`` (a speech-LLM family:
+frontend, checkpoint map, prompt; the chat format) -> ``engines`` (LLM input embeddings -> tokens) ->
+``pipeline`` (transcribe, stream, translate) -> ``writers`` / ``cli``; ``training`` and ``export``
+beside them; ``testing`` writes tiny random checkpoints. Options live in ``options``, results in
+``results``, errors in ``errors``.
 """
 
 from .audio.io import load_audio
-from .pipeline.decoding import DecodingOptions
 from .errors import (
     AudioDecodeError,
     AudioTooLongError,
@@ -17,12 +17,13 @@ from .errors import (
     TranslatorError,
     UnsupportedLanguageError,
 )
-from .models.fun_asr_nano.frontend import Frontend, FrontendConfig
-from .pipeline.speech_model import FunASRNano, load_model
-from .results import Segment, Transcription
-from .pipeline.translate import Translation, TranslationConfig
+from .load import load_model
+from .options import DecodingOptions, TranscribeOptions, TranslationOptions
+from .pipeline.speech_model import SpeechModel
+from .pipeline.translate import Translation
+from .results import Segment, Transcription, TranscriptionFailure, TranscriptionInfo
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AudioDecodeError",
@@ -30,14 +31,15 @@ __all__ = [
     "AudioTooShortError",
     "CheckpointError",
     "DecodingOptions",
-    "Frontend",
-    "FrontendConfig",
-    "FunASRNano",
     "FunASRNanoError",
     "Segment",
+    "SpeechModel",
+    "TranscribeOptions",
     "Transcription",
+    "TranscriptionFailure",
+    "TranscriptionInfo",
     "Translation",
-    "TranslationConfig",
+    "TranslationOptions",
     "TranslatorError",
     "UnsupportedLanguageError",
     "load_audio",

@@ -24,6 +24,11 @@ class CheckpointError(FunASRNanoError):
     tensors of the wrong shape, or a configuration the model does not support)."""
 
 
+class InvalidOptionError(FunASRNanoError, ValueError):
+    """An option (argument) with a value the package cannot use: the message names the option and the
+    value. A ``ValueError`` too, as bad argument values are in Python."""
+
+
 class UnsupportedLanguageError(FunASRNanoError, ValueError):
     """A language (hint or target) that the model or the requested task does not support."""
 

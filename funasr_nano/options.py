@@ -13,6 +13,7 @@ import math
 from typing import Any, Mapping, Sequence, TypeVar
 
 from .audio.vad import VadOptions
+from .errors import InvalidOptionError
 
 # Seconds decoded in one piece by default; Fun-ASR-Nano loops on longer input (use VAD).
 MAX_DURATION = 30.0
@@ -20,14 +21,14 @@ MAX_DURATION = 30.0
 
 def _finite(name: str, value: Any, low: float | None = None, *, low_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise InvalidOptionError(f"{name} must be a finite number, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+        raise InvalidOptionError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
 
 
 def _integer(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise InvalidOptionError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,11 +61,11 @@ class DecodingOptions:
         _integer("num_beams", self.num_beams, 1)
         _finite("temperature", self.temperature, 0.0)
         if not isinstance(self.min_new_tokens, int) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens!r}")
+            raise InvalidOptionError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens!r}")
         if self.temperature > 0 and self.num_beams > 1:
-            raise ValueError("temperature > 0 (sampling) cannot be combined with beam search (num_beams > 1)")
+            raise InvalidOptionError("temperature > 0 (sampling) cannot be combined with beam search (num_beams > 1)")
         if self.guard_min_repeats < 2 or self.guard_max_ngram < 1:
-            raise ValueError("guard_min_repeats must be >= 2 and guard_max_ngram >= 1")
+            raise InvalidOptionError("guard_min_repeats must be >= 2 and guard_max_ngram >= 1")
 
 
 def _hotwords(value: Any) -> tuple[str, ...]:
@@ -74,11 +75,11 @@ def _hotwords(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = (value,)
     if not isinstance(value, Sequence) and not isinstance(value, (set, frozenset)):
-        raise ValueError(f"hotwords must be a string or a list of strings, got {type(value).__name__}")
+        raise InvalidOptionError(f"hotwords must be a string or a list of strings, got {type(value).__name__}")
     words = tuple(value)
     for word in words:
         if not isinstance(word, str) or not word.strip():
-            raise ValueError(f"hotwords must be non-empty strings, got {word!r}")
+            raise InvalidOptionError(f"hotwords must be non-empty strings, got {word!r}")
     return tuple(word.strip() for word in words)
 
 
@@ -111,18 +112,18 @@ class TranscribeOptions:
 
     def __post_init__(self):
         if self.language is not None and not isinstance(self.language, str):
-            raise ValueError(f"language must be a string such as 'zh' or None, got {self.language!r}")
+            raise InvalidOptionError(f"language must be a string such as 'zh' or None, got {self.language!r}")
         object.__setattr__(self, "hotwords", _hotwords(self.hotwords))
         if not isinstance(self.itn, bool):
-            raise ValueError(f"itn must be True or False, got {self.itn!r}")
+            raise InvalidOptionError(f"itn must be True or False, got {self.itn!r}")
         if self.vad not in (None, True, False):
-            raise ValueError(f"vad must be True, False or None, got {self.vad!r}")
+            raise InvalidOptionError(f"vad must be True, False or None, got {self.vad!r}")
         if not isinstance(self.vad_options, VadOptions):
-            raise ValueError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
+            raise InvalidOptionError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
         _integer("batch_size", self.batch_size, 1)
         _finite("max_duration", self.max_duration, 0.0, low_open=True)
         if not isinstance(self.decoding, DecodingOptions):
-            raise ValueError(f"decoding must be a DecodingOptions, got {type(self.decoding).__name__}")
+            raise InvalidOptionError(f"decoding must be a DecodingOptions, got {type(self.decoding).__name__}")
 
 
 SUPPORTED_PAIRS = (("zh", "en"),)
@@ -164,11 +165,11 @@ class TranslationOptions:
             raise UnsupportedLanguageError(
                 f"translation {pair[0]}->{pair[1]} is not supported; supported: {supported}")
         if self.mode not in TRANSLATION_MODES:
-            raise ValueError(f"mode must be one of {TRANSLATION_MODES}, not {self.mode!r}")
+            raise InvalidOptionError(f"mode must be one of {TRANSLATION_MODES}, not {self.mode!r}")
         _integer("max_new_tokens", self.max_new_tokens, 1)
         _finite("temperature", self.temperature, 0.0)
         if not isinstance(self.vad_options, VadOptions):
-            raise ValueError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
+            raise InvalidOptionError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
 
     @property
     def decoding(self) -> DecodingOptions:
@@ -192,7 +193,7 @@ def resolve(cls: type[Options], options: Any = None, overrides: Mapping[str, Any
     Raises:
         TypeError: an override that is not a field (named, as for any unexpected keyword argument),
             or ``options`` of the wrong type.
-        ValueError: a bad value (from the dataclass's validation).
+        InvalidOptionError: a bad value (from the dataclass's validation).
     """
     overrides = {key: value for key, value in (overrides or {}).items()}
     if options is None:

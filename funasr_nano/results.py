@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import unicodedata
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from .options import TranscribeOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +29,7 @@ class Segment:
 
 @dataclasses.dataclass(frozen=True)
 class Transcription:
-    """The result of :meth:`funasr_nano.FunASRNano.transcribe`.
+    """The result of :meth:`funasr_nano.SpeechModel.transcribe`.
 
     Attributes:
         text: the transcript (segments' texts joined).
@@ -44,6 +47,41 @@ class Transcription:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TranscriptionInfo:
+    """What is known about a transcription before its first segment is decoded
+    (:meth:`funasr_nano.SpeechModel.transcribe_segments`).
+
+    Attributes:
+        duration: seconds of audio from the file's header (or counted, when the header does not say and
+            VAD had to be decided); ``None`` when VAD was forced on and the header does not say.
+        language: the language hint given, or ``None``.
+        vad: whether the audio is cut at pauses by the VAD.
+        options: the options in effect.
+    """
+
+    duration: float | None
+    language: str | None
+    vad: bool
+    options: "TranscribeOptions"
+
+
+@dataclasses.dataclass(frozen=True)
+class TranscriptionFailure:
+    """An input of :meth:`funasr_nano.SpeechModel.transcribe_batch` that could not be transcribed.
+
+    Attributes:
+        index: its position in the batch's inputs.
+        source: a printable name of the input (see :func:`funasr_nano.audio.io.describe_source`).
+        error: the exception (a :class:`~funasr_nano.errors.FunASRNanoError` for bad input; any other
+            exception, e.g. an out-of-memory error, is an unexpected failure of that one input).
+    """
+
+    index: int
+    source: str
+    error: BaseException
 
 
 def _is_cjk(char: str) -> bool:

@@ -35,7 +35,7 @@ def recordings():
 
 def test_batched_files_give_identical_tokens(model, recordings):
     one_by_one = [model.transcribe(path, options=GUARDED) for path in recordings]
-    batched = model.transcribe_batch(recordings, options=GUARDED, batch_size=3)  # a full and a partial batch
+    batched = list(model.transcribe_batch(recordings, options=GUARDED, batch_size=3))  # a full and a partial batch
     assert [r.tokens for r in batched] == [r.tokens for r in one_by_one]
     assert batched == one_by_one
     assert all(len(r.tokens) > 5 for r in batched)

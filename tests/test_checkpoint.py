@@ -82,10 +82,10 @@ def test_bf16_checkpoint_loads(tiny_official, tmp_path, binhai):
     path = _copy(tiny_official, tmp_path / "ckpt")
     _edit_state_dict(path, lambda sd: sd.update({k: v.to(torch.bfloat16) for k, v in sd.items()}))
     model = load_model(path)
-    assert model.dtype == torch.float32
+    assert model.engine.dtype == torch.float32
     assert len(model.transcribe(binhai, max_new_tokens=5).tokens) > 0
     bf16 = load_model(tiny_official, dtype="bf16")
-    assert bf16.dtype == torch.bfloat16 and bf16.model.model.audio_tower.layers[0].mlp.fc1.weight.dtype == torch.float32
+    assert bf16.engine.dtype == torch.bfloat16 and bf16.family.model.model.audio_tower.layers[0].mlp.fc1.weight.dtype == torch.float32
     assert len(bf16.transcribe(binhai, max_new_tokens=5).tokens) > 0
 
 
@@ -123,22 +123,22 @@ def test_hf_low_frame_rate_defaults_to_official(tiny_hf, tmp_path):
     config = json.loads((path / "config.json").read_text())
     config.pop("use_low_frame_rate", None)
     (path / "config.json").write_text(json.dumps(config))
-    assert load_model(path).use_low_frame_rate is True
-    assert load_model(path, use_low_frame_rate=False).use_low_frame_rate is False
+    assert load_model(path).family.use_low_frame_rate is True
+    assert load_model(path, use_low_frame_rate=False).family.use_low_frame_rate is False
 
 
 def test_tasks_recorded_in_config_are_loaded(tiny_official, tiny_hf, tmp_path):
     import yaml
 
-    assert load_model(tiny_official).checkpoint.tasks == ("transcribe",)  # says none: transcription only
+    assert load_model(tiny_official).tasks == ("transcribe",)  # says none: transcription only
     official = _copy(tiny_official, tmp_path / "official")
     cfg = yaml.safe_load((official / "config.yaml").read_text())
     (official / "config.yaml").write_text(yaml.safe_dump({**cfg, "tasks": ["transcribe", "translate"]}))
-    assert load_model(official).checkpoint.tasks == ("transcribe", "translate")
+    assert load_model(official).tasks == ("transcribe", "translate")
     hf = _copy(tiny_hf, tmp_path / "hf")
     config = json.loads((hf / "config.json").read_text())
     (hf / "config.json").write_text(json.dumps({**config, "tasks": ["transcribe"]}))
-    assert load_model(hf).checkpoint.tasks == ("transcribe",)
+    assert load_model(hf).tasks == ("transcribe",)
     (hf / "config.json").write_text(json.dumps({**config, "tasks": "transcribe"}))
     with pytest.raises(CheckpointError, match="tasks"):
         load_model(hf)

@@ -3,7 +3,8 @@ import threading
 import pytest
 
 from funasr_nano import DecodingOptions, UnsupportedLanguageError
-from funasr_nano.pipeline.decoding import cut_repetition, postprocess_text, repeated_tail
+from funasr_nano.models.fun_asr_nano.prompt import postprocess_text
+from funasr_nano.pipeline.decoding import cut_repetition, repeated_tail
 
 
 def test_repetition_detection():
@@ -31,7 +32,7 @@ def test_guard_stops_a_looping_model(tiny_official, binhai):
 
     model = load_model(tiny_official)
     with torch.no_grad():
-        for layer in model.model.model.language_model.layers:
+        for layer in model.family.model.model.language_model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
     free = model.transcribe(binhai, options=DecodingOptions(max_new_tokens=200, repetition_guard=False))

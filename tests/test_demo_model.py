@@ -15,7 +15,7 @@ from funasr_nano import load_model
 from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint
 from funasr_nano.training.data import read_manifest
 from funasr_nano.errors import CheckpointError
-from funasr_nano.pipeline.speech_model import DEFAULT_MODEL, FunASRNano
+from funasr_nano.load import DEFAULT_MODEL, from_checkpoint
 
 from .conftest import ROOT
 
@@ -37,10 +37,10 @@ def character_error_rate(references, hypotheses) -> float:
 
 
 def test_default_model_is_the_shipped_demo(demo):
-    assert demo.checkpoint.path == DEFAULT_MODEL
-    assert demo.checkpoint.tasks == ("transcribe", "translate", "text_translate")
-    assert demo.use_low_frame_rate is False
-    assert demo.model.lm_head.weight.dtype == torch.float32  # fp16 on disk, converted on load
+    assert demo.family.path == DEFAULT_MODEL
+    assert demo.tasks == ("transcribe", "translate", "text_translate")
+    assert demo.family.use_low_frame_rate is False
+    assert demo.family.model.lm_head.weight.dtype == torch.float32  # fp16 on disk, converted on load
     size = sum(os.path.getsize(os.path.join(DEFAULT_MODEL, n)) for n in os.listdir(DEFAULT_MODEL))
     assert size <= 30e6
 
@@ -67,7 +67,7 @@ def test_perturbed_weights_change_the_example_output():
         generator = torch.Generator().manual_seed(0)
         for parameter in checkpoint.model.model.audio_tower.parameters():
             parameter.add_(0.5 * torch.randn(parameter.shape, generator=generator))
-    assert list(FunASRNano(checkpoint).transcribe(EXAMPLE).tokens) != EXPECTED["example"]["tokens"]
+    assert list(from_checkpoint(checkpoint).transcribe(EXAMPLE).tokens) != EXPECTED["example"]["tokens"]
 
 
 def test_cli_transcribes_with_the_default_model():
@@ -78,8 +78,8 @@ def test_cli_transcribes_with_the_default_model():
 
 
 def test_missing_default_model_is_a_checkpoint_error(monkeypatch, tmp_path):
-    import funasr_nano.pipeline.speech_model
+    import funasr_nano.load
 
-    monkeypatch.setattr(funasr_nano.pipeline.speech_model, "DEFAULT_MODEL", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(funasr_nano.load, "DEFAULT_MODEL", str(tmp_path / "nowhere"))
     with pytest.raises(CheckpointError, match="embedded demo model is missing"):
         load_model()

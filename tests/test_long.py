@@ -89,7 +89,8 @@ def test_each_segment_decodes_as_its_own_clip(model, offline, long_input):
 
 
 def test_transcribe_segments_is_lazy_and_matches(model, long_wav, offline):
-    generator = model.transcribe_segments(long_wav, options=OPTIONS)
+    generator, info = model.transcribe_segments(long_wav, options=OPTIONS)
+    assert info.vad is True and info.duration == pytest.approx(offline.duration, abs=0.01)
     assert inspect.isgenerator(generator)
     first = next(generator)
     assert first == offline.segments[0]

@@ -9,7 +9,8 @@ import torch
 from funasr_nano import CheckpointError, DecodingOptions, load_model
 from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint
 from funasr_nano.cli.main import main
-from funasr_nano.models.lora import LoraSettings, add_lora, lora_layers, merge_checkpoint, save_adapter
+from funasr_nano.export.merge import merge_checkpoint
+from funasr_nano.models.lora import LoraSettings, add_lora, lora_layers, save_adapter
 from funasr_nano.testing.tiny import write_tiny_checkpoint
 
 from .training_data import make_corpus, one_thread  # noqa: F401 - autouse fixture

@@ -26,12 +26,14 @@ def ours(model, audio, case):
 def our_inputs_embeds(model, audio, case):
     from funasr_nano.audio.io import load_audio
     from funasr_nano.models.fun_asr_nano.prompt import build_prompt_ids, language_name, transcription_instruction
+    from funasr_nano.engines.base import LLMInput
 
     instruction = transcription_instruction(case.get("hotwords", ()), language_name(case.get("language")),
                                             case.get("itn", True))
     audio_embeds = model.audio_embeddings(load_audio(audio))
     prompt = build_prompt_ids(model.tokenizer, instruction, audio_embeds.shape[0])
-    return prompt, model.inputs_embeds(prompt, audio_embeds)
+    parts = (prompt.prefix_ids, audio_embeds, prompt.suffix_ids)
+    return prompt, model.family.inputs_embeds(LLMInput(parts))
 
 
 @pytest.fixture(scope="module", params=["low_frame_rate", "all_frames"])
@@ -46,7 +48,7 @@ def test_tokens_and_embeddings_match_official(checkpoint, binhai, case):
     prompt, embeds = our_inputs_embeds(model, binhai, case)
     # the prompt: same ids around the audio slot, audio slot at the same place and of the same size
     assert official.fbank_beg == len(prompt.prefix_ids)
-    assert official.num_audio == prompt.num_audio == (13 if model.use_low_frame_rate else 100)
+    assert official.num_audio == prompt.num_audio == (13 if model.family.use_low_frame_rate else 100)
     slot = slice(len(prompt.prefix_ids), len(prompt.prefix_ids) + prompt.num_audio)
     assert official.prompt_ids[: slot.start] == prompt.prefix_ids
     assert official.prompt_ids[slot.stop :] == prompt.suffix_ids

@@ -3,6 +3,7 @@
 Random models write gibberish, so sentences here come from the VAD pauses between the three real
 recordings (a pause always ends a sentence) and from whatever sentence marks the gibberish holds."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -17,13 +18,14 @@ import yaml
 from funasr_nano import UnsupportedLanguageError, load_model
 from funasr_nano.results import join_texts
 from funasr_nano.testing.tiny import build_tokenizer, write_tiny_checkpoint
-from funasr_nano.pipeline.translate import (ChatLMTranslator, PartialTranscript, SentenceTranslated, SourceSentence,
-                                   TranslationConfig, TranslationFinished, TranslatorError, load_translator,
-                                   split_sentences, translate, translate_stream)
+from funasr_nano import TranslationOptions, TranslatorError
+from funasr_nano.pipeline.translate import (PartialTranscript, SentenceTranslated, SourceSentence, TranslationFinished,
+                                            split_sentences, translate, translate_stream)
+from funasr_nano.pipeline.translators import ChatLMTranslator, load_translator
 
 from .conftest import shared_file
 
-CONFIG = TranslationConfig(max_new_tokens=12)
+CONFIG = TranslationOptions(max_new_tokens=12)
 
 
 def squash(text: str) -> str:
@@ -78,7 +80,7 @@ def test_sentence_splitting():
 
 def test_unsupported_language_pair(model, binhai):
     with pytest.raises(UnsupportedLanguageError, match="zh->en"):
-        TranslationConfig(target_language="fr")
+        TranslationOptions(target_language="fr")
     with pytest.raises(UnsupportedLanguageError, match="zh->de"):
         model.translate(binhai, target_language="de", mode="cascade")
 
@@ -111,7 +113,7 @@ def test_translator_errors(model, tmp_path, chat_lm):
 
 def test_cascade_with_a_tiny_text_llm(model, chat_lm, three_sentences):
     translator = ChatLMTranslator(str(chat_lm))
-    result = model.translate(three_sentences, mode="cascade", translator=translator, config=CONFIG)
+    result = model.translate(three_sentences, CONFIG, mode="cascade", translator=translator)
     assert result.mode == "cascade" and result.duration == pytest.approx(soundfile.info(three_sentences).duration, abs=1e-3)
     assert len(result.segments) >= 3
     for sentence in result.segments:  # each sentence is the translator's output for its source
@@ -126,7 +128,7 @@ def test_cascade_with_a_tiny_text_llm(model, chat_lm, three_sentences):
 
 
 def test_cascade_with_the_speech_models_own_llm(translating_model, three_sentences):
-    result = translating_model.translate(three_sentences, mode="cascade", config=CONFIG)
+    result = translating_model.translate(three_sentences, CONFIG, mode="cascade")
     assert len(result.segments) >= 3
     for sentence in result.segments:
         expected = translating_model.run("text_translate", text=sentence.source,
@@ -139,7 +141,7 @@ def test_unified(translating_model, three_sentences):
     from funasr_nano.pipeline.decoding import DecodingOptions
     from funasr_nano.audio.vad import speech_chunks
 
-    result = translating_model.translate(three_sentences, mode="unified", config=CONFIG)
+    result = translating_model.translate(three_sentences, CONFIG, mode="unified")
     assert result.mode == "unified" and result.source_text is None
     assert all(s.source is None for s in result.segments)
     chunks = list(speech_chunks(iter_audio(three_sentences)))
@@ -150,7 +152,7 @@ def test_unified(translating_model, three_sentences):
 
 @pytest.mark.parametrize("mode", ["cascade", "unified"])
 def test_streaming_order_and_equality(translating_model, three_sentences, mode):
-    events = list(translate_stream(translating_model, three_sentences, mode=mode, config=CONFIG))
+    events = list(translate_stream(translating_model, three_sentences, dataclasses.replace(CONFIG, mode=mode)))
     assert isinstance(events[-1], TranslationFinished)
     assert not any(isinstance(e, TranslationFinished) for e in events[:-1])
     translated = [i for i, e in enumerate(events) if isinstance(e, SentenceTranslated)]
@@ -169,7 +171,7 @@ def test_streaming_order_and_equality(translating_model, three_sentences, mode):
     else:
         assert all(isinstance(events[i], SentenceTranslated) for i in range(len(events) - 1))
     streamed = join_texts(events[i].sentence.text for i in translated)
-    final = translate(translating_model, three_sentences, mode=mode, config=CONFIG)
+    final = translate(translating_model, three_sentences, dataclasses.replace(CONFIG, mode=mode))
     assert streamed == final.text == events[-1].translation.text
 
 
@@ -207,17 +209,24 @@ def test_a_sentence_is_translated_while_its_segment_is_still_being_transcribed(m
     text = "你好。我很好！再见"
     ids = model.tokenizer.encode(text, add_special_tokens=False)
 
-    def scripted_stream(model_, inputs_embeds, options, task="transcribe"):
-        for count in range(1, len(ids) + 1):
-            yield ids[:count]
-        yield ids
+    class ScriptedStream:  # stands in for pipeline.decoding.TokenStream
+        def __init__(self, engine, llm_input, options):
+            pass
+
+        def __iter__(self):
+            for count in range(1, len(ids) + 1):
+                yield ids[:count]
+            yield ids
+
+        def close(self):
+            pass
 
     class Echo:
         def translate(self, source, config):
             return source
 
-    monkeypatch.setattr(translate_module, "stream_tokens", scripted_stream)
-    events = list(translate_stream(model, binhai, mode="cascade", translator=Echo(), config=CONFIG))
+    monkeypatch.setattr(translate_module, "TokenStream", ScriptedStream)
+    events = list(translate_stream(model, binhai, dataclasses.replace(CONFIG, mode="cascade"), translator=Echo()))
     sources = [e.text for e in events if isinstance(e, SourceSentence)]
     assert sources == ["你好。", "我很好！", "再见"]
     first_translation = next(i for i, e in enumerate(events) if isinstance(e, SentenceTranslated))

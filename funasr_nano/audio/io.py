@@ -268,3 +268,20 @@ def iter_audio(source: AudioInput, *, sample_rate: int | None = None,
     finally:
         if handle is not None:
             handle.close()
+
+
+def check_sample_rate(rate, name: str) -> int:  # replaced by the audio hardening branch
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 or rate != int(rate):
+        raise ValueError(f"{name}: sample rate must be a positive integer, got {rate!r}")
+    return int(rate)
+
+
+def to_mono(samples: np.ndarray, name: str) -> np.ndarray:  # replaced by the audio hardening branch
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1) if np.issubdtype(samples.dtype, np.floating) else samples[:, 0]
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+    samples = samples.astype(np.float32, copy=False).reshape(-1)
+    if not np.all(np.isfinite(samples)):
+        raise AudioDecodeError(f"{name}: audio contains NaN or infinite samples")
+    return samples

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
+from ..errors import InvalidOptionError
 from .io import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -78,18 +79,18 @@ class VadOptions:
 
     def __post_init__(self):
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+            raise InvalidOptionError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.neg_threshold is not None and not 0.0 < self.neg_threshold <= self.threshold:
-            raise ValueError(f"neg_threshold must be in (0, threshold], got {self.neg_threshold}")
+            raise InvalidOptionError(f"neg_threshold must be in (0, threshold], got {self.neg_threshold}")
         for name in ("min_speech_duration", "min_silence_duration", "speech_pad", "max_merge_gap"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise InvalidOptionError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_segment_duration < 1.0 + 2 * self.speech_pad:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"max_segment_duration must be >= 1 s plus twice speech_pad, got {self.max_segment_duration}"
             )
         if self.max_merge_gap < self.speech_pad:
-            raise ValueError(f"max_merge_gap ({self.max_merge_gap}) must be >= speech_pad ({self.speech_pad})")
+            raise InvalidOptionError(f"max_merge_gap ({self.max_merge_gap}) must be >= speech_pad ({self.speech_pad})")
 
     @property
     def silence_threshold(self) -> float:

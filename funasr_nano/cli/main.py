@@ -21,7 +21,7 @@ import sys
 from typing import Sequence
 
 from ..errors import FunASRNanoError
-from ..audio.io import MAX_DURATION
+from ..options import MAX_DURATION
 from ..audio.vad import VadOptions
 from ..writers import FORMATS, get_writer, write_result
 
@@ -145,106 +145,50 @@ def _emit(args: argparse.Namespace, path: str, result) -> None:
 def _transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..audio.io import probe_duration
-    from ..pipeline.decoding import DecodingOptions
-    from ..pipeline.speech_model import load_model
-    from ..results import Transcription, join_texts
+    from ..load import load_model
+    from ..options import DecodingOptions, TranscribeOptions
+    from ..results import TranscriptionFailure
 
     if args.format == "all" and not args.output_dir:
         raise ValueError("--format all writes several files: give --output-dir")
     if args.format in ("srt", "vtt", "tsv") and len(args.files) > 1 and not args.output_dir:
         raise ValueError(f"--format {args.format} for several files: give --output-dir")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    options = DecodingOptions(max_new_tokens=args.max_new_tokens, num_beams=args.beam_size)
-    vad_options = VadOptions(max_segment_duration=args.max_segment)
+    options = TranscribeOptions(
+        language=args.language, hotwords=tuple(args.hotwords or ()), itn=args.itn, vad=args.vad,
+        vad_options=VadOptions(max_segment_duration=args.max_segment), batch_size=args.batch_size,
+        max_duration=args.max_duration,
+        decoding=DecodingOptions(max_new_tokens=args.max_new_tokens, num_beams=args.beam_size))
     model = load_model(args.model, device=args.device, dtype=args.dtype)
-    common = dict(language=args.language, hotwords=args.hotwords, itn=args.itn, options=options,
-                  vad_options=vad_options, max_duration=args.max_duration)
     failures = 0
-    files_bar = tqdm(total=len(args.files), unit="file", disable=args.quiet or len(args.files) < 2,
-                     desc="files", dynamic_ncols=True)
-
-    def fail(path: str, error: Exception) -> None:
-        nonlocal failures
-        failures += 1
-        tqdm.write(f"error: {error}", file=sys.stderr)
-        files_bar.update()
-
-    def run_group(group: list[str]) -> None:
-        """Short files, decoded whole and batched; on an error, file by file to find the bad ones."""
-        if not group:
-            return
-        try:
-            results = model.transcribe_batch(group, batch_size=args.batch_size, vad=args.vad, **common)
-        except FunASRNanoError as error:
-            if len(group) == 1:
-                return fail(group[0], error)
-            logger.info("a batch failed (%s); retrying its files one by one", error)
-            for path in group:
-                run_group([path])
-            return
-        for path, result in zip(group, results):
-            _emit(args, path, result)
+    with tqdm(total=len(args.files), unit="file", disable=args.quiet or len(args.files) < 2, desc="files",
+              dynamic_ncols=True) as files_bar:
+        for path, result in zip(args.files, model.transcribe_batch(args.files, options)):
+            if isinstance(result, TranscriptionFailure):
+                failures += 1
+                tqdm.write(f"error: {result.error}", file=sys.stderr)
+            else:
+                _emit(args, path, result)
             files_bar.update()
-
-    def run_long(path: str, duration: float | None) -> None:
-        """One file cut by VAD; a progress bar over its audio."""
-        segments = []
-        info: dict = {}
-        with tqdm(total=round(duration or 0, 1) or None, unit="s", desc=path, disable=args.quiet, leave=False,
-                  dynamic_ncols=True) as bar:
-            for segment in model.transcribe_segments(path, batch_size=args.batch_size, vad=True, _info=info,
-                                                     **common):
-                segments.append(segment)
-                bar.update(max(0.0, round(segment.end - bar.n, 1)))
-        result = Transcription(text=join_texts(s.text for s in segments),
-                               tokens=tuple(t for s in segments for t in s.tokens), language=args.language,
-                               duration=info["duration"], segments=tuple(segments))
-        _emit(args, path, result)
-        files_bar.update()
-
-    group: list[str] = []
-    for path in args.files:
-        try:
-            duration = probe_duration(path)
-        except FunASRNanoError as error:
-            fail(path, error)
-            continue
-        long_file = args.vad is True or (args.vad is None and duration is not None and duration > args.max_duration)
-        if not long_file:
-            group.append(path)
-            if len(group) >= args.batch_size:
-                run_group(group)
-                group = []
-            continue
-        run_group(group)
-        group = []
-        try:
-            run_long(path, duration)
-        except FunASRNanoError as error:
-            fail(path, error)
-    run_group(group)
-    files_bar.close()
     if failures:
         print(f"{failures} of {len(args.files)} files failed", file=sys.stderr)
     return 1 if failures else 0
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from ..pipeline.speech_model import load_model
+    from ..load import load_model
+    from ..options import TranslationOptions
+    from ..pipeline.translate import SentenceTranslated, TranslationFinished, resolve_translator, translate_stream
     from ..results import Segment, Transcription
-    from ..pipeline.translate import (SentenceTranslated, TranslationConfig, TranslationFinished, resolve_translator,
-                            translate_stream)
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
-    config = TranslationConfig(max_new_tokens=args.max_new_tokens, stream_by_sentence=not args.by_segment)
+    config = TranslationOptions(mode=args.mode, max_new_tokens=args.max_new_tokens,
+                                stream_by_sentence=not args.by_segment)
     translator = resolve_translator(model, args.mode, args.translator)  # loaded once, before any file
     failures = 0
     for path in args.files:
         try:
             result = None
-            for event in translate_stream(model, path, mode=args.mode, translator=translator, config=config):
+            for event in translate_stream(model, path, config, translator=translator):
                 if isinstance(event, TranslationFinished):
                     result = event.translation
                 elif args.stream and not args.output_dir:
@@ -334,7 +278,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _lora(args: argparse.Namespace) -> int:
-    from ..models.lora import merge_checkpoint
+    from ..export.merge import merge_checkpoint
 
     merge_checkpoint(args.base, args.adapter, args.output, layout=args.layout)
     print(f"wrote merged checkpoint {args.output}")

@@ -1,14 +1,17 @@
 """Writing a loaded (possibly fine-tuned) model back to disk as a checkpoint folder that
-:func:`funasr_nano.load_model` loads: the official FunASR layout or the transformers layout, with the
-writers of :mod:`funasr_nano.tiny`."""
+:func:`funasr_nano.load_model` loads, in the official FunASR layout or the transformers layout."""
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 
+import torch
 import yaml
+
+from ..models.fun_asr_nano.checkpoint import hf_to_official_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,6 @@ def write_checkpoint(path: str, loaded, layout: str | None = None) -> str:
             that still holds LoRA layers (merge or strip them first, see :mod:`funasr_nano.lora`).
     """
     from ..models.lora import language_model, lora_layers
-    from ..testing.tiny import write_hf, write_official
 
     layout = layout or loaded.layout
     if layout not in ("official", "hf"):
@@ -62,3 +64,33 @@ def write_checkpoint(path: str, loaded, layout: str | None = None) -> str:
         write_hf(path, loaded.model, loaded.tokenizer)
     logger.info("wrote %s-layout checkpoint %s", layout, path)
     return path
+
+
+def write_official(path: str, model, tokenizer, cfg: dict) -> None:
+    """Write ``model`` in the official FunASR layout: config.yaml, configuration.json, model.pt
+    (``{"state_dict": ...}``) and the LLM folder with its config.json and tokenizer."""
+    os.makedirs(path, exist_ok=True)
+    llm_dir = os.path.join(path, cfg["llm_conf"]["init_param_path"])
+    os.makedirs(llm_dir, exist_ok=True)
+    with open(os.path.join(path, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, allow_unicode=True, sort_keys=False)
+    with open(os.path.join(path, "configuration.json"), "w", encoding="utf-8") as f:
+        json.dump({"framework": "pytorch", "task": "auto-speech-recognition", "model": {"type": "funasr"},
+                   "file_path_metas": {"init_param": "model.pt", "config": "config.yaml",
+                                       "tokenizer_conf": {"init_param_path": cfg["tokenizer_conf"]["init_param_path"]},
+                                       "llm_conf": {"init_param_path": cfg["llm_conf"]["init_param_path"]}}}, f, indent=2)
+    state = hf_to_official_state_dict(
+        {k: v.detach().clone() for k, v in model.state_dict().items()}, cfg["audio_encoder_conf"]["num_blocks"]
+    )
+    torch.save({"state_dict": state}, os.path.join(path, "model.pt"))
+    text = model.config.text_config.to_dict()
+    text["architectures"] = ["Qwen3ForCausalLM"]
+    with open(os.path.join(llm_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(text, f, indent=2)
+    tokenizer.save_pretrained(llm_dir)
+
+
+def write_hf(path: str, model, tokenizer) -> None:
+    """Write ``model`` in the transformers layout (config.json, model.safetensors, tokenizer)."""
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)

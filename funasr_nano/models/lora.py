@@ -16,11 +16,13 @@ sqrt(r)`` for rsLoRA), the LoRA update of Hu et al. 2021 (arXiv:2106.09685), eq.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-from typing import Iterator
+import threading
+from typing import Iterator, Sequence
 
 import torch
 
@@ -157,8 +159,13 @@ def read_adapter_settings(path: str) -> LoraSettings:
     config_path = os.path.join(path, ADAPTER_CONFIG)
     if not os.path.isfile(config_path) or not os.path.isfile(os.path.join(path, ADAPTER_WEIGHTS)):
         raise CheckpointError(f"{path}: not a LoRA adapter folder (needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: cannot read the adapter config ({error})") from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: the adapter config is not a JSON object")
     if config.get("peft_type", "LORA") != "LORA":
         raise CheckpointError(f"{config_path}: peft_type {config.get('peft_type')!r} is not supported (LORA only)")
     for option in ("use_rslora", "use_dora", "fan_in_fan_out"):
@@ -169,8 +176,14 @@ def read_adapter_settings(path: str) -> LoraSettings:
     targets = config.get("target_modules")
     if isinstance(targets, str):
         raise CheckpointError(f"{config_path}: target_modules as a regular expression is not supported")
-    return LoraSettings(r=int(config["r"]), lora_alpha=float(config["lora_alpha"]),
-                        lora_dropout=float(config.get("lora_dropout", 0.0)), target_modules=tuple(targets or ()))
+    missing = [key for key in ("r", "lora_alpha") if key not in config]
+    if missing:
+        raise CheckpointError(f"{config_path}: no {' and no '.join(missing)} (the LoRA rank and scaling)")
+    try:
+        return LoraSettings(r=int(config["r"]), lora_alpha=float(config["lora_alpha"]),
+                            lora_dropout=float(config.get("lora_dropout", 0.0)), target_modules=tuple(targets or ()))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: {error}") from error
 
 
 def load_adapter(model, path: str, adapter_name: str = "default") -> None:
@@ -208,19 +221,56 @@ def load_adapter(model, path: str, adapter_name: str = "default") -> None:
     logger.info("loaded LoRA adapter %r from %s (%d tensors)", adapter_name, path, len(expected))
 
 
-def activate_adapter(model, adapter_name: str | None) -> None:
-    """Make ``adapter_name`` the only active adapter of ``model``'s LLM (``None``: the base model).
+# Per-row adapter selection: each LoRA layer of an inference model gets a forward pre-hook that passes
+# the calling thread's per-row adapter names to peft's mixed-batch forward (``adapter_names``, as
+# ``PeftModel.generate(..., adapter_names=...)`` does), so concurrent calls with different adapters need
+# no lock and no global switch. Rows without an adapter use peft's ``"__base__"``.
+_ROWS = threading.local()
+BASE_ADAPTER = "__base__"
 
-    This changes the shared model; callers that may run concurrently must hold a lock (as
-    :class:`funasr_nano.FunASRNano` does)."""
+
+def _pass_row_adapters(module, args, kwargs):
+    names = getattr(_ROWS, "names", None)
+    if names is not None:
+        kwargs["adapter_names"] = names
+    return args, kwargs
+
+
+def enable_row_adapters(model) -> None:
+    """Prepare ``model``'s LoRA layers for per-row adapters (:func:`row_adapters`). Idempotent."""
     for _, layer in lora_layers(language_model(model)):
-        if adapter_name is None:
-            layer.enable_adapters(False)
-        else:
-            if adapter_name not in layer.lora_A:
-                raise ValueError(f"no LoRA adapter named {adapter_name!r}; the model has {adapter_names(model)}")
-            layer.enable_adapters(True)
-            layer.set_adapter(adapter_name, inference_mode=True)
+        if not getattr(layer, "_row_adapter_hook", False):
+            layer.register_forward_pre_hook(_pass_row_adapters, with_kwargs=True)
+            layer._row_adapter_hook = True
+        layer.enable_adapters(True)
+    model._row_adapters = True
+
+
+@contextlib.contextmanager
+def row_adapters(model, names: Sequence[str | None]):
+    """Within this context, forward passes of ``model`` run in the calling thread apply adapter
+    ``names[i]`` to batch row ``i`` (``None``: the base weights). Does nothing for a model without
+    adapters (:func:`enable_row_adapters` not called) when no row asks for one.
+
+    Raises:
+        ValueError: a row asks for an adapter the model does not have.
+    """
+    if not getattr(model, "_row_adapters", False):
+        wanted = sorted({name for name in names if name is not None})
+        if wanted:
+            raise ValueError(f"no LoRA adapter named {wanted[0]!r}; the model has none loaded")
+        yield
+        return
+    known = set(adapter_names(model)) if any(names) else set()
+    for name in names:
+        if name is not None and name not in known:
+            raise ValueError(f"no LoRA adapter named {name!r}; the model has {sorted(known)}")
+    previous = getattr(_ROWS, "names", None)
+    _ROWS.names = [BASE_ADAPTER if name is None else name for name in names]
+    try:
+        yield
+    finally:
+        _ROWS.names = previous
 
 
 def merge_adapter(model, adapter_name: str = "default") -> int:
@@ -253,21 +303,6 @@ def strip_lora(model) -> None:
     for path, layer in list(lora_layers(llm)):
         parent, _, child = _get_submodules(llm, path)
         setattr(parent, child, layer.get_base_layer())
-
-
-def merge_checkpoint(base: str, adapter: str, output: str, layout: str | None = None) -> str:
-    """Write a standalone checkpoint to ``output``: the ``base`` checkpoint with the LoRA ``adapter``
-    merged into its LLM weights. ``layout`` defaults to the base's (``official`` or ``hf``).
-    Returns ``output``."""
-    from .fun_asr_nano.checkpoint import load_checkpoint
-    from ..export.checkpoint import write_checkpoint
-
-    loaded = load_checkpoint(base)
-    load_adapter(loaded.model, adapter, "merge")
-    count = merge_adapter(loaded.model, "merge")
-    logger.info("merged %d LoRA layers of %s into %s", count, adapter, base)
-    write_checkpoint(output, loaded, layout=layout)
-    return output
 
 
 def parse_lora_argument(lora: str | os.PathLike | dict | None) -> dict[str, str]:

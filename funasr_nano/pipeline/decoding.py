@@ -1,57 +1,28 @@
-"""Decoding: options, the repetition guard, and FunASR's text post-processing.
+"""Decoding above the engine: the repetition guard, streaming of tokens, cancellation, and waveforms ->
+token ids.
 
-FunASR decodes greedily with ``transformers`` ``generate`` (``FunASRNano.inference_llm``): up to
-``max_length`` (512) new tokens, stopping at the LLM's end-of-sequence token, which for Qwen3 is
-``<|im_end|>``; the text is ``tokenizer.decode(ids, skip_special_tokens=True)`` with ``/sil`` removed
-and whitespace runs folded to one space.
+The guard and streaming are ``on_token`` callbacks of :meth:`funasr_nano.engines.base.Engine.generate`,
+so they behave the same on every engine. FunASR decodes greedily up to ``max_length`` (512) new tokens
+and stops at the LLM's end-of-sequence token (``FunASRNano.inference_llm``); the guard is ours.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import re
-from typing import Sequence
+import queue
+import threading
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-import torch
+import numpy as np
+
+from ..engines.base import LLMInput, OnToken
+from ..options import DecodingOptions
+
+if TYPE_CHECKING:
+    from ..engines.base import Engine
+    from ..models.base import SpeechLLM
 
 logger = logging.getLogger(__name__)
-
-END_OF_TURN = "<|im_end|>"
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodingOptions:
-    """How the LLM generates text.
-
-    Attributes:
-        max_new_tokens: upper bound on generated tokens (FunASR's ``max_length``, 512).
-        num_beams: 1 = greedy search (FunASR's default); > 1 = beam search.
-        min_new_tokens: end-of-turn is suppressed before this many tokens (0 = never; benchmarks use
-            it to generate a fixed number of tokens).
-        repetition_guard: stop a looping output: when the last tokens are one n-gram (n <=
-            ``guard_max_ngram``) repeated at least ``guard_min_repeats`` times over at least
-            ``guard_min_tokens`` tokens, generation stops and the repeats are cut to one copy.
-            FunASR has no such guard; it only changes output that was looping anyway.
-    """
-
-    max_new_tokens: int = 512
-    num_beams: int = 1
-    min_new_tokens: int = 0
-    repetition_guard: bool = True
-    guard_max_ngram: int = 32
-    guard_min_repeats: int = 4
-    guard_min_tokens: int = 24
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
-        if self.num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
-        if self.guard_min_repeats < 2 or self.guard_max_ngram < 1:
-            raise ValueError("guard_min_repeats must be >= 2 and guard_max_ngram >= 1")
 
 
 def repeated_tail(tokens: Sequence[int], options: DecodingOptions) -> tuple[int, int] | None:
@@ -83,33 +54,105 @@ def cut_repetition(tokens: Sequence[int], options: DecodingOptions) -> list[int]
     return tokens[: len(tokens) - (repeats - 1) * period]
 
 
-class RepetitionStoppingCriteria:
-    """``transformers`` stopping criterion: True for sequences whose tail loops (see
-    :func:`repeated_tail`). Checks only the generated tokens (``input_ids`` holds only those when
-    generating from ``inputs_embeds``).
+def generate(engine: "Engine", inputs: Sequence[LLMInput], options: DecodingOptions, *,
+             on_token: OnToken | None = None, cancel: threading.Event | None = None) -> list[list[int]]:
+    """``engine.generate`` with the repetition guard: a row whose tail loops is stopped and cut to one
+    copy of the loop. ``on_token`` (streaming) sees every token before the guard's cut.
 
-    ``stopped_at`` maps a batch row to its length when it first looped: in a batch, ``generate`` fills
-    a stopped row with padding until the other rows end, and the caller cuts it there. One instance
-    per ``generate`` call (it records that call's rows).
+    Raises:
+        ValueError: beam search on an engine without it.
+    """
+    if options.num_beams > 1 and not engine.supports_beam_search:
+        raise ValueError(f"the {engine.name} engine does not do beam search (num_beams={options.num_beams})")
+    guard = options.repetition_guard
+
+    def watch(row: int, tokens: Sequence[int]) -> bool:
+        stop = bool(on_token(row, tokens)) if on_token is not None else False
+        return stop or (guard and repeated_tail(tokens, options) is not None)
+
+    callback = watch if (guard or on_token is not None) else None
+    results = engine.generate(inputs, options, on_token=callback, cancel=cancel)
+    return [cut_repetition(tokens, options) if guard else tokens for tokens in results]
+
+
+class TokenStream:
+    """Generation of one row in a background thread, read as an iterator of the growing token list.
+
+    Iterating yields the tokens generated so far after each step; the last item is the final list (end
+    of turn excluded, repetition cut). A consumer that stops reading (``close()``, or dropping the
+    iterator) cancels the generation within one token; an error in generation is raised in the
+    consumer.
     """
 
-    def __init__(self, options: DecodingOptions):
-        self.options = options
-        self.stopped_at: dict[int, int] = {}
+    def __init__(self, engine: "Engine", llm_input: LLMInput, options: DecodingOptions):
+        self._queue: queue.Queue = queue.Queue()
+        self.cancel = threading.Event()
+        self.generated = 0  # tokens the engine produced (counts tokens after a cancel too)
+        self._result: dict = {}
 
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        done = []
-        for index, row in enumerate(input_ids):
-            if index in self.stopped_at:
-                done.append(True)
-                continue
-            looped = repeated_tail(row.tolist(), self.options) is not None
-            if looped:
-                self.stopped_at[index] = row.shape[0]
-            done.append(looped)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        def on_token(row: int, tokens: Sequence[int]) -> bool:
+            self.generated = len(tokens)
+            self._queue.put(list(tokens))
+            return False
+
+        def work():
+            try:
+                self._result["tokens"] = generate(engine, [llm_input], options, on_token=on_token,
+                                                  cancel=self.cancel)[0]
+            except BaseException as error:  # handed to the consumer thread
+                self._result["error"] = error
+            finally:
+                self._queue.put(None)
+
+        self._thread = threading.Thread(target=work, name="funasr-nano-generate", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    break
+                yield item
+            self._thread.join()
+            if "error" in self._result:
+                raise self._result["error"]
+            yield self._result["tokens"]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop generating (if still running) and wait for the thread."""
+        self.cancel.set()
+        self._thread.join()
 
 
-def postprocess_text(text: str) -> str:
-    """FunASR's post-processing of decoded text: ``/sil`` markers removed, whitespace runs folded."""
-    return re.sub(r"\s+", " ", text.replace("/sil", " "))
+def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[np.ndarray], instruction: str,
+                     options: DecodingOptions, *, prefix_texts: Sequence[str] | None = None, batch_size: int = 8,
+                     adapter: str | None = None) -> list[list[int]]:
+    """Decode several utterances, ``batch_size`` at a time through the LLM.
+
+    Each utterance is encoded on its own (encoder and adaptor are cheap next to the LLM); the engine
+    decodes each batch of prompts so that every row decodes as it would alone.
+
+    Args:
+        waveforms: ``(samples,)`` float32 16 kHz arrays (each up to ~30 s).
+        instruction: the user instruction (e.g. ``family.transcription_instruction(...)``).
+        prefix_texts: one answer prefix per waveform (FunASR's ``prev_text``), default none.
+        batch_size: rows per LLM call (>= 1).
+        adapter: the LoRA adapter the rows run with (``None``: base weights).
+
+    Returns:
+        generated token ids per waveform, in order, end-of-turn excluded.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prefix_texts = list(prefix_texts) if prefix_texts is not None else [""] * len(waveforms)
+    if len(prefix_texts) != len(waveforms):
+        raise ValueError(f"{len(waveforms)} waveforms but {len(prefix_texts)} prefix texts")
+    results: list[list[int]] = []
+    for begin in range(0, len(waveforms), batch_size):
+        rows = [family.llm_input(instruction, family.audio_embeddings(waveform), answer_prefix=prefix, adapter=adapter)
+                for waveform, prefix in zip(waveforms[begin:begin + batch_size], prefix_texts[begin:begin + batch_size])]
+        results.extend(generate(engine, rows, options))
+    return results

@@ -6,13 +6,13 @@ the previous text minus a rollback as ``prev_text``) re-decodes the growing curr
 chunk, continuing from the previous result minus its last few tokens, which may still change. Here:
 
 * audio is cut by the same online VAD as offline long-audio transcription
-  (:class:`funasr_nano.vad.VadSegmenter`); a segment is *final* when the VAD closes it (a pause longer
+  (:class:`funasr_nano.audio.vad.VadSegmenter`); a segment is *final* when the VAD closes it (a pause longer
   than ``max_merge_gap``, the maximum segment length, or the end of the stream);
 * every ``chunk_duration`` seconds of input, the open segment (from its padded start to now) is decoded
   with ``prefix_text`` = the last partial text minus its last ``rollback_tokens`` tokens, and a
   *partial* event is emitted;
 * a final segment is decoded afresh, without prefix, exactly as
-  :meth:`funasr_nano.FunASRNano.transcribe_segments` decodes it: fed chunk by chunk, a file gives the
+  :meth:`funasr_nano.SpeechModel.transcribe_segments` decodes it: fed chunk by chunk, a file gives the
   same final segments (boundaries, tokens, text) as offline transcription with ``vad=True``.
 
 A session holds the state of one stream; the model it wraps is shared and may serve other sessions.
@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import soxr
 
-from ..audio.io import SAMPLE_RATE
-from .decoding import DecodingOptions
-from ..models.fun_asr_nano.prompt import language_name, transcription_instruction
-from ..results import Segment, Transcription, join_texts
+from ..audio.io import SAMPLE_RATE, check_sample_rate, to_mono
 from ..audio.vad import SpeechChunk, VadOptions, VadSegmenter
+from ..errors import InvalidOptionError
+from ..options import TranscribeOptions
+from ..results import Segment, Transcription, join_texts
+from .transcribe import check_options
 
 if TYPE_CHECKING:
-    from .speech_model import FunASRNano
+    from .speech_model import SpeechModel
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ class StreamingOptions:
 
     def __post_init__(self):
         if self.chunk_duration <= 0:
-            raise ValueError(f"chunk_duration must be > 0, got {self.chunk_duration}")
+            raise InvalidOptionError(f"chunk_duration must be > 0, got {self.chunk_duration}")
         if self.rollback_tokens < 0:
-            raise ValueError(f"rollback_tokens must be >= 0, got {self.rollback_tokens}")
+            raise InvalidOptionError(f"rollback_tokens must be >= 0, got {self.rollback_tokens}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,7 @@ class StreamingEvent:
 
 
 class StreamingSession:
-    """One live stream. Create with :meth:`funasr_nano.FunASRNano.stream`.
+    """One live stream. Create with :meth:`funasr_nano.SpeechModel.stream`.
 
     Example::
 
@@ -103,15 +104,16 @@ class StreamingSession:
             print("FINAL", event.text)
     """
 
-    def __init__(self, model: "FunASRNano", language: str | None = None, hotwords: Sequence[str] | None = None,
-                 itn: bool = True, *, options: DecodingOptions | None = None,
+    def __init__(self, model: "SpeechModel", options: TranscribeOptions | None = None, *,
                  streaming_options: StreamingOptions | None = None, sample_rate: int = SAMPLE_RATE):
+        options = options or TranscribeOptions()
         self.model = model
-        self.options = options or DecodingOptions()
+        self.options = options.decoding
         self.streaming_options = streaming_options or StreamingOptions()
-        self.language = language
-        self.instruction = transcription_instruction(list(hotwords or ()), language_name(language), itn)
-        self.sample_rate = int(sample_rate)
+        self.language = options.language
+        self.instruction = check_options(model, dataclasses.replace(
+            options, vad=True, vad_options=self.streaming_options.vad_options))
+        self.sample_rate = check_sample_rate(sample_rate, "stream")
         self._resampler = (soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
                            if self.sample_rate != SAMPLE_RATE else None)
         self._segmenter = VadSegmenter(self.streaming_options.vad_options)
@@ -131,15 +133,16 @@ class StreamingSession:
         """Add audio; return the events it produced (finals first, then at most one partial).
 
         Args:
-            pcm: ``(samples,)`` mono audio at the session's sample rate; int16/int32 (scaled by the type's
-                range) or float in [-1, 1]. Any length (a few ms to many seconds).
+            pcm: ``(samples,)`` mono or ``(samples, channels)`` audio at the session's sample rate;
+                int16/int32 (scaled by the type's range) or float in [-1, 1]. Any length (a few ms to many
+                seconds).
+
+        Raises:
+            AudioDecodeError: NaN/infinite or absurdly large samples, or an array of the wrong shape.
         """
         if self._finished:
             raise RuntimeError("feed() after finish()")
-        samples = np.asarray(pcm).reshape(-1)
-        if np.issubdtype(samples.dtype, np.integer):
-            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
-        samples = samples.astype(np.float32, copy=False)
+        samples = to_mono(np.asarray(pcm), "stream chunk")
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
         events = self._finalize(self._segmenter.push(samples))

@@ -3,14 +3,14 @@ resumable by position), how they become tensors (:class:`Collator` -> :class:`Ba
 (:class:`SpeechLLMLoss`).
 
 The tensors follow FunASR's ``FunASRNano.data_load_speech`` (funasr 1.4.16): ChatML prompt with the
-audio slot (:mod:`funasr_nano.prompt`), then the target + ``<|im_end|>`` tokenized separately; labels
+audio slot (:mod:`funasr_nano.prompt`), then the target + the end-of-turn token tokenized separately; labels
 are -100 everywhere but on the target tokens.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import functools
 import logging
 from typing import Mapping, Sequence
 
@@ -20,12 +20,12 @@ import torch.nn.functional as F
 
 from .data import Example
 from ..errors import AudioDecodeError, AudioTooShortError, TrainingError
+from ..models.chat import ChatFormat
 from ..models.fun_asr_nano.prompt import build_prompt_ids, num_audio_tokens
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label of positions without loss (torch cross_entropy's default ignore_index)
-END_OF_TURN = "<|im_end|>"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ class Batch:
     Attributes:
         input_ids: ``(batch, length)`` int64, right-padded; audio positions hold the audio token.
         attention_mask: ``(batch, length)`` int64, 1 = real position.
-        labels: ``(batch, length)`` int64, target tokens (``<|im_end|>`` included) and -100 elsewhere.
+        labels: ``(batch, length)`` int64, target tokens (end of turn included) and -100 elsewhere.
         audio_mask: ``(batch, length)`` bool, True at audio positions.
         features: ``(audio_rows, frames, 560)`` float32 LFR features of the rows that have audio, in
             row order, right-padded.
@@ -141,18 +141,56 @@ class Batch:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
+class FeatureCache:
+    """A least-recently-used cache of feature tensors, bounded in entries and in bytes."""
+
+    def __init__(self, max_entries: int, max_bytes: int):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> torch.Tensor | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if self.max_entries < 1 or size > self.max_bytes or key in self._items:
+            return
+        self._items[key] = value
+        self.bytes += size
+        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self.bytes -= dropped.numel() * dropped.element_size()
+
+
 class Collator:
     """Examples -> :class:`Batch`: audio -> LFR features -> audio position count (the official
-    ``use_low_frame_rate`` rule), prompt tokens, target tokens + ``<|im_end|>``."""
+    ``use_low_frame_rate`` rule), prompt tokens, target tokens + the end-of-turn token."""
 
     def __init__(self, tokenizer, frontend, use_low_frame_rate: bool, audio_token_id: int, pad_token_id: int,
-                 cache_size: int = 0):
+                 cache_size: int = 0, cache_bytes: int = 2 << 30):
         self.tokenizer = tokenizer
+        self.chat = ChatFormat.from_tokenizer(tokenizer)
         self.frontend = frontend
         self.use_low_frame_rate = use_low_frame_rate
         self.audio_token_id = audio_token_id
         self.pad_token_id = pad_token_id
-        self.features = functools.lru_cache(maxsize=cache_size)(self._features) if cache_size else self._features
+        self.cache = FeatureCache(cache_size, cache_bytes)
+
+    def features(self, path: str) -> torch.Tensor:
+        """LFR features of the audio file ``path`` (cached)."""
+        cached = self.cache.get(path)
+        if cached is None:
+            cached = self._features(path)
+            self.cache.put(path, cached)
+        return cached
 
     def _features(self, path: str) -> torch.Tensor:
         from ..audio.io import load_audio
@@ -166,8 +204,8 @@ class Collator:
         except (AudioDecodeError, AudioTooShortError) as error:
             raise TrainingError(f"{example.source}: {error} (run `funasr-nano data check`)") from error
         num_audio = num_audio_tokens(features.shape[0], self.use_low_frame_rate) if features is not None else 0
-        prompt = build_prompt_ids(self.tokenizer, example.instruction, num_audio)
-        target = self.tokenizer.encode(example.target + END_OF_TURN, add_special_tokens=False)
+        prompt = build_prompt_ids(self.tokenizer, example.instruction, num_audio, chat=self.chat)
+        target = self.tokenizer.encode(example.target + self.chat.end_of_turn, add_special_tokens=False)
         ids = prompt.prefix_ids + [self.audio_token_id] * num_audio + prompt.suffix_ids + target
         labels = [IGNORE_INDEX] * prompt.length + target
         audio_mask = [0] * len(prompt.prefix_ids) + [1] * num_audio + [0] * (len(prompt.suffix_ids) + len(target))
@@ -212,7 +250,7 @@ class Collator:
 class SpeechLLMLoss(torch.nn.Module):
     """``FunAsrNanoForConditionalGeneration`` -> mean cross-entropy on the target tokens of a batch.
 
-    The audio path is :meth:`funasr_nano.FunASRNano.encode` (encoder, then adaptor, with the feature
+    The audio path is :meth:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel.encode` (encoder, then adaptor, with the feature
     mask), with gradients; each audio row's first ``num_audio`` adaptor frames replace its audio
     positions, as FunASR splices ``fake_token_len`` frames.
 

@@ -45,7 +45,7 @@ class Example:
         task: a name from :data:`funasr_nano.prompt.TASKS`, or ``"custom"`` for an official-format
             line whose instruction is none of theirs.
         instruction: the user-turn text (before the audio slot when there is audio).
-        target: the assistant's answer (``<|im_end|>`` is appended when tokenizing).
+        target: the assistant's answer (the end-of-turn token is appended when tokenizing).
         audio: absolute path of the audio file, or ``None`` for a text-only example.
         source_text: the source-language text (transcript of a translation example), if given.
         language: language of the audio/source, if given.
@@ -329,12 +329,14 @@ def check_manifest(
         ManifestError: a line does not parse (the first bad line; parsing stops there).
     """
     from ..audio.io import SAMPLE_RATE, load_audio
+    from ..models.chat import ChatFormat
     from ..models.fun_asr_nano.frontend import Frontend
     from ..models.fun_asr_nano.prompt import build_prompt_ids, num_audio_tokens
 
     path = os.fspath(path)
     examples = read_manifest(path)
     frontend = Frontend()
+    chat = ChatFormat.from_tokenizer(tokenizer) if tokenizer is not None else None
     problems: list[str] = []
     durations: list[float] = []
     lengths: list[int] = []
@@ -355,8 +357,8 @@ def check_manifest(
                 problems.append(f"{example.source}: audio is {duration:.1f} s, longer than {max_duration} s")
             num_audio = num_audio_tokens(frontend.num_frames(samples), use_low_frame_rate)
         if tokenizer is not None:
-            prompt = build_prompt_ids(tokenizer, example.instruction, num_audio)
-            target = len(tokenizer.encode(example.target + "<|im_end|>", add_special_tokens=False))
+            prompt = build_prompt_ids(tokenizer, example.instruction, num_audio, chat=chat)
+            target = len(tokenizer.encode(example.target + chat.end_of_turn, add_special_tokens=False))
             target_lengths.append(target)
             lengths.append(prompt.length + target)
             if lengths[-1] > max_tokens:

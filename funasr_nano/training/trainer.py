@@ -2,7 +2,7 @@
 
 The training example is the one FunASR builds (``FunASRNano.data_load_speech``, funasr 1.4.16): the
 ChatML prompt of :mod:`funasr_nano.prompt` with the audio slot, then the target followed by
-``<|im_end|>``, tokenized separately; the loss is the cross-entropy on the target tokens only (the
+the end-of-turn token, tokenized separately; the loss is the cross-entropy on the target tokens only (the
 prompt and audio positions carry label -100).
 
 Batches and the loss are in :mod:`funasr_nano.batching`. One run: :class:`TrainConfig` (a YAML file
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import yaml
 
-from .batching import END_OF_TURN, IGNORE_INDEX, BatchSampler, Collator, SpeechLLMLoss  # noqa: F401 - re-exported
+from .batching import IGNORE_INDEX, BatchSampler, Collator, SpeechLLMLoss  # noqa: F401 - re-exported
 from .data import Example, audio_duration, read_manifest, text_translation_examples
 from ..errors import AudioDecodeError, AudioTooShortError, TrainingError
 from ..models.lora import LoraSettings, add_lora, save_adapter, strip_lora
@@ -80,6 +80,8 @@ class TrainConfig:
         eval_max_new_tokens: generation cap during evaluation.
         export_layout: layout of ``OUTPUT/model``: ``official``, ``hf``, or None = the source's.
         feature_cache_size: LFR features kept in memory (examples); 0 = recompute every time.
+        feature_cache_mb: bound on the memory those cached features take, MiB (the least recently
+            used are dropped first).
         ctc_weight: weight of an auxiliary CTC loss on the adaptor output through the LLM's output
             layer, blank = the pad token (see :class:`funasr_nano.batching.SpeechLLMLoss`); helps a model
             trained from scratch align audio and text. 0 = off (the official recipe has none).
@@ -116,6 +118,7 @@ class TrainConfig:
     eval_max_new_tokens: int = 128
     export_layout: str | None = None
     feature_cache_size: int = 4096
+    feature_cache_mb: float = 2048.0
     ctc_weight: float = 0.0
     seed: int = 0
 
@@ -133,7 +136,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("log_every", "eval_every", "save_every", "keep_checkpoints", "warmup_steps",
-                     "feature_cache_size"):
+                     "feature_cache_size", "feature_cache_mb"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.ctc_weight < 0:
@@ -303,7 +306,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, accelerator=None):
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
-        from ..models.fun_asr_nano.checkpoint import AUDIO_PLACEHOLDER_TOKEN, load_checkpoint
+        from ..models.chat import AUDIO_PLACEHOLDER_TOKEN, ChatFormat
+        from ..models.fun_asr_nano.checkpoint import load_checkpoint
         from ..models.fun_asr_nano.frontend import Frontend
 
         self.config = config
@@ -323,10 +327,11 @@ class Trainer:
         self._set_trainable(model)
         tokenizer = self.loaded.tokenizer
         audio_token = tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER_TOKEN)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        pad = (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+               else tokenizer.convert_tokens_to_ids(ChatFormat.from_tokenizer(tokenizer).end_of_turn))
         self.frontend = Frontend(self.loaded.frontend)
         self.collator = Collator(tokenizer, self.frontend, self.loaded.use_low_frame_rate, audio_token, pad,
-                                 config.feature_cache_size)
+                                 config.feature_cache_size, int(config.feature_cache_mb * 2**20))
 
         self.examples = self._training_examples()
         self.sampler = BatchSampler([e.task for e in self.examples], [self._length(e) for e in self.examples],
@@ -590,10 +595,10 @@ class Trainer:
     # -- evaluation and export ----------------------------------------------------------------------
 
     def inference_model(self):
-        """A :class:`funasr_nano.FunASRNano` over the weights being trained (LoRA active)."""
-        from ..pipeline.speech_model import FunASRNano
+        """A :class:`funasr_nano.SpeechModel` over the weights being trained (LoRA active)."""
+        from ..load import from_checkpoint
 
-        return FunASRNano(dataclasses.replace(self.loaded, model=self.model))
+        return from_checkpoint(dataclasses.replace(self.loaded, model=self.model))
 
     @torch.no_grad()
     def evaluate(self, examples: Sequence[Example] | None = None) -> EvalResult:

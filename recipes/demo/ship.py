@@ -32,7 +32,7 @@ from evaluate import cer  # noqa: E402
 
 from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint  # noqa: E402
 from funasr_nano.training.data import read_manifest  # noqa: E402
-from funasr_nano.pipeline.speech_model import DEFAULT_MODEL, FunASRNano  # noqa: E402
+from funasr_nano.load import DEFAULT_MODEL, from_checkpoint  # noqa: E402
 from funasr_nano.training.trainer import TrainConfig, Trainer, latest_checkpoint  # noqa: E402
 
 TASK_NAMES = ["transcribe", "translate", "text_translate"]
@@ -85,7 +85,7 @@ def main() -> None:
     print(f"shipped {DEFAULT_MODEL} ({size / 1e6:.1f} MB)")
 
     # outputs are recorded from the shipped (fp16-rounded) weights, loaded as a user loads them
-    shipped = FunASRNano(load_checkpoint(DEFAULT_MODEL))
+    shipped = from_checkpoint(load_checkpoint(DEFAULT_MODEL))
     torch.manual_seed(0)
     held_out = read_manifest(os.path.join(args.work, "data", "test", "manifest.jsonl"))
     transcribe = [e for e in held_out if e.task == "transcribe"]

@@ -40,8 +40,6 @@ OFFICIAL_ENCODER_LAYER_NORM_EPS = 1e-5
 # Tensors of the official checkpoint that transcription does not use: the CTC branch, which FunASR
 # uses only for character timestamps.
 UNUSED_OFFICIAL_PREFIXES = ("ctc_decoder.", "ctc.")
-# Token that stands for one audio position in the transformers layout's prompts.
-AUDIO_PLACEHOLDER_TOKEN = "<|object_ref_start|>"
 # What a checkpoint that does not list its tasks can do (the released Fun-ASR-Nano-2512).
 DEFAULT_TASKS = ("transcribe",)
 

@@ -5,7 +5,7 @@ Reproduces ``FunASRNano.get_prompt``, ``generate_chatml`` and ``data_load_speech
 
 * user text = [hotword preamble] + ``语音转写`` | ``语音转写成{language}`` + [``，不进行文本规整`` when ITN
   is off] + ``：`` followed by the audio;
-* the conversation is ChatML with the system prompt "You are a helpful assistant." and ends with the
+* the conversation is the tokenizer's chat (ChatML for Qwen3) with the system prompt "You are a helpful assistant." and ends with the
   assistant header;
 * the text before and after the audio is tokenized **separately** (as the official code does), and
   the audio occupies :func:`num_audio_tokens` positions between them.
@@ -14,9 +14,11 @@ Reproduces ``FunASRNano.get_prompt``, ``generate_chatml`` and ``data_load_speech
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Sequence
 
 from ...errors import UnsupportedLanguageError
+from ..chat import ChatFormat, PromptIds
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 HOTWORD_PREAMBLE = (
@@ -86,41 +88,15 @@ def num_audio_tokens(num_frames: int, use_low_frame_rate: bool) -> int:
     return (length - 1) // 2 + 1
 
 
-@dataclasses.dataclass(frozen=True)
-class PromptIds:
-    """A tokenized prompt with one audio slot.
-
-    ``input_ids = prefix_ids + [placeholder] * num_audio + suffix_ids``; the audio embeddings replace
-    the placeholder positions.
+def build_prompt_ids(tokenizer, instruction: str, num_audio: int, prefix_text: str = "", *,
+                     chat: ChatFormat | None = None) -> PromptIds:
+    """Tokenize the official prompt around an audio slot of ``num_audio`` positions: the system prompt
+    :data:`SYSTEM_PROMPT`, the user ``instruction`` followed by the audio, the assistant header and
+    ``prefix_text`` (FunASR's ``prev_text``, used to continue a transcript). The chat markers come from
+    ``chat`` (default: the tokenizer's own chat template, ChatML for Qwen3).
     """
-
-    prefix_ids: list[int]
-    suffix_ids: list[int]
-    num_audio: int
-
-    @property
-    def length(self) -> int:
-        return len(self.prefix_ids) + self.num_audio + len(self.suffix_ids)
-
-
-def chatml_prefix(instruction: str, system_prompt: str | None = SYSTEM_PROMPT) -> str:
-    """ChatML text before the audio slot."""
-    head = f"<|im_start|>system\n{system_prompt}<|im_end|>\n" if system_prompt is not None else ""
-    return f"{head}<|im_start|>user\n{instruction}"
-
-
-CHATML_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
-
-
-def build_prompt_ids(tokenizer, instruction: str, num_audio: int, prefix_text: str = "") -> PromptIds:
-    """Tokenize the ChatML prompt around an audio slot of ``num_audio`` positions.
-
-    ``prefix_text`` is appended after the assistant header (FunASR's ``prev_text``, used to continue a
-    transcript), tokenized together with the suffix as the official code does.
-    """
-    prefix = tokenizer.encode(chatml_prefix(instruction), add_special_tokens=False)
-    suffix = tokenizer.encode(CHATML_SUFFIX + prefix_text, add_special_tokens=False)
-    return PromptIds(prefix_ids=list(prefix), suffix_ids=list(suffix), num_audio=num_audio)
+    chat = chat or ChatFormat.from_tokenizer(tokenizer)
+    return chat.prompt_ids(tokenizer, instruction, num_audio, system=SYSTEM_PROMPT, answer_prefix=prefix_text)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -177,7 +153,13 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; use one of {sorted(TASKS)}") from None
 
 
-def build_text_prompt_ids(tokenizer, user_text: str) -> PromptIds:
-    """Tokenize a ChatML prompt without audio (text-only tasks): the same pieces as
-    :func:`build_prompt_ids` with an empty audio slot."""
-    return build_prompt_ids(tokenizer, user_text, 0)
+def build_text_prompt_ids(tokenizer, user_text: str, *, chat: ChatFormat | None = None) -> PromptIds:
+    """Tokenize a prompt without audio (text-only tasks): the same pieces as :func:`build_prompt_ids`
+    with an empty audio slot."""
+    return build_prompt_ids(tokenizer, user_text, 0, chat=chat)
+
+
+def postprocess_text(text: str) -> str:
+    """FunASR's post-processing of decoded text (``FunASRNano.inference_llm``): ``/sil`` markers
+    removed, whitespace runs folded to one space."""
+    return re.sub(r"\s+", " ", text.replace("/sil", " "))

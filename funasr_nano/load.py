@@ -1,0 +1,143 @@
+"""Loading: a checkpoint folder -> its model family -> an engine -> a :class:`SpeechModel`.
+
+The family is recognised from the folder's files (today: Fun-ASR-Nano, official or transformers
+layout); the engine is chosen by ``engine=`` (``"transformers"``, the reference). Devices and dtypes
+are checked here, before any weights are read, so a bad value is one clear error.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import os
+from typing import Mapping
+
+import torch
+
+from .errors import CheckpointError, InvalidOptionError
+from .pipeline.speech_model import SpeechModel
+
+logger = logging.getLogger(__name__)
+
+# The embedded demo model (recipes/demo): used when no checkpoint folder is given.
+DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo")
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+ENGINES = ("transformers",)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"fp32"``/``"bf16"``/``"fp16"`` (or a ``torch.dtype``) -> ``torch.dtype``.
+
+    Raises:
+        ValueError: any other value.
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise InvalidOptionError(f"dtype must be float32, bfloat16 or float16, not {dtype}")
+        return dtype
+    if not isinstance(dtype, str) or dtype.lower() not in DTYPES:
+        raise InvalidOptionError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16")
+    return DTYPES[dtype.lower()]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A device this torch build can run the model on.
+
+    Raises:
+        ValueError: a device string torch does not know, the ``meta`` device (no data), or an
+            accelerator this machine or torch build does not have (e.g. ``cuda`` on a CPU-only torch).
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidOptionError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "meta":
+        raise InvalidOptionError("device 'meta' holds no data and cannot run a model; use cpu or cuda")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidOptionError(f"device {device!r}: this torch build or machine has no CUDA GPU; use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise InvalidOptionError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        return resolved
+    if resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InvalidOptionError(f"device {device!r}: MPS is not available on this machine")
+        return resolved
+    raise InvalidOptionError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+
+
+def from_checkpoint(checkpoint, engine: str = "transformers", adapters: Mapping[str, str] | None = None) -> SpeechModel:
+    """A :class:`SpeechModel` for an already loaded Fun-ASR-Nano ``checkpoint``
+    (:class:`funasr_nano.models.fun_asr_nano.checkpoint.LoadedCheckpoint`)."""
+    from .engines.transformers import TransformersEngine
+    from .models.fun_asr_nano.model import FunAsrNanoModel
+
+    if engine not in ENGINES:
+        raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    family = FunAsrNanoModel(checkpoint)
+    pad = family.tokenizer.pad_token_id
+    decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=pad)
+    return SpeechModel(family, decoder, adapters)
+
+
+def load_model(
+    path: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float32,
+    *,
+    engine: str = "transformers",
+    use_low_frame_rate: bool | None = None,
+    lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+) -> SpeechModel:
+    """Load a speech LLM checkpoint (Fun-ASR-Nano, official or transformers layout).
+
+    Args:
+        path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
+            model trained by ``recipes/demo`` that knows only synthetic espeak-ng Mandarin of everyday
+            sentences (see the README, *The embedded demo model*); pass the Fun-ASR-Nano-2512 folder for
+            real speech.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        dtype: LLM dtype (``torch.float32``/``"fp32"``, ``"bf16"``, ``"fp16"``); the encoder and
+            adaptor stay float32.
+        engine: what decodes the LLM (``"transformers"``).
+        use_low_frame_rate: override the checkpoint's audio-length rule (see
+            :func:`funasr_nano.models.fun_asr_nano.prompt.num_audio_tokens`).
+        lora: a LoRA adapter folder (peft format, e.g. written by ``funasr-nano train``) used for every
+            task, or ``{task name: folder}`` to choose adapters by task (a task without an entry runs
+            on the base model, or on the ``"default"`` entry if there is one). Adapters are applied per
+            batch row, so calls for different tasks run concurrently.
+
+    Raises:
+        CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
+        ValueError: an unknown or unavailable device, dtype or engine.
+    """
+    from .models.fun_asr_nano.checkpoint import load_checkpoint
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if engine not in ENGINES:
+        raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if path is None:
+        path = DEFAULT_MODEL
+        if not os.path.isdir(path):
+            raise CheckpointError(f"the embedded demo model is missing ({path}); reinstall funasr-nano or pass a "
+                                  "checkpoint folder (e.g. Fun-ASR-Nano-2512)")
+    checkpoint = load_checkpoint(os.fspath(path), device=torch_device, dtype=torch_dtype,
+                                 use_low_frame_rate=use_low_frame_rate)
+    if lora is None:
+        return from_checkpoint(checkpoint, engine)
+    from .models.fun_asr_nano.prompt import get_task
+    from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument
+
+    adapters = parse_lora_argument(lora)
+    for name, folder in adapters.items():
+        if name != "default":
+            get_task(name)  # a mapping's keys are task names
+        load_adapter(checkpoint.model, folder, name)
+    enable_row_adapters(checkpoint.model)
+    checkpoint.model.to(torch_device)
+    return from_checkpoint(checkpoint, engine, adapters)

@@ -1,0 +1,101 @@
+"""What a speech-LLM family provides to the pipeline: features -> audio embeddings -> a prompt with an
+audio slot, and the text conventions of its outputs.
+
+A family (one folder under :mod:`funasr_nano.models`) implements :class:`SpeechLLM`; the pipeline
+(:mod:`funasr_nano.pipeline`) turns its :class:`~funasr_nano.engines.base.LLMInput` rows into tokens
+with an engine (:mod:`funasr_nano.engines`) and never looks inside the family.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..engines.base import LLMInput
+from .chat import ChatFormat
+
+
+class SpeechLLM(abc.ABC):
+    """A loaded speech LLM of one family.
+
+    Attributes:
+        tokenizer: the LLM's tokenizer (transformers fast tokenizer).
+        chat: the chat format of the LLM (from its tokenizer's template).
+        tasks: the tasks the checkpoint was trained for (see the family's task table).
+        path: the folder it was loaded from.
+    """
+
+    tokenizer: Any
+    chat: ChatFormat
+    tasks: tuple[str, ...]
+    path: str
+
+    # -- audio ----------------------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def max_audio_seconds(self) -> float:
+        """The longest audio the encoder takes in one piece (its positional table), seconds."""
+
+    @abc.abstractmethod
+    def audio_positions(self, samples: int) -> int:
+        """How many prompt positions ``samples`` of 16 kHz audio take."""
+
+    @abc.abstractmethod
+    def audio_embeddings(self, waveform: np.ndarray) -> torch.Tensor:
+        """``(samples,)`` float32 16 kHz audio -> ``(num_audio, llm_hidden)`` float32 embeddings that fill
+        the prompt's audio slot."""
+
+    # -- prompts --------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def check_language(self, language: str | None) -> str | None:
+        """The prompt's name for ``language`` (``None`` stays ``None``).
+
+        Raises:
+            UnsupportedLanguageError: a language the family does not know.
+        """
+
+    @abc.abstractmethod
+    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+        """The user text of a transcription prompt (before the audio)."""
+
+    @abc.abstractmethod
+    def task_instruction(self, task: str, text: str | None = None) -> str:
+        """The user text of ``task`` (a name of the family's task table); ``text`` for text-only tasks.
+
+        Raises:
+            ValueError: an unknown task, or a text-only task without text.
+        """
+
+    @abc.abstractmethod
+    def task_uses_audio(self, task: str) -> bool:
+        """Whether ``task``'s prompt has an audio slot."""
+
+    @abc.abstractmethod
+    def llm_input(self, instruction: str, audio: torch.Tensor | None, *, answer_prefix: str = "",
+                  adapter: str | None = None) -> LLMInput:
+        """The LLM input for one prompt: the chat around ``instruction`` with ``audio``
+        (``(num_audio, llm_hidden)``, or ``None`` for a text-only prompt) in its slot."""
+
+    # -- outputs --------------------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def stop_token_ids(self) -> list[int]:
+        """Tokens that end the answer."""
+
+    @abc.abstractmethod
+    def decode_text(self, tokens: Sequence[int]) -> str:
+        """Generated token ids -> text, post-processed as the family's reference implementation does."""
+
+    # -- the LLM, for engines ---------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def llm(self) -> torch.nn.Module:
+        """The causal LLM (a transformers ``PreTrainedModel`` whose ``generate`` takes
+        ``inputs_embeds``), for the transformers engine and for export."""

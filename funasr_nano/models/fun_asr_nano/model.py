@@ -1,0 +1,145 @@
+"""Fun-ASR-Nano as a :class:`~funasr_nano.models.base.SpeechLLM`: fbank/LFR -> SAN-M encoder -> adaptor ->
+audio positions of the official prompt.
+
+Reproduces ``FunASRNano.inference_prepare`` (funasr 1.4.16, ``funasr/models/fun_asr_nano/model.py``):
+the prompt of :mod:`.prompt`, the first :func:`.prompt.num_audio_tokens` adaptor frames spliced into its
+audio slot. The model definition is transformers' ``FunAsrNanoForConditionalGeneration`` (see
+:mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ...engines.base import LLMInput
+from ...errors import CheckpointError
+from ..base import SpeechLLM
+from ..chat import ChatFormat
+from .checkpoint import LoadedCheckpoint
+from .frontend import Frontend
+from .prompt import SYSTEM_PROMPT, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
+
+logger = logging.getLogger(__name__)
+
+
+class FunAsrNanoModel(SpeechLLM):
+    """A loaded Fun-ASR-Nano checkpoint (official or transformers layout)."""
+
+    def __init__(self, checkpoint: LoadedCheckpoint):
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model
+        self.tokenizer = checkpoint.tokenizer
+        self.tasks = checkpoint.tasks
+        self.path = checkpoint.path
+        self.frontend = Frontend(checkpoint.frontend)
+        self.use_low_frame_rate = checkpoint.use_low_frame_rate
+        try:
+            self.chat = ChatFormat.from_tokenizer(self.tokenizer)
+            config_eos = self.model.config.text_config.eos_token_id
+            config_eos = [] if config_eos is None else [config_eos] if isinstance(config_eos, int) else list(config_eos)
+            # FunASR stops at the LLM config's eos_token_id (<|im_end|> for Qwen3-0.6B).
+            self._stop_token_ids = self.chat.stop_token_ids(self.tokenizer, config_eos)
+        except ValueError as error:
+            raise CheckpointError(f"{checkpoint.path}: {error}") from error
+
+    @property
+    def llm(self) -> torch.nn.Module:
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        return list(self._stop_token_ids)
+
+    @property
+    def max_audio_seconds(self) -> float:
+        # the encoder's sinusoidal positional table (transformers: max_position_embeddings of the audio
+        # config, 2048 LFR frames of 60 ms); longer input fails inside the encoder
+        frames = getattr(self.model.config.audio_config, "max_position_embeddings", None) or 2048
+        return frames * self.frontend.config.lfr_n * self.frontend.config.frame_shift_ms / 1000.0
+
+    # -- audio -> embeddings --------------------------------------------------------------------------
+
+    def features(self, waveform: np.ndarray) -> torch.Tensor:
+        """``(samples,)`` 16 kHz float32 -> ``(frames, 560)`` LFR fbank, 60 ms per frame."""
+        return self.frontend(waveform)
+
+    @torch.inference_mode()
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the audio encoder and adaptor.
+
+        Args:
+            features: ``(batch, frames, 560)`` float32 LFR features (right-padded).
+            lengths: ``(batch,)`` valid frames per row (default: all frames).
+
+        Returns:
+            ``(batch, frames, llm_hidden)`` float32 adaptor output; padded positions hold garbage.
+        """
+        batch, frames, _ = features.shape
+        if lengths is None:
+            lengths = torch.full((batch,), frames, dtype=torch.long)
+        mask = (torch.arange(frames)[None, :] < lengths[:, None]).to(self.device)
+        inner = self.model.model
+        encoder_out = inner.audio_tower(
+            input_features=features.to(self.device, torch.float32), input_features_mask=mask
+        ).last_hidden_state
+        return inner.multi_modal_projector(encoder_out, mask)
+
+    def audio_positions(self, samples: int) -> int:
+        return num_audio_tokens(self.frontend.num_frames(samples), self.use_low_frame_rate)
+
+    def audio_embeddings(self, waveform: np.ndarray) -> torch.Tensor:
+        """The audio positions spliced into the prompt: ``(num_audio, llm_hidden)`` float32.
+
+        ``num_audio`` follows :func:`.prompt.num_audio_tokens` (the first adaptor frames when the
+        checkpoint uses ``use_low_frame_rate``).
+        """
+        features = self.features(waveform)
+        adaptor_out = self.encode(features[None])[0]
+        return adaptor_out[: num_audio_tokens(features.shape[0], self.use_low_frame_rate)]
+
+    # -- prompts --------------------------------------------------------------------------------------
+
+    def check_language(self, language: str | None) -> str | None:
+        return language_name(language)
+
+    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+        return transcription_instruction(list(hotwords), language_name(language), itn)
+
+    def task_instruction(self, task: str, text: str | None = None) -> str:
+        return get_task(task).user_text(text)
+
+    def task_uses_audio(self, task: str) -> bool:
+        return get_task(task).uses_audio
+
+    def llm_input(self, instruction: str, audio: torch.Tensor | None, *, answer_prefix: str = "",
+                  adapter: str | None = None) -> LLMInput:
+        num_audio = 0 if audio is None else audio.shape[0]
+        prompt = self.chat.prompt_ids(self.tokenizer, instruction, num_audio, system=SYSTEM_PROMPT,
+                                      answer_prefix=answer_prefix)
+        parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
+        return LLMInput(parts=parts, adapter=adapter)
+
+    @torch.inference_mode()
+    def inputs_embeds(self, llm_input: LLMInput) -> torch.Tensor:
+        """``(1, length, llm_hidden)`` LLM input embeddings of ``llm_input`` (token parts embedded with
+        the LLM's table, audio parts as they are), in the LLM's dtype."""
+        embed = self.model.get_input_embeddings()
+        dtype = embed.weight.dtype
+        pieces = [part.to(self.device, dtype) if isinstance(part, torch.Tensor)
+                  else embed(torch.tensor(list(part), dtype=torch.long, device=self.device))
+                  for part in llm_input.parts]
+        return torch.cat(pieces)[None]
+
+    # -- outputs --------------------------------------------------------------------------------------
+
+    def decode_text(self, tokens: Sequence[int]) -> str:
+        """Token ids -> text, post-processed as FunASR does."""
+        return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))

@@ -1,0 +1,182 @@
+"""Cascade translators: text in the source language -> text in the target language.
+
+A local chat LLM (Qwen3 / Qwen2.5 Instruct style, thinking off), a local seq2seq MT model (Marian,
+NLLB), or the speech model's own LLM on the text-only translate task when it was trained for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from ..errors import TranslatorError
+from ..options import TRANSLATION_MODES, TranslationOptions
+
+if TYPE_CHECKING:
+    from .speech_model import SpeechModel
+
+logger = logging.getLogger(__name__)
+
+LANGUAGE_ENGLISH_NAMES = {"zh": "Chinese", "en": "English"}
+
+
+class Translator(Protocol):
+    """Turns source-language text into target-language text. Implementations are thread-safe."""
+
+    def translate(self, text: str, options: TranslationOptions) -> str: ...
+
+
+def _sampling(options: TranslationOptions) -> dict:
+    """``generate`` arguments for ``options.temperature`` (0 = greedy)."""
+    return dict(do_sample=True, temperature=options.temperature) if options.temperature > 0 else dict(do_sample=False)
+
+
+def _clean_output(text: str) -> str:
+    text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class ChatLMTranslator:
+    """A local causal LLM with a chat template (Qwen3 / Qwen2.5 Instruct style) as translator.
+
+    The request is one user turn (``Translate the following Chinese text into English...``); Qwen3's
+    thinking is turned off through the template's ``enable_thinking=False`` and any ``<think>`` block
+    is dropped from the answer.
+    """
+
+    def __init__(self, path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise TranslatorError(f"{path}: the tokenizer has no chat template; a chat (Instruct) model is needed")
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.path = path
+
+    def prompt(self, text: str, options: TranslationOptions) -> str:
+        source = LANGUAGE_ENGLISH_NAMES[options.source_language]
+        target = LANGUAGE_ENGLISH_NAMES[options.target_language]
+        request = (f"Translate the following {source} text into {target}. "
+                   f"Reply with the {target} translation only.\n\n{text}")
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": request}], tokenize=False,
+                                                  add_generation_prompt=True, enable_thinking=False)
+
+    @torch.inference_mode()
+    def translate(self, text: str, options: TranslationOptions) -> str:
+        ids = self.tokenizer(self.prompt(text, options), return_tensors="pt", add_special_tokens=False)
+        ids = ids.to(self.model.device)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        output = self.model.generate(**ids, max_new_tokens=options.max_new_tokens, pad_token_id=pad, **_sampling(options))
+        return _clean_output(self.tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+
+
+# NLLB's language codes (FLORES-200) for the supported pairs.
+NLLB_CODES = {"zh": "zho_Hans", "en": "eng_Latn"}
+
+
+class Seq2SeqTranslator:
+    """A local encoder-decoder MT model (Marian ``opus-mt-zh-en``, NLLB) as translator."""
+
+    def __init__(self, path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.multilingual = NLLB_CODES["en"] in self.tokenizer.get_vocab()
+        self.path = path
+
+    @torch.inference_mode()
+    def translate(self, text: str, options: TranslationOptions) -> str:
+        kwargs = {}
+        if self.multilingual:
+            self.tokenizer.src_lang = NLLB_CODES[options.source_language]
+            kwargs["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(NLLB_CODES[options.target_language])
+        inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
+        output = self.model.generate(**inputs, max_new_tokens=options.max_new_tokens, **kwargs, **_sampling(options))
+        return _clean_output(self.tokenizer.decode(output[0], skip_special_tokens=True))
+
+
+class SpeechLLMTranslator:
+    """The speech model's own LLM on the text-only translate task (``text_translate``), for models
+    trained with it (the demo model is)."""
+
+    def __init__(self, model: "SpeechModel"):
+        if not model.supports_task("text_translate"):
+            raise TranslatorError(
+                "this speech model was not trained for text translation (its checkpoint lists tasks "
+                f"{list(model.tasks)}); pass translator=PATH to a chat LLM or a Marian/NLLB model")
+        self.model = model
+
+    def translate(self, text: str, options: TranslationOptions) -> str:
+        return self.model.run("text_translate", text=text, options=options.decoding).text.strip()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_translator_cached(path: str, device: str) -> Translator:
+    from transformers import AutoConfig
+
+    if not os.path.isdir(path):
+        raise TranslatorError(f"translator {path}: no such folder")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as error:
+        raise TranslatorError(f"translator {path}: not a transformers model folder ({error})") from error
+    architectures = " ".join(config.architectures or [])
+    if getattr(config, "is_encoder_decoder", False):
+        kind = Seq2SeqTranslator
+    elif "ForCausalLM" in architectures or "ForConditionalGeneration" in architectures:
+        kind = ChatLMTranslator
+    else:
+        kind = None
+    if kind is not None:
+        try:
+            return kind(path, device)
+        except TranslatorError:
+            raise
+        except Exception as error:  # missing weights, a broken tokenizer, ...: one clear error
+            raise TranslatorError(f"translator {path}: cannot load it ({type(error).__name__}: {error})") from error
+    raise TranslatorError(
+        f"translator {path}: a {config.model_type} model ({architectures or 'no architecture'}) cannot "
+        "translate; use a chat LLM (e.g. Qwen3/Qwen2.5 Instruct) or a Marian/NLLB translation model")
+
+
+def load_translator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Translator:
+    """Load a cascade translator from a local folder (cached: loading the same folder twice gives the
+    same object).
+
+    Raises:
+        TranslatorError: the folder is missing, or holds a model that cannot translate.
+    """
+    return _load_translator_cached(os.path.abspath(os.fspath(path)), str(device))
+
+
+
+
+def resolve_translator(model: "SpeechModel", mode: str,
+                       translator: "Translator | str | os.PathLike | None") -> "Translator | None":
+    """Check that ``model`` can run ``mode`` and return the cascade translator (``None`` in unified mode).
+
+    Raises:
+        ValueError: an unknown mode, or a translator given in unified mode.
+        TranslatorError: the model was not trained for the task, or the translator is unusable.
+    """
+    if mode not in TRANSLATION_MODES:
+        raise ValueError(f"mode must be one of {TRANSLATION_MODES}, not {mode!r}")
+    if mode == "unified":
+        if translator is not None:
+            raise ValueError("a translator is only used in cascade mode")
+        if not model.supports_task("translate"):
+            raise TranslatorError(
+                "this speech model was not trained for speech translation (its checkpoint lists tasks "
+                f"{list(model.tasks)}); use mode='cascade' with a translator, or load a translate LoRA adapter")
+        return None
+    if translator is None:
+        return SpeechLLMTranslator(model)
+    if isinstance(translator, (str, os.PathLike)):
+        return load_translator(translator, model.engine.device if hasattr(model.engine, "device") else "cpu")
+    return translator
