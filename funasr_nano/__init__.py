@@ -14,6 +14,7 @@ from .errors import (
     AudioTooShortError,
     CheckpointError,
     FunASRNanoError,
+    InvalidOptionError,
     TranslatorError,
     UnsupportedLanguageError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "CheckpointError",
     "DecodingOptions",
     "FunASRNanoError",
+    "InvalidOptionError",
     "Segment",
     "SpeechModel",
     "TranscribeOptions",
