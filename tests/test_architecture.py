@@ -86,7 +86,9 @@ def test_context_window_is_checked_before_any_work(model, binhai):
 def test_concurrent_calls_with_different_adapters_equal_serial_calls(adapter_model, binhai):
     """8 threads mixing transcription (base weights) and the adapter-backed translate task on one model."""
     calls = [("transcribe", i % 3) for i in range(4)] + [("translate", i % 3) for i in range(4)]
-    clips = {0: str(binhai), 1: str(binhai.parent / "zh_mid.wav"), 2: str(binhai.parent / "zh_welcome.wav")}
+    from .conftest import shared_file
+
+    clips = {0: str(binhai), 1: str(shared_file("audio/zh_mid.wav")), 2: str(shared_file("audio/zh_welcome.wav"))}
 
     def call(task: str, clip: int) -> tuple[int, ...]:
         if task == "transcribe":

@@ -2,7 +2,7 @@ import pytest
 
 from funasr_nano import UnsupportedLanguageError
 from funasr_nano.models.fun_asr_nano.prompt import build_prompt_ids, language_name, num_audio_tokens, transcription_instruction
-from funasr_nano.testing.tiny import build_tokenizer, train_tokenizer
+from funasr_nano.training.tokenizer import build_tokenizer, train_tokenizer
 
 
 def test_instruction_text():

@@ -15,7 +15,8 @@ from funasr_nano.cli.main import main
 from funasr_nano.training.data import read_manifest
 from funasr_nano.errors import TrainingError
 from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
-from funasr_nano.training.trainer import IGNORE_INDEX, BatchSampler, TrainConfig, Trainer
+from funasr_nano.training.batching import IGNORE_INDEX, BatchSampler
+from funasr_nano.training.trainer import TrainConfig, Trainer
 
 from .training_data import make_corpus, one_thread  # noqa: F401 - autouse fixture
 

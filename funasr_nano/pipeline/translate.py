@@ -38,8 +38,7 @@ from ..errors import AudioTooShortError
 from ..options import TranslationOptions
 from ..results import join_texts
 from .decoding import TokenStream
-from .translators import (LANGUAGE_ENGLISH_NAMES, ChatLMTranslator, Seq2SeqTranslator,  # noqa: F401 - re-exported
-                          SpeechLLMTranslator, Translator, load_translator, resolve_translator)
+from .translators import Translator, resolve_translator
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel

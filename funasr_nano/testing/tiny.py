@@ -10,16 +10,12 @@ same files a user downloads.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from typing import Iterable
 
 import torch
-import yaml
 
 from ..export.checkpoint import write_hf, write_official
 from ..models.chat import AUDIO_PLACEHOLDER_TOKEN, QWEN_SPECIAL_TOKENS
-from ..training.tokenizer import build_tokenizer, train_tokenizer  # noqa: F401 - re-exported for tests
+from ..training.tokenizer import build_tokenizer
 
 
 @dataclasses.dataclass(frozen=True)

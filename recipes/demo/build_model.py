@@ -2,7 +2,7 @@
 
 The tokenizer is a byte-level BPE learned from the *training* text only (Chinese and English sides of
 ``train.tsv``, and the AISHELL-1 sentences), with Qwen's pre-tokenizer, special tokens and ChatML
-template (:func:`funasr_nano.testing.tiny.train_tokenizer`), except that every Chinese character is its own
+template (:func:`funasr_nano.training.tokenizer.train_tokenizer`), except that every Chinese character is its own
 token (``cjk_chars``): one token per spoken syllable is what the training's CTC loss aligns best, and a
 small LLM need not learn which characters a merged word token holds. The model is the Fun-ASR-Nano
 architecture (SAN-M encoder, Transformer adaptor, Qwen3 LLM) at the size of :data:`DEMO_SIZE`, with
@@ -19,7 +19,9 @@ import os
 
 import torch
 
-from funasr_nano.testing.tiny import TinyConfig, build_random_model, train_tokenizer, write_official
+from funasr_nano.export.checkpoint import write_official
+from funasr_nano.testing.tiny import TinyConfig, build_random_model
+from funasr_nano.training.tokenizer import train_tokenizer
 
 # Small enough to train on two CPU cores in about an hour and to ship in < 30 MB (fp16); see
 # README: The embedded demo model. use_low_frame_rate False: every adaptor frame (60 ms) enters the LLM, which is
