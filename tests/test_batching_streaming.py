@@ -123,3 +123,18 @@ def test_streaming_options_are_checked():
     with pytest.raises(ValueError, match="chunk_duration"):
         StreamingOptions(chunk_duration=0)
     assert StreamingOptions().vad_options == VadOptions()
+
+
+def test_streaming_checks_its_chunks(model, two_recordings):
+    """A chunk goes through the same checks as any other input: NaN refused, stereo averaged to mono."""
+    from funasr_nano import AudioDecodeError
+
+    session = model.stream(options=OPTIONS)
+    with pytest.raises(AudioDecodeError, match="NaN"):
+        session.feed(np.full(1600, np.nan, dtype=np.float32))
+    stereo = np.stack([two_recordings[:32000], two_recordings[:32000]], axis=1)  # (N, 2)
+    session.feed(stereo)
+    session.finish()
+    assert session.transcription().duration == pytest.approx(2.0)  # N samples, not 2N
+    with pytest.raises(ValueError, match="sample_rate 0 Hz"):
+        model.stream(sample_rate=0)
