@@ -1,8 +1,11 @@
 """Loading: a checkpoint folder -> its model family -> an engine -> a :class:`SpeechModel`.
 
-The family is recognised from the folder's files (today: Fun-ASR-Nano, official or transformers
-layout); the engine is chosen by ``engine=`` (``"transformers"``, the reference). Devices and dtypes
-are checked here, before any weights are read, so a bad value is one clear error.
+The family is recognised from the folder's files (today: Fun-ASR-Nano, in the official, transformers or
+GGUF layout). The engine: ``engine=None`` (the default) picks llama.cpp for a folder in the GGUF layout
+(``funasr-nano export gguf``) and transformers otherwise; ``engine="llama.cpp"`` on a folder without a
+GGUF, or ``"transformers"`` on one whose LLM exists only as GGUF, is an error that says what to do.
+Devices, dtypes and engines are checked here, before any weights are read, so a bad value is one
+clear error.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo"
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
-ENGINES = ("transformers",)
+ENGINES = ("transformers", "llama.cpp")
+MERGE_FIRST = ("the llama.cpp engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge), "
+               "then export it to GGUF")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -70,17 +75,39 @@ def resolve_device(device: str | torch.device) -> torch.device:
     raise InvalidOptionError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
 
 
-def from_checkpoint(checkpoint, engine: str = "transformers", adapters: Mapping[str, str] | None = None) -> SpeechModel:
-    """A :class:`SpeechModel` for an already loaded Fun-ASR-Nano ``checkpoint``
-    (:class:`funasr_nano.models.fun_asr_nano.checkpoint.LoadedCheckpoint`)."""
-    from .engines.transformers import TransformersEngine
-    from .models.fun_asr_nano.model import FunAsrNanoModel
-
+def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
+    """The engine to use for a checkpoint (``engine=None``: llama.cpp for the GGUF layout)."""
+    if engine is None:
+        return "llama.cpp" if llm_gguf is not None else "transformers"
     if engine not in ENGINES:
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "llama.cpp" and llm_gguf is None:
+        raise InvalidOptionError(f"{path}: the llama.cpp engine needs the LLM as GGUF; export the model first: "
+                                 f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR)")
+    if engine == "transformers" and llm_gguf is not None:
+        raise InvalidOptionError(f"{path}: the LLM is only in {os.path.basename(llm_gguf)}; use the llama.cpp engine")
+    return engine
+
+
+def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str, str] | None = None, *,
+                    n_threads: int | None = None) -> SpeechModel:
+    """A :class:`SpeechModel` for an already loaded Fun-ASR-Nano ``checkpoint``
+    (:class:`funasr_nano.models.fun_asr_nano.checkpoint.LoadedCheckpoint`); ``engine`` as
+    :func:`load_model`."""
+    from .models.fun_asr_nano.model import FunAsrNanoModel
+
+    engine = _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
     family = FunAsrNanoModel(checkpoint)
-    pad = family.tokenizer.pad_token_id
-    decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=pad)
+    if engine == "llama.cpp":
+        from .engines.llamacpp import LlamaCppEngine
+
+        if adapters:
+            raise InvalidOptionError(MERGE_FIRST)
+        decoder = LlamaCppEngine(checkpoint.llm_gguf, family.stop_token_ids, n_threads=n_threads)
+    else:
+        from .engines.transformers import TransformersEngine
+
+        decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
     return SpeechModel(family, decoder, adapters)
 
 
@@ -89,11 +116,12 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
     *,
-    engine: str = "transformers",
+    engine: str | None = None,
+    n_threads: int | None = None,
     use_low_frame_rate: bool | None = None,
     lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
 ) -> SpeechModel:
-    """Load a speech LLM checkpoint (Fun-ASR-Nano, official or transformers layout).
+    """Load a speech LLM checkpoint (Fun-ASR-Nano, official, transformers or GGUF layout).
 
     Args:
         path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
@@ -103,7 +131,10 @@ def load_model(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         dtype: LLM dtype (``torch.float32``/``"fp32"``, ``"bf16"``, ``"fp16"``); the encoder and
             adaptor stay float32.
-        engine: what decodes the LLM (``"transformers"``).
+        engine: what decodes the LLM: ``"transformers"`` or ``"llama.cpp"`` (needs the ``llama`` extra and
+            a folder written by ``funasr-nano export gguf``); ``None``: llama.cpp for a GGUF-layout
+            folder, transformers otherwise.
+        n_threads: llama.cpp engine threads (default: all cores of this process).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
             :func:`funasr_nano.models.fun_asr_nano.prompt.num_audio_tokens`).
         lora: a LoRA adapter folder (peft format, e.g. written by ``funasr-nano train``) used for every
@@ -119,7 +150,7 @@ def load_model(
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
-    if engine not in ENGINES:
+    if engine is not None and engine not in ENGINES:
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if path is None:
         path = DEFAULT_MODEL
@@ -129,7 +160,10 @@ def load_model(
     checkpoint = load_checkpoint(os.fspath(path), device=torch_device, dtype=torch_dtype,
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
-        return from_checkpoint(checkpoint, engine)
+        return from_checkpoint(checkpoint, engine, n_threads=n_threads)
+    _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
+    if checkpoint.llm_gguf is not None:
+        raise InvalidOptionError(MERGE_FIRST)
     from .models.fun_asr_nano.prompt import get_task
     from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument
 

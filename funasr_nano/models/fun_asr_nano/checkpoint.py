@@ -29,6 +29,7 @@ import yaml
 
 from ...errors import CheckpointError
 from .frontend import FrontendConfig
+from .gguf_layout import gguf_path, is_gguf_folder, load_gguf_folder
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class LoadedCheckpoint:
             the LLM (see :func:`funasr_nano.prompt.num_audio_tokens`).
         layout: ``"official"`` or ``"hf"``.
         path: the folder it was loaded from.
+        llm_gguf: the GGUF layout's LLM file (``model`` then holds the encoder and adaptor only).
         tasks: the tasks of :data:`funasr_nano.prompt.TASKS` the model was trained for (``tasks`` in
             ``config.yaml`` / ``config.json``, written by ``funasr-nano train``); released checkpoints
             carry none and do transcription only.
@@ -77,21 +79,26 @@ class LoadedCheckpoint:
     layout: str
     path: str
     tasks: tuple[str, ...] = DEFAULT_TASKS
+    llm_gguf: str | None = None
 
 
 def detect_layout(path: str) -> str:
-    """``"official"`` if ``path`` holds ``config.yaml`` + ``model.pt``, ``"hf"`` if it holds
+    """``"official"`` if ``path`` holds ``config.yaml`` + ``model.pt``, ``"gguf"`` if it holds
+    ``config.json`` + ``audio.safetensors`` + a ``.gguf`` (:mod:`.gguf_layout`), ``"hf"`` if it holds
     ``config.json`` + safetensors; raises :class:`CheckpointError` otherwise."""
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: not a folder")
     names = set(os.listdir(path))
+    if is_gguf_folder(names):
+        return "gguf"
     if "config.yaml" in names and "model.pt" in names:
         return "official"
     if "config.json" in names and any(n.endswith(".safetensors") for n in names):
         return "hf"
     raise CheckpointError(
         f"{path}: not a Fun-ASR-Nano checkpoint; expected config.yaml + model.pt (official layout) "
-        f"or config.json + *.safetensors (transformers layout), found {sorted(names)[:20]}"
+        f"or config.json + *.safetensors (transformers layout), or config.json + audio.safetensors + *.gguf "
+        f"(GGUF layout), found {sorted(names)[:20]}"
     )
 
 
@@ -356,6 +363,17 @@ def _load_official(path: str):
     return model, tokenizer, frontend, bool(config.use_low_frame_rate), _tasks(cfg.get("tasks"), f"{path}/config.yaml")
 
 
+def _frontend_and_settings(path: str, model, use_low_frame_rate: bool | None):
+    """The frontend, the audio-length rule and the tasks of a transformers-style config."""
+    audio = model.config.audio_config
+    frontend = FrontendConfig(n_mels=audio.num_mel_bins, lfr_m=audio.num_stacked_frames, lfr_n=6)
+    if use_low_frame_rate is None:
+        # The transformers port feeds every adaptor frame; the official Fun-ASR-Nano-2512 config says
+        # use_low_frame_rate: true. A converted checkpoint without the field follows the official model.
+        use_low_frame_rate = bool(getattr(model.config, "use_low_frame_rate", True))
+    return frontend, use_low_frame_rate, _tasks(getattr(model.config, "tasks", None), f"{path}/config.json")
+
+
 def _load_hf(path: str, use_low_frame_rate: bool | None):
     from transformers import AutoTokenizer, FunAsrNanoForConditionalGeneration
 
@@ -371,14 +389,7 @@ def _load_hf(path: str, use_low_frame_rate: bool | None):
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as error:
         raise CheckpointError(f"{path}: cannot load the tokenizer: {error}") from error
-    audio = model.config.audio_config
-    frontend = FrontendConfig(n_mels=audio.num_mel_bins, lfr_m=audio.num_stacked_frames, lfr_n=6)
-    if use_low_frame_rate is None:
-        # The transformers port feeds every adaptor frame; the official Fun-ASR-Nano-2512 config says
-        # use_low_frame_rate: true. A converted checkpoint without the field follows the official model.
-        use_low_frame_rate = bool(getattr(model.config, "use_low_frame_rate", True))
-    tasks = _tasks(getattr(model.config, "tasks", None), f"{path}/config.json")
-    return model, tokenizer, frontend, use_low_frame_rate, tasks
+    return (model, tokenizer, *_frontend_and_settings(path, model, use_low_frame_rate))
 
 
 def load_checkpoint(
@@ -405,19 +416,26 @@ def load_checkpoint(
         raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, not {dtype}")
     path = os.fspath(path)
     layout = detect_layout(path)
+    llm_gguf = None
     if layout == "official":
         model, tokenizer, frontend, low_frame_rate, tasks = _load_official(path)
         if use_low_frame_rate is not None:
             low_frame_rate = use_low_frame_rate
+    elif layout == "gguf":
+        model, tokenizer, _ = load_gguf_folder(path)
+        frontend, low_frame_rate, tasks = _frontend_and_settings(path, model, use_low_frame_rate)
+        llm_gguf = gguf_path(path)
     else:
         model, tokenizer, frontend, low_frame_rate, tasks = _load_hf(path, use_low_frame_rate)
     _fix_adaptor_attention(model)
     model.eval().requires_grad_(False)
     model.to(device=device, dtype=torch.float32)
-    model.model.language_model.to(dtype)
-    model.lm_head.to(dtype)
-    logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path, dtype, low_frame_rate)
-    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks)
+    if llm_gguf is None:
+        model.model.language_model.to(dtype)
+        model.lm_head.to(dtype)
+    logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path,
+                llm_gguf or dtype, low_frame_rate)
+    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks, llm_gguf)
 
 
 def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor], num_blocks: int) -> dict[str, torch.Tensor]:

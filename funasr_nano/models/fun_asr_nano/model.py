@@ -48,11 +48,14 @@ class FunAsrNanoModel(SpeechLLM):
 
     @property
     def llm(self) -> torch.nn.Module:
+        if self.checkpoint.llm_gguf is not None:
+            raise CheckpointError(f"{self.path}: the LLM is the GGUF file {self.checkpoint.llm_gguf}; "
+                                  "decode it with the llama.cpp engine")
         return self.model
 
     @property
     def device(self) -> torch.device:
-        return self.model.lm_head.weight.device
+        return self.model.model.multi_modal_projector.linear_1.weight.device
 
     @property
     def stop_token_ids(self) -> list[int]:

@@ -1,0 +1,71 @@
+"""``funasr-nano export gguf MODEL OUT_DIR``: a complete model folder whose LLM is a GGUF file.
+
+OUT_DIR is in the GGUF layout (:mod:`funasr_nano.models.fun_asr_nano.gguf_layout`): the LLM as
+``llm-<type>.gguf`` (:func:`funasr_nano.export.gguf.write_llm_gguf`, which stock llama.cpp runs on its
+own), the encoder and adaptor as ``audio.safetensors``, ``config.json`` and the tokenizer, so that
+``load_model(OUT_DIR)`` loads it and decodes with the llama.cpp engine. Works for both checkpoint
+layouts and for the embedded demo model. A LoRA adapter must be merged first (``funasr-nano lora
+merge``), since llama.cpp runs the weights as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ..errors import CheckpointError
+from ..models.fun_asr_nano.gguf_layout import AUDIO_PREFIXES, AUDIO_WEIGHTS
+from .gguf import OUT_TYPES, write_llm_gguf
+
+logger = logging.getLogger(__name__)
+
+
+def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike, out_type: str = "q8_0", *,
+                n_threads: int | None = None) -> str:
+    """Export a Fun-ASR-Nano checkpoint (``None``: the embedded demo model) to a GGUF-layout folder.
+
+    Args:
+        out_type: the LLM's type: ``f32``, ``f16``, ``bf16`` or a llama.cpp quantization (``q8_0``,
+            ``q4_k_m``, ... :data:`funasr_nano.export.gguf.OUT_TYPES`).
+        n_threads: quantizer threads (default: all cores).
+
+    Returns:
+        the path of the GGUF file.
+
+    Raises:
+        InvalidOptionError: an unknown ``out_type``, or ``out_dir`` is the source folder.
+        CheckpointError: an unreadable source, or an LLM llama.cpp cannot run.
+    """
+    from safetensors.torch import save_file
+
+    from ..errors import InvalidOptionError
+    from ..load import DEFAULT_MODEL
+    from ..models.fun_asr_nano.checkpoint import load_checkpoint
+
+    if out_type not in OUT_TYPES:
+        raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")
+    source = os.path.abspath(os.fspath(model_path if model_path is not None else DEFAULT_MODEL))
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if out_dir == source:
+        raise InvalidOptionError(f"{out_dir}: the output folder must not be the source checkpoint")
+    loaded = load_checkpoint(source)
+    if loaded.llm_gguf is not None:
+        raise CheckpointError(f"{source} is already in the GGUF layout ({loaded.llm_gguf})")
+    os.makedirs(out_dir, exist_ok=True)
+    gguf_name = f"llm-{out_type}.gguf"
+    gguf_file = write_llm_gguf(loaded.model, loaded.tokenizer, os.path.join(out_dir, gguf_name), out_type,
+                               n_threads=n_threads)
+    audio = {k: v.detach().contiguous() for k, v in loaded.model.state_dict().items() if k.startswith(AUDIO_PREFIXES)}
+    save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    config = loaded.model.config
+    config.use_low_frame_rate = loaded.use_low_frame_rate
+    config.tasks = list(loaded.tasks)
+    config.llm_gguf = gguf_name
+    config.save_pretrained(out_dir)
+    loaded.tokenizer.save_pretrained(out_dir)
+    for stale in os.listdir(out_dir):  # a previous export of another type would make the folder ambiguous
+        if stale.endswith(".gguf") and stale != gguf_name:
+            logger.info("removing %s from an earlier export", stale)
+            os.remove(os.path.join(out_dir, stale))
+    logger.info("exported %s to %s (%s LLM, %d audio tensors)", source, out_dir, out_type, len(audio))
+    return gguf_file
