@@ -170,11 +170,11 @@ class LlamaCppEngine(Engine):
             raise ValueError("the llama.cpp engine decodes greedily or by sampling; beam search (num_beams="
                              f"{options.num_beams}) needs the transformers engine")
         rows = [self._prepare(index, item) for index, item in enumerate(inputs)]
-        if self._ctx is None:
-            raise RuntimeError("the llama.cpp engine is closed")
         rng = np.random.default_rng(self.seed)
         results: list[list[int]] = [[] for _ in rows]
         with self._lock:
+            if self._ctx is None:
+                raise RuntimeError("the llama.cpp engine is closed")
             for group in self._groups(rows, options.max_new_tokens):
                 if cancel is not None and cancel.is_set():
                     break
