@@ -198,3 +198,12 @@ def test_truncated_or_foreign_file_is_a_checkpoint_error(f32_gguf, tmp_path):
         with pytest.raises(CheckpointError, match=name):
             check_gguf_file(path)
     check_gguf_file(f32_gguf)
+
+
+def test_both_checkpoint_layouts_give_the_same_file(loaded, f32_gguf, tiny_hf, tmp_path):
+    hf = load_checkpoint(str(tiny_hf))  # the same weights (same seed) in the transformers layout
+    path = write_llm_gguf(hf.model, hf.tokenizer, tmp_path / "hf.gguf", "f32")
+    official = {t.name: np.array(t.data) for t in gguf.GGUFReader(str(f32_gguf)).tensors}
+    converted = {t.name: np.array(t.data) for t in gguf.GGUFReader(path).tensors}
+    assert official.keys() == converted.keys()
+    assert all(np.array_equal(official[name], converted[name]) for name in official)

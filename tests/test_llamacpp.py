@@ -45,7 +45,8 @@ class Setup:
         self.stop = sorted({self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
                             self.tokenizer.convert_tokens_to_ids("<|endoftext|>")})
         self.path = write_llm_gguf(self.model, self.tokenizer, gguf_dir / "llm-f32.gguf", "f32")
-        self.engine = LlamaCppEngine(self.path, self.stop, n_ctx=1024)
+        # one thread: with all cores, a core busy elsewhere stalls ggml's thread barrier (seconds per call)
+        self.engine = LlamaCppEngine(self.path, self.stop, n_ctx=1024, n_threads=1)
         self.audio = self.audio_embeddings(waveform)
 
     @torch.no_grad()
@@ -267,3 +268,22 @@ def test_missing_llama_cpp_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(ImportError, match=r"pip install 'funasr-nano\[llama\]'"):
         import_llama_cpp()
+
+
+def test_demo_model_example_gives_the_recorded_tokens(tmp_path):
+    """The shipped demo model, its LLM in llama.cpp: the example recording gives the tokens recorded
+    with the transformers model when the demo was shipped (tests/data/demo_heldout/expected.json)."""
+    import json
+
+    from funasr_nano.pipeline.speech_model import DEFAULT_MODEL
+
+    from .conftest import ROOT
+
+    expected = json.loads((ROOT / "tests" / "data" / "demo_heldout" / "expected.json").read_text(encoding="utf-8"))
+    setup = Setup(DEFAULT_MODEL, tmp_path, load_audio(str(ROOT / expected["example"]["audio"])))
+    try:
+        tokens = setup.engine.generate([setup.llm_input(INSTRUCTIONS[0])], GREEDY)[0]
+    finally:
+        setup.engine.close()
+    assert tokens == expected["example"]["tokens"]
+    assert setup.tokenizer.decode(tokens, skip_special_tokens=True) == expected["example"]["transcript"]
