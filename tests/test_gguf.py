@@ -192,12 +192,16 @@ def test_key_map_checks_every_tensor(loaded):
 def test_truncated_or_foreign_file_is_a_checkpoint_error(f32_gguf, tmp_path):
     data = f32_gguf.read_bytes()
     for name, content in (("truncated.gguf", data[: len(data) - 1000]), ("header.gguf", data[:100]),
-                          ("empty.gguf", b""), ("text.gguf", b"not a gguf file at all" * 10)):
+                          ("empty.gguf", b""), ("text.gguf", b"not a gguf file at all" * 10),
+                          ("counts.gguf", data[:8] + (2**40).to_bytes(8, "little") + data[16:]),
+                          ("version.gguf", data[:4] + (9).to_bytes(4, "little") + data[8:])):
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(CheckpointError, match=name):
             check_gguf_file(path)
-    check_gguf_file(f32_gguf)
+    metadata = check_gguf_file(f32_gguf)
+    assert metadata[gguf.Keys.General.ARCHITECTURE] == "qwen3"
+    assert metadata[gguf.Keys.General.FILE_TYPE] == int(gguf.LlamaFileType.ALL_F32)
 
 
 def test_both_checkpoint_layouts_give_the_same_file(loaded, f32_gguf, tiny_hf, tmp_path):

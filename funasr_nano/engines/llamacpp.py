@@ -44,13 +44,6 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _gguf_file_type(path: str) -> int | None:
-    """``general.file_type`` of a GGUF file (a ``gguf.LlamaFileType`` value), None when absent."""
-    gguf = import_gguf()
-    field = gguf.GGUFReader(path).get_field(gguf.Keys.General.FILE_TYPE)
-    return int(field.contents()) if field is not None else None
-
-
 class LlamaCppEngine(Engine):
     """Runs a GGUF LLM with llama.cpp (CPU).
 
@@ -90,10 +83,11 @@ class LlamaCppEngine(Engine):
         if kv_cache_type not in (None, *KV_CACHE_TYPES):
             raise ValueError(f"kv_cache_type must be one of {KV_CACHE_TYPES} or None, got {kv_cache_type!r}")
         self.model_path = os.fspath(model_path)
-        check_gguf_file(self.model_path)
+        metadata = check_gguf_file(self.model_path)
         if kv_cache_type is None:
-            all_f32 = int(import_gguf().LlamaFileType.ALL_F32)
-            kv_cache_type = "f32" if _gguf_file_type(self.model_path) == all_f32 else "f16"
+            gguf = import_gguf()
+            all_f32 = metadata.get(gguf.Keys.General.FILE_TYPE) == int(gguf.LlamaFileType.ALL_F32)
+            kv_cache_type = "f32" if all_f32 else "f16"
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = 0
