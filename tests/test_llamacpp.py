@@ -235,6 +235,8 @@ def test_refusals(low_frame_rate):
         setup.engine.generate([LLMInput(([1, setup.engine.vocab_size],))], GREEDY)
     with pytest.raises(ValueError, match="n_ctx"):
         setup.engine.generate([LLMInput((list(range(100)) * 11,))], GREEDY)
+    with pytest.raises(ValueError, match="n_seq_max"):
+        LlamaCppEngine(setup.path, setup.stop, n_seq_max=8, n_batch=4)
     assert setup.engine.hidden_size == 64 and setup.engine.max_positions == 40960
 
 

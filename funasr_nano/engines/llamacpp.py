@@ -78,6 +78,9 @@ class LlamaCppEngine(Engine):
         for label, value in (("n_ctx", n_ctx), ("n_seq_max", n_seq_max), ("n_batch", n_batch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if n_seq_max > n_batch:
+            raise ValueError(f"n_seq_max ({n_seq_max}) must not exceed n_batch ({n_batch}): a generation step "
+                             "decodes one token of every row in one batch")
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
         if kv_cache_type not in (None, *KV_CACHE_TYPES):
