@@ -211,3 +211,18 @@ def test_both_checkpoint_layouts_give_the_same_file(loaded, f32_gguf, tiny_hf, t
     converted = {t.name: np.array(t.data) for t in gguf.GGUFReader(path).tensors}
     assert official.keys() == converted.keys()
     assert all(np.array_equal(official[name], converted[name]) for name in official)
+
+
+def test_embedding_rows_beyond_the_tokenizer_are_unused_tokens(tmp_path):
+    # Qwen3-0.6B: 151,936 embedding rows for 151,669 tokens; llama.cpp needs one token per row
+    model, tokenizer, _ = build_random_model(TinyConfig(vocab_size=300), seed=5)
+    assert len(tokenizer) < 300
+    path = write_llm_gguf(model, tokenizer, tmp_path / "padded.gguf", "f32")
+    reader = gguf.GGUFReader(path)
+    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST).contents()
+    types = reader.get_field(gguf.Keys.Tokenizer.TOKEN_TYPE).contents()
+    assert len(tokens) == 300 and tokens[299] == "[PAD299]" and types[299] == gguf.TokenType.UNUSED
+    assert types[len(tokenizer) - 1] != gguf.TokenType.UNUSED
+    ids = tokenizer.encode(PROMPT, add_special_tokens=False)
+    assert llama_tokens(path, PROMPT) == ids
+    assert np.abs(llama_logits(path, ids) - transformers_logits(model, ids)).max() < LOGIT_TOLERANCE

@@ -124,7 +124,7 @@ def test_batched_equals_one_by_one_across_rounds(low_frame_rate, tmp_path):
     one_by_one = [setup.engine.generate([item], GREEDY)[0] for item in inputs]
     assert setup.engine.generate(inputs, GREEDY) == one_by_one
     # two rows at a time, and a context so small that rows also split by cells
-    with LlamaCppEngine(setup.path, setup.stop, n_seq_max=2, n_ctx=300, n_batch=16) as small:
+    with LlamaCppEngine(setup.path, setup.stop, n_seq_max=2, n_ctx=300, n_batch=16, n_threads=1) as small:
         assert small.generate(inputs, GREEDY) == one_by_one
 
 
@@ -146,7 +146,7 @@ def test_stop_tokens_and_min_new_tokens(low_frame_rate):
     item = setup.llm_input(INSTRUCTIONS[0])
     free = setup.transformers_greedy(item)
     stop = setup.stop + [free[3]]  # a token the model emits early becomes a stop token
-    with LlamaCppEngine(setup.path, stop) as engine:
+    with LlamaCppEngine(setup.path, stop, n_threads=1) as engine:
         early = engine.generate([item], GREEDY)[0]
         assert early == setup.transformers_greedy(item, stop=stop)
         assert len(early) == free.index(free[3])
@@ -161,7 +161,8 @@ def test_sampling_is_seeded_and_differs_from_greedy(low_frame_rate):
     setup = low_frame_rate
     item = setup.llm_input(INSTRUCTIONS[0])
     options = DecodingOptions(max_new_tokens=MAX_NEW, temperature=1.5, repetition_guard=False)
-    with LlamaCppEngine(setup.path, setup.stop, seed=7) as a, LlamaCppEngine(setup.path, setup.stop, seed=7) as b:
+    with LlamaCppEngine(setup.path, setup.stop, seed=7, n_threads=1) as a, \
+            LlamaCppEngine(setup.path, setup.stop, seed=7, n_threads=1) as b:
         first = a.generate([item, item], options)
         assert first == b.generate([item, item], options)
     assert first[0] != first[1]  # the rows draw different samples
