@@ -1,0 +1,350 @@
+"""The llama.cpp engine: the LLM of a GGUF file (:mod:`funasr_nano.export.gguf`) through llama-cpp-python's
+low-level API.
+
+Token-id parts of an :class:`~funasr_nano.engines.base.LLMInput` go in as token batches, embedding
+parts (the audio positions) through ``llama_batch.embd``, as FunAudioLLM/Fun-ASR ``runtime/llama.cpp``
+feeds its encoder output. Several inputs decode as parallel sequences of one context (one sequence id
+per row, a unified KV cache): each row's prompt is decoded on its own, then every generation step
+decodes one token of each running row in a single ``llama_decode``.
+
+Decoding is greedy (the first arg-max, as ``torch.argmax``) or, with ``temperature > 0``, sampling
+from ``softmax(logits / temperature)``. Beam search and LoRA adapters are not supported: merge an
+adapter into the weights before exporting (``funasr-nano lora merge``).
+
+Install: ``pip install 'funasr-nano[llama]'`` (llama-cpp-python compiles llama.cpp, a few minutes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from ..export.gguf import NATIVE_LOGGER, check_gguf_file, import_gguf, import_llama_cpp
+from ..options import DecodingOptions
+from .base import Engine, LLMInput, OnToken
+
+logger = logging.getLogger(__name__)
+
+# KV cache element types by name
+KV_CACHE_TYPES = ("f32", "f16")
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class LlamaCppEngine(Engine):
+    """Runs a GGUF LLM with llama.cpp (CPU).
+
+    Args:
+        model_path: the ``.gguf`` file (:func:`funasr_nano.export.gguf.write_llm_gguf`).
+        stop_token_ids: tokens that end a row; ``None``: the file's end-of-sequence and end-of-turn
+            tokens (``tokenizer.ggml.eos_token_id``, and ``<|im_end|>`` which llama.cpp detects).
+        n_threads: CPU threads for prompt and generation (default: all cores of this process).
+        n_ctx: KV cache cells shared by the rows decoded together (a row needs its prompt length
+            plus ``max_new_tokens``); rows that do not fit together are decoded in several rounds.
+        n_seq_max: most rows decoded together.
+        n_batch: most positions in one ``llama_decode`` (long prompts are decoded in chunks).
+        kv_cache_type: ``"f32"`` or ``"f16"`` K/V cache; default ``f32`` for an f32 file (so that its
+            output matches the transformers model token for token) and ``f16`` otherwise.
+        seed: seed of the sampler (``temperature > 0``); ``None``: a fresh one per call.
+
+    Raises:
+        ImportError: llama-cpp-python is not installed (the message names the ``llama`` extra).
+        CheckpointError: a missing, truncated or corrupt GGUF file, or one llama.cpp cannot load.
+        ValueError: bad sizes.
+    """
+
+    name = "llama.cpp"
+
+    def __init__(self, model_path: str | os.PathLike, stop_token_ids: Sequence[int] | None = None, *,
+                 n_threads: int | None = None, n_ctx: int = 2048, n_seq_max: int = 4, n_batch: int = 512,
+                 kv_cache_type: str | None = None, seed: int | None = None):
+        self._llama = llama_cpp = import_llama_cpp()
+        self._model = self._ctx = None
+        self._token_batch = self._embd_batch = None
+        self._lock = threading.Lock()
+        for label, value in (("n_ctx", n_ctx), ("n_seq_max", n_seq_max), ("n_batch", n_batch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if n_seq_max > n_batch:
+            raise ValueError(f"n_seq_max ({n_seq_max}) must not exceed n_batch ({n_batch}): a generation step "
+                             "decodes one token of every row in one batch")
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+        if kv_cache_type not in (None, *KV_CACHE_TYPES):
+            raise ValueError(f"kv_cache_type must be one of {KV_CACHE_TYPES} or None, got {kv_cache_type!r}")
+        self.model_path = os.fspath(model_path)
+        metadata = check_gguf_file(self.model_path)
+        if kv_cache_type is None:
+            gguf = import_gguf()
+            all_f32 = metadata.get(gguf.Keys.General.FILE_TYPE) == int(gguf.LlamaFileType.ALL_F32)
+            kv_cache_type = "f32" if all_f32 else "f16"
+
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        self._model = llama_cpp.llama_model_load_from_file(self.model_path.encode(), model_params)
+        if not self._model:
+            raise CheckpointError(f"{self.model_path}: llama.cpp cannot load this GGUF file "
+                                  f"(see the {NATIVE_LOGGER} log for its reason)")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._n_embd = int(llama_cpp.llama_model_n_embd(self._model))
+        self._n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        if stop_token_ids is None:
+            stop_token_ids = [t for t in (llama_cpp.llama_vocab_eos(self._vocab), llama_cpp.llama_vocab_eot(self._vocab))
+                              if t >= 0]
+        super().__init__(stop_token_ids)
+
+        self.n_threads = n_threads or _default_threads()
+        self.n_seq_max, self.n_batch, self.kv_cache_type, self.seed = n_seq_max, n_batch, kv_cache_type, seed
+        context_params = llama_cpp.llama_context_default_params()
+        context_params.n_ctx = n_ctx
+        context_params.n_batch = context_params.n_ubatch = n_batch
+        context_params.n_seq_max = n_seq_max
+        context_params.n_threads = context_params.n_threads_batch = self.n_threads
+        context_params.kv_unified = True  # any row may use any cell of n_ctx
+        kv_type = llama_cpp.GGML_TYPE_F32 if kv_cache_type == "f32" else llama_cpp.GGML_TYPE_F16
+        context_params.type_k = context_params.type_v = kv_type
+        if kv_cache_type == "f32":  # the CPU flash-attention kernel rounds K/V to f16
+            context_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        context_params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(self._model, context_params)
+        if not self._ctx:
+            self.close()
+            raise CheckpointError(f"{self.model_path}: llama.cpp cannot create a context "
+                                  f"(n_ctx={n_ctx}, n_seq_max={n_seq_max}; see the log)")
+        self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
+        self._token_batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._embd_batch = llama_cpp.llama_batch_init(n_batch, self._n_embd, 1)
+        logger.info("llama.cpp engine: %s (hidden %d, vocab %d, %d threads, n_ctx %d, %s KV cache)",
+                    self.model_path, self._n_embd, self._n_vocab, self.n_threads, self.n_ctx, kv_cache_type)
+
+    # -- Engine interface ---------------------------------------------------------------------------
+
+    @property
+    def hidden_size(self) -> int:
+        return self._n_embd
+
+    @property
+    def max_positions(self) -> int:
+        return self._n_ctx_train
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the output layer (logits per position)."""
+        return self._n_vocab
+
+    def set_threads(self, n_threads: int) -> None:
+        """Change the CPU threads used from the next call on."""
+        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        with self._lock:
+            self._llama.llama_set_n_threads(self._ctx, n_threads, n_threads)
+            self.n_threads = n_threads
+
+    def generate(self, inputs: Sequence[LLMInput], options: DecodingOptions, *, on_token: OnToken | None = None,
+                 cancel: threading.Event | None = None) -> list[list[int]]:
+        """See :meth:`Engine.generate`.
+
+        Raises:
+            ValueError: ``num_beams > 1``, a LoRA adapter, an empty input, token ids outside the
+                vocabulary, embeddings of the wrong width, or a row longer than ``n_ctx``.
+            RuntimeError: llama.cpp failed to decode (its reason is in the log).
+        """
+        if options.num_beams > 1:
+            raise ValueError("the llama.cpp engine decodes greedily or by sampling; beam search (num_beams="
+                             f"{options.num_beams}) needs the transformers engine")
+        rows = [self._prepare(index, item) for index, item in enumerate(inputs)]
+        rng = np.random.default_rng(self.seed)
+        results: list[list[int]] = [[] for _ in rows]
+        with self._lock:
+            if self._ctx is None:
+                raise RuntimeError("the llama.cpp engine is closed")
+            for group in self._groups(rows, options.max_new_tokens):
+                if cancel is not None and cancel.is_set():
+                    break
+                self._decode_group(group, rows, results, options, on_token, cancel, rng)
+        return results
+
+    def close(self) -> None:
+        """Free the context, the batches and the model (idempotent)."""
+        llama_cpp = getattr(self, "_llama", None)
+        if llama_cpp is None:
+            return
+        lock = getattr(self, "_lock", None)
+        with lock if lock is not None else contextlib.nullcontext():
+            for attribute in ("_token_batch", "_embd_batch"):
+                batch = getattr(self, attribute, None)
+                if batch is not None:
+                    llama_cpp.llama_batch_free(batch)
+                    setattr(self, attribute, None)
+            if getattr(self, "_ctx", None):
+                llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+            if getattr(self, "_model", None):
+                llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the ctypes library may be gone already
+            pass
+
+    def __enter__(self) -> "LlamaCppEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _prepare(self, index: int, item: LLMInput) -> list[tuple[str, np.ndarray]]:
+        """An input as ``("tokens", (n,) int32)`` and ``("embd", (n, hidden) float32)`` runs."""
+        if item.adapter is not None:
+            raise ValueError(f"input {index} asks for LoRA adapter {item.adapter!r}; the llama.cpp engine runs "
+                             "the exported weights only: merge the LoRA adapter before exporting to GGUF: "
+                             "funasr-nano lora merge")
+        runs = []
+        for part in item.parts:
+            if isinstance(part, torch.Tensor):
+                if part.ndim != 2 or part.shape[1] != self._n_embd:
+                    raise ValueError(f"input {index}: an embedding part must be (n, {self._n_embd}), "
+                                     f"got {tuple(part.shape)}")
+                if part.shape[0]:
+                    runs.append(("embd", part.detach().to("cpu", torch.float32).contiguous().numpy()))
+            else:
+                ids = np.asarray(list(part), dtype=np.int64)
+                if ids.size and (ids.min() < 0 or ids.max() >= self._n_vocab):
+                    raise ValueError(f"input {index}: token ids must be in [0, {self._n_vocab}), "
+                                     f"got {int(ids.min())}..{int(ids.max())}")
+                if ids.size:
+                    runs.append(("tokens", ids.astype(np.int32)))
+        if not runs:
+            raise ValueError(f"input {index} is empty")
+        return runs
+
+    def _groups(self, rows, max_new_tokens: int) -> list[list[int]]:
+        """Row indices decoded together: at most ``n_seq_max`` rows whose prompts plus
+        ``max_new_tokens`` fit in ``n_ctx`` cells."""
+        groups, current, cells = [], [], 0
+        for index, runs in enumerate(rows):
+            need = sum(len(data) for _, data in runs) + max_new_tokens
+            if need > self.n_ctx:
+                raise ValueError(f"input {index} needs {need} positions (prompt + max_new_tokens), more than "
+                                 f"n_ctx={self.n_ctx}; create the engine with a larger n_ctx")
+            if current and (len(current) == self.n_seq_max or cells + need > self.n_ctx):
+                groups.append(current)
+                current, cells = [], 0
+            current.append(index)
+            cells += need
+        if current:
+            groups.append(current)
+        return groups
+
+    def _decode(self, batch, n_tokens: int) -> None:
+        batch.n_tokens = n_tokens
+        status = self._llama.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status} (1: no KV cache slot, -1: invalid batch; "
+                               f"see the {NATIVE_LOGGER} log)")
+
+    def _logits(self, output_index: int) -> np.ndarray:
+        pointer = self._llama.llama_get_logits_ith(self._ctx, output_index)
+        if not pointer:
+            raise RuntimeError(f"llama.cpp returned no logits for output {output_index}")
+        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
+
+    def _prefill(self, seq: int, runs, cancel) -> np.ndarray | None:
+        """Decode one row's prompt as sequence ``seq``; returns the logits after its last position
+        (``None`` when cancelled)."""
+        position = 0
+        last_run = len(runs) - 1
+        for run_index, (kind, data) in enumerate(runs):
+            batch = self._embd_batch if kind == "embd" else self._token_batch
+            for begin in range(0, len(data), self.n_batch):
+                if cancel is not None and cancel.is_set():
+                    return None
+                chunk = data[begin : begin + self.n_batch]
+                n = len(chunk)
+                if kind == "embd":
+                    ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+                else:
+                    np.ctypeslib.as_array(batch.token, shape=(n,))[:] = chunk
+                np.ctypeslib.as_array(batch.pos, shape=(n,))[:] = np.arange(position, position + n, dtype=np.int32)
+                np.ctypeslib.as_array(batch.n_seq_id, shape=(n,))[:] = 1
+                for i in range(n):
+                    batch.seq_id[i][0] = seq
+                flags = np.ctypeslib.as_array(batch.logits, shape=(n,))
+                flags[:] = 0
+                is_last = run_index == last_run and begin + n == len(data)
+                if is_last:
+                    flags[n - 1] = 1
+                self._decode(batch, n)
+                position += n
+        return self._logits(n - 1)
+
+    def _pick(self, logits: np.ndarray, generated: int, options: DecodingOptions, rng) -> int:
+        if generated < options.min_new_tokens:
+            logits[list(self.stop_token_ids)] = -np.inf
+        if options.temperature <= 0:
+            return int(np.argmax(logits))
+        scaled = logits.astype(np.float64) / options.temperature
+        scaled -= scaled.max()
+        probs = np.exp(scaled)
+        probs /= probs.sum()
+        return int(rng.choice(len(probs), p=probs))
+
+    def _decode_group(self, group, rows, results, options, on_token, cancel, rng) -> None:
+        llama = self._llama
+        llama.llama_memory_clear(llama.llama_get_memory(self._ctx), True)
+        logits: dict[int, np.ndarray] = {}
+        positions: dict[int, int] = {}
+        for seq, row in enumerate(group):
+            row_logits = self._prefill(seq, rows[row], cancel)
+            if row_logits is None:
+                return
+            logits[row] = row_logits
+            positions[row] = sum(len(data) for _, data in rows[row])
+        running = list(group)
+        batch = self._token_batch
+        while running:
+            if cancel is not None and cancel.is_set():
+                return
+            still = []
+            for row in running:
+                token = self._pick(logits[row], len(results[row]), options, rng)
+                if token in self.stop_token_ids:
+                    continue
+                results[row].append(token)
+                if on_token is not None and on_token(row, list(results[row])):
+                    continue
+                if len(results[row]) < options.max_new_tokens:
+                    still.append(row)
+            running = still
+            if not running or (cancel is not None and cancel.is_set()):
+                return
+            n = len(running)
+            for i, row in enumerate(running):
+                batch.token[i] = results[row][-1]
+                batch.pos[i] = positions[row]
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = group.index(row)
+                batch.logits[i] = 1
+                positions[row] += 1
+            self._decode(batch, n)
+            for i, row in enumerate(running):
+                logits[row] = self._logits(i)
+
