@@ -123,7 +123,7 @@ def test_head_dim_other_than_hidden_over_heads_and_untied_output(tmp_path):
 
 
 def test_demo_model_with_merges(tmp_path):
-    from funasr_nano.pipeline.speech_model import DEFAULT_MODEL
+    from funasr_nano.load import DEFAULT_MODEL
 
     loaded = load_checkpoint(DEFAULT_MODEL)
     path = write_llm_gguf(loaded.model, loaded.tokenizer, tmp_path / "demo.gguf", "f32")

@@ -278,7 +278,7 @@ def test_demo_model_example_gives_the_recorded_tokens(tmp_path):
     with the transformers model when the demo was shipped (tests/data/demo_heldout/expected.json)."""
     import json
 
-    from funasr_nano.pipeline.speech_model import DEFAULT_MODEL
+    from funasr_nano.load import DEFAULT_MODEL
 
     from .conftest import ROOT
 
