@@ -7,10 +7,13 @@ order without overlap (segments from :mod:`funasr_nano.vad` already are).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
-from typing import Callable, TextIO
+import uuid
+from typing import Callable, Sequence, TextIO
 
 from .results import Transcription
 
@@ -94,14 +97,76 @@ def get_writer(output_format: str) -> Callable[[Transcription, TextIO], None]:
         raise ValueError(f"unknown output format {output_format!r}; use one of {', '.join(FORMATS)}") from None
 
 
-def write_result(result: Transcription, audio_path: str | os.PathLike, output_dir: str | os.PathLike,
-                 output_format: str) -> str:
-    """Write ``result`` to ``output_dir/<audio file stem>.<format>`` (UTF-8); return that path."""
-    writer = get_writer(output_format)
-    stem = os.path.splitext(os.path.basename(os.fspath(audio_path)))[0]
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(os.fspath(output_dir), f"{stem}.{output_format}")
-    with open(path, "w", encoding="utf-8") as file:
-        writer(result, file)
-    return path
+def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
 
+
+def output_names(audio_paths: Sequence[str | os.PathLike], output_dir: str | os.PathLike,
+                 formats: Sequence[str] = FORMATS) -> list[str]:
+    """One output name (file name without the ``.<format>``) per input, unique within the run.
+
+    The name is the input file's stem (``a/clip.wav`` -> ``clip``). When several inputs share a stem,
+    the first keeps it and the later ones get ``clip-1``, ``clip-2``, ... (skipping a name that another
+    input has as its own stem); names are compared case-insensitively, as some file systems do. A name
+    whose output file (``output_dir/<name>.<format>``, any of ``formats``) would be one of the inputs
+    themselves is skipped the same way, so an input is never overwritten. Names are kept byte for byte
+    (an input name that is not valid UTF-8 gives an output name with the same bytes).
+    """
+    stems = [os.path.splitext(os.path.basename(os.fspath(path)))[0] or "audio" for path in audio_paths]
+    natural = {stem.casefold() for stem in stems}
+    inputs = {file_id for file_id in map(_file_id, audio_paths) if file_id is not None}
+
+    def hits_an_input(name: str) -> bool:
+        return any(_file_id(os.path.join(os.fspath(output_dir), f"{name}.{fmt}")) in inputs for fmt in formats)
+
+    used: set[str] = set()
+    names = []
+    for stem in stems:
+        name, number = stem, 0
+        while (name.casefold() in used or (number and name.casefold() in natural)) or hits_an_input(name):
+            number += 1
+            name = f"{stem}-{number}"
+        used.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def write_file(path: str | os.PathLike, write: Callable[[TextIO], None]) -> None:
+    """Call ``write`` on a new UTF-8 text file and move it to ``path`` when it has succeeded: a failed
+    write (a full disk) leaves no partial file behind and the previous ``path``, if any, intact."""
+    path = os.fspath(path)
+    folder, base = os.path.split(path)
+    temporary = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:8]}.part")  # created as open() would: umask
+    file = open(temporary, "x", encoding="utf-8")
+    try:
+        with file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def write_result(result: Transcription, audio_path: str | os.PathLike, output_dir: str | os.PathLike,
+                 output_format: str, *, name: str | None = None) -> str:
+    """Write ``result`` to ``output_dir/<name>.<format>`` (UTF-8; ``name`` defaults to the audio file's
+    stem, see :func:`output_names` for names unique among several inputs); return that path.
+
+    Raises:
+        FileExistsError: that path is ``audio_path`` itself (an input is never overwritten).
+        OSError: the folder cannot be created or the file written (nothing partial is left).
+    """
+    writer = get_writer(output_format)
+    if name is None:
+        name = os.path.splitext(os.path.basename(os.fspath(audio_path)))[0] or "audio"
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(os.fspath(output_dir), f"{name}.{output_format}")
+    if _file_id(path) is not None and _file_id(path) == _file_id(audio_path):
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite the input with its own transcript", path)
+    write_file(path, lambda file: writer(result, file))
+    return path

@@ -1,0 +1,208 @@
+"""Command-line flags derived from the option dataclasses (:mod:`funasr_nano.options`,
+:class:`~funasr_nano.audio.vad.VadOptions`), and the dataclasses built back from the parsed flags.
+
+Every field of an option dataclass becomes one flag, with nothing repeated here:
+
+* the name is the field's, ``_`` -> ``-`` (``max_new_tokens`` -> ``--max-new-tokens``), unless
+  :data:`RENAMED` gives the historical one (``num_beams`` -> ``--beam-size``);
+* the type comes from the annotation: ``int``/``float``/``str`` (or ``X | None``) take one value,
+  ``tuple[str, ...]`` takes several (``--hotwords A B``), ``bool`` is a switch that flips the default
+  (``itn=True`` -> ``--no-itn``), ``bool | None`` is a ``--vad``/``--no-vad`` pair, and a nested
+  dataclass (``decoding``, ``vad_options``) contributes its own fields as a flag group;
+* the default is the dataclass's: a flag that is not given is not passed, so the dataclass fills it
+  in (``--help`` shows it, read from the dataclass);
+* the help text is the field's entry in the class docstring's ``Attributes:`` section.
+
+:func:`options_from_args` builds the dataclass (and its nested ones) back from the parsed flags; the
+dataclass validates the values (:class:`~funasr_nano.errors.InvalidOptionError` names the bad one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from typing import Any, Mapping
+
+from ..errors import InvalidOptionError, UnsupportedLanguageError
+from ..options import TRANSLATION_MODES
+
+# Flags whose names are not the field's own: "<Class>.<field>" -> flag (without the dashes).
+RENAMED: Mapping[str, str] = types.MappingProxyType({
+    "DecodingOptions.num_beams": "beam-size",
+    "VadOptions.max_segment_duration": "max-segment",
+    "TranslationOptions.stream_by_sentence": "by-segment",  # historical: --by-segment turns it off
+})
+# Help of switches whose docstring entry describes the field, not the flag that flips it.
+HELP: Mapping[str, str] = types.MappingProxyType({
+    "TranscribeOptions.itn": "no inverse text normalization (spoken-form text)",
+    "TranslationOptions.stream_by_sentence": "translate whole VAD segments instead of sentence by sentence",
+    "TranscribeOptions.vad": "always cut audio at pauses (default: only audio longer than --max-duration)",
+    "TranscribeOptions.vad:off": "never cut at pauses; longer audio is an error",
+    "DecodingOptions.repetition_guard": "do not stop output that loops (FunASR's behaviour)",
+})
+# Allowed values of fields that take one of a few strings.
+CHOICES: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
+    "TranslationOptions.mode": TRANSLATION_MODES,
+})
+# Titles of the flag groups of nested dataclasses in --help.
+GROUP_TITLES: Mapping[str, str] = types.MappingProxyType({
+    "DecodingOptions": "decoding (how the LLM generates)",
+    "VadOptions": "voice activity detection (how long audio is cut at pauses; durations in seconds)",
+})
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: description}`` from the ``Attributes:`` section of ``cls``'s docstring, one line each,
+    reST markup removed (``:class:`~a.B``` -> ``B``, ````x```` -> ``x``)."""
+    doc = inspect.getdoc(cls) or ""
+    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
+    docs: dict[str, str] = {}
+    name = None
+    for line in section.splitlines():
+        match = re.match(r"^    (\w+): (.*)$", line)
+        if match:
+            name, text = match.groups()
+            docs[name] = text
+        elif name and line.startswith("      "):
+            docs[name] += " " + line.strip()
+        elif line.strip():
+            break  # the next section
+    clean = {}
+    for name, text in docs.items():
+        text = re.sub(r":\w+:`~?(?:[\w.]*\.)?(\w+)`", r"\1", text)
+        clean[name] = text.replace("``", "")
+    return clean
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return field.default
+
+
+def _scalar_type(hint: Any) -> type | None:
+    """``int``/``float``/``str`` for ``X`` or ``X | None``; ``None`` for any other annotation."""
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)] if typing.get_args(hint) else [hint]
+    if len(args) == 1 and args[0] in (int, float, str):
+        return args[0]
+    return None
+
+
+def _help(text: str, default: Any, show_default: bool) -> str:
+    text = text.replace("%", "%%")  # argparse formats help with %
+    if show_default and default not in (None, ()):
+        text += f" (default: {default:g})" if isinstance(default, float) else f" (default: {default})"
+    return text
+
+
+def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add one flag per field of the option dataclass ``cls`` (nested dataclasses recursively, in a
+    group each) to ``parser``. The flag's destination is the field's dotted path
+    (``decoding.max_new_tokens``); its default is :data:`argparse.SUPPRESS`, so the dataclass's own
+    default applies when the flag is absent.
+
+    Raises:
+        TypeError: a field whose annotation has no command-line form (a programming error: extend this
+            function or the tables above).
+    """
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for field in dataclasses.fields(cls):
+        hint, default, key = hints[field.name], _default(field), f"{cls.__name__}.{field.name}"
+        dest = prefix + field.name
+        if dataclasses.is_dataclass(hint):
+            title = GROUP_TITLES.get(hint.__name__, hint.__name__)
+            add_option_flags(parser.add_argument_group(title), hint, dest + ".")
+            continue
+        name = RENAMED.get(key, field.name.replace("_", "-"))
+        text = HELP.get(key, docs.get(field.name, ""))
+        common = {"dest": dest, "default": argparse.SUPPRESS}
+        if hint is bool:
+            if key not in RENAMED:
+                name = f"no-{name}" if default else name
+            parser.add_argument(f"--{name}", action="store_false" if default else "store_true",
+                                help=_help(text, default, False), **common)
+        elif hint == typing.Optional[bool]:
+            pair = parser.add_mutually_exclusive_group()
+            pair.add_argument(f"--{name}", action="store_const", const=True, help=_help(text, default, False), **common)
+            pair.add_argument(f"--no-{name}", action="store_const", const=False,
+                              help=HELP.get(f"{key}:off", f"turn --{name} off"), **common)
+        elif hint == tuple[str, ...]:
+            parser.add_argument(f"--{name}", nargs="+", action="extend", metavar="W", help=_help(text, default, True),
+                                **common)
+        elif _scalar_type(hint) is not None:
+            scalar = _scalar_type(hint)
+            metavar = {int: "N", float: "X", str: "S"}[scalar] if key not in CHOICES else None
+            parser.add_argument(f"--{name}", type=scalar, choices=CHOICES.get(key), metavar=metavar,
+                                help=_help(text, default, True), **common)
+        else:
+            raise TypeError(f"{key}: no command-line form for a field of type {hint}")
+
+
+def flag_names(cls: type) -> dict[str, str]:
+    """``{field name: --flag}`` for ``cls`` and its nested dataclasses (as :func:`add_option_flags`)."""
+    hints = typing.get_type_hints(cls)
+    names: dict[str, str] = {}
+    for field in dataclasses.fields(cls):
+        hint, key = hints[field.name], f"{cls.__name__}.{field.name}"
+        if dataclasses.is_dataclass(hint):
+            names.update(flag_names(hint))
+            continue
+        name = RENAMED.get(key, field.name.replace("_", "-"))
+        if hint is bool and key not in RENAMED and _default(field):
+            name = f"no-{name}"
+        names[field.name] = f"--{name}"
+    return names
+
+
+def naming_flags(error: Exception, cls: type) -> Exception:
+    """``error`` (an :class:`InvalidOptionError` or :class:`UnsupportedLanguageError` about the fields
+    of ``cls``) with the flags its message names put in front: ``--max-duration: max_duration must be
+    ...``; any other error unchanged."""
+    if type(error) not in (InvalidOptionError, UnsupportedLanguageError):
+        return error
+    message = str(error)
+    # in the order the message names them; "vad=True" is advice, not the culprit
+    found = ((re.search(rf"\b{field}\b(?!=)", message), flag) for field, flag in flag_names(cls).items())
+    flags = [flag for _, flag in sorted((match.start(), flag) for match, flag in found if match)]
+    if not flags:
+        return error
+    renamed = type(error)(f"{', '.join(flags)}: {message}")
+    renamed.__cause__, renamed.__traceback__ = error.__cause__, error.__traceback__
+    return renamed
+
+
+def options_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:
+    """The option dataclass ``cls`` from flags added by :func:`add_option_flags`: given flags set
+    their field, absent ones keep the dataclass's default; lists become tuples.
+
+    Raises:
+        InvalidOptionError: a value the dataclass refuses (from its validation; the message starts
+            with the flag, see :func:`naming_flags`).
+    """
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):
+        dest = prefix + field.name
+        if dataclasses.is_dataclass(hints[field.name]):
+            values[field.name] = options_from_args(hints[field.name], args, dest + ".")
+        elif hasattr(args, dest):
+            value = getattr(args, dest)
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**values)
+    except (InvalidOptionError, UnsupportedLanguageError) as error:
+        raise naming_flags(error, cls) from None
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device``, ``--dtype`` (checked by :func:`funasr_nano.load_model`)."""
+    parser.add_argument("--model", metavar="DIR",
+                        help="checkpoint folder (official or transformers layout; default: the embedded demo model, "
+                             "which knows only synthetic espeak-ng Mandarin)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps (default: cpu)")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="LLM dtype (default: fp32)")
