@@ -1,20 +1,27 @@
-"""Speed of one-utterance transcription: ours vs the official FunASR implementation, same weights.
+"""Speed of one-utterance transcription: our engines vs the official FunASR implementation, same weights.
 
 Builds the full-size Fun-ASR-Nano-2512 architecture (70-block SAN-M encoder, 2-block adaptor,
 Qwen3-0.6B; 0.8 B parameters) with random weights in the official layout (speed does not depend on the
-weights' values), then, for a 5 s and a 30 s clip made from the real recordings in ../shared/audio,
-measures in a fresh process per implementation:
+weights' values), exports it to GGUF folders (``funasr-nano export gguf``) at the requested types, and
+for a 5 s and a 30 s clip made from the real recordings in ../shared/audio measures, in a fresh process
+per (implementation, clip, threads):
 
   encoder_s    fbank + LFR + encoder + adaptor
-  prefill_s    one LLM forward over the prompt (system + instruction + audio positions)
+  prefill_s    the prompt through the LLM and the first token (system + instruction + audio positions)
   decode_tok_s generated tokens per second after the first (fixed count: end-of-turn suppressed)
-  e2e_s        the public call end to end (file path in, text out), best of --repeats
+  e2e_s        the public call end to end (file path in, text out, model loaded), best of --repeats,
+               for each count of --new-tokens
   rtf          e2e_s / audio seconds
   peak_rss_mb  the process's peak resident memory (load included)
 
-Usage:  python benchmarks/bench_transcribe.py [--new-tokens 64] [--repeats 3] [--out bench-out]
-Prints one JSON object per (implementation, clip) and a summary table. The official implementation
-needs `pip install funasr==1.4.16` (the test extra).
+It also measures this machine's memory bandwidth (numpy copy of 512 MiB, read + write bytes) and prints
+decode tok/s as a fraction of the bound ``bandwidth / bytes of LLM weights read per token`` (with tied
+embeddings the output layer reads the whole embedding table every token, so: all LLM weights).
+
+Usage:  python benchmarks/bench_transcribe.py [--impls transformers,f16,q8_0,q4_k_m,official]
+            [--new-tokens 16 64] [--threads 1 2] [--clips 5 30] [--repeats 3] [--out bench-out]
+The official implementation needs the parity extra (`pip install funasr==1.4.16`); the GGUF types need
+the llama extra. Never run it beside another multi-threaded job: llama.cpp's threads spin.
 """
 
 from __future__ import annotations
@@ -31,9 +38,10 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("FUNASR_NANO_SHARED", ROOT.parent / "shared"))
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q4_0", "q5_k_m", "q6_k")
 
 
-def make_clips(out: pathlib.Path) -> dict[str, pathlib.Path]:
+def make_clips(out: pathlib.Path, seconds_list) -> dict[int, pathlib.Path]:
     import numpy as np
     import soundfile
 
@@ -41,10 +49,10 @@ def make_clips(out: pathlib.Path) -> dict[str, pathlib.Path]:
     audio = [soundfile.read(SHARED / "audio" / n, dtype="float32")[0] for n in names]
     joined = np.concatenate(audio * 2)
     clips = {}
-    for seconds in (5, 30):
+    for seconds in seconds_list:
         path = out / f"clip_{seconds}s.wav"
         soundfile.write(path, joined[: seconds * 16000], 16000)
-        clips[f"{seconds}s"] = path
+        clips[seconds] = path
     return clips
 
 
@@ -59,6 +67,30 @@ def ensure_checkpoint(out: pathlib.Path, size: str) -> pathlib.Path:
     return path
 
 
+def ensure_gguf(out: pathlib.Path, checkpoint: pathlib.Path, size: str, out_type: str) -> pathlib.Path:
+    from funasr_nano.export.gguf_folder import export_gguf
+
+    path = out / f"{size}-gguf-{out_type}"
+    if not (path / f"llm-{out_type}.gguf").exists():
+        print(f"exporting {out_type} to {path} ...", file=sys.stderr)
+        export_gguf(checkpoint, path, out_type)
+    return path
+
+
+def memory_bandwidth(seconds: float = 2.0) -> float:
+    """Bytes per second moved by a numpy copy of 512 MiB (read + write), best of a few."""
+    import numpy as np
+
+    a = np.ones(128 * 2**20, dtype=np.float32)
+    b = np.empty_like(a)
+    best, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = max(best, 2 * a.nbytes / (time.perf_counter() - t))
+    return best
+
+
 def _best(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -68,45 +100,47 @@ def _best(fn, repeats):
     return min(times)
 
 
-def worker_ours(model_dir, clip, new_tokens, repeats, dtype):
+def worker_ours(model_dir, clip, new_tokens, repeats, threads):
     import torch
 
     from funasr_nano import DecodingOptions, load_audio, load_model
-    from funasr_nano.models.fun_asr_nano.prompt import build_prompt_ids, transcription_instruction
+    from funasr_nano.pipeline.decoding import generate
 
-    model = load_model(model_dir, dtype=dtype)
-    options = DecodingOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens, repetition_guard=False)
+    model = load_model(model_dir, n_threads=threads)
     model.transcribe(clip, options=DecodingOptions(max_new_tokens=2, repetition_guard=False))  # warm-up
     wave = load_audio(clip)
     encoder_s = _best(lambda: model.audio_embeddings(wave), repeats)
-    audio = model.audio_embeddings(wave)
-    embeds = model.inputs_embeds(build_prompt_ids(model.tokenizer, transcription_instruction(), audio.shape[0]), audio)
+    family = model.family
+    llm_input = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(wave))
+    fixed = lambda n: DecodingOptions(max_new_tokens=n, min_new_tokens=n, repetition_guard=False)  # noqa: E731
+    with torch.inference_mode():
+        prefill_s = _best(lambda: generate(model.engine, [llm_input], fixed(1)), repeats)
+        longest = max(new_tokens)
+        generate_s = _best(lambda: generate(model.engine, [llm_input], fixed(longest)), repeats)
+    e2e = {n: _best(lambda: model.transcribe(clip, options=fixed(n)), repeats) for n in new_tokens}
+    if model.engine.name == "llama.cpp":
+        weight_bytes = os.path.getsize(family.checkpoint.llm_gguf)
+    else:
+        weight_bytes = sum(p.numel() * p.element_size() for p in family.model.model.language_model.parameters())
+    return dict(encoder_s=encoder_s, prefill_s=prefill_s, generate_s=generate_s, decoded=longest,
+                e2e=e2e, prompt_len=llm_input.length, weight_bytes=weight_bytes)
 
-    def prefill():
-        with torch.inference_mode():
-            model.model(inputs_embeds=embeds.to(model.dtype), use_cache=True, logits_to_keep=1)
 
-    prefill_s = _best(prefill, repeats)
-    generate_s = _best(lambda: model.generate(embeds, options), repeats)
-    e2e_s = _best(lambda: model.transcribe(clip, options=options), repeats)
-    return dict(encoder_s=encoder_s, prefill_s=prefill_s, generate_s=generate_s, e2e_s=e2e_s,
-                prompt_len=int(embeds.shape[1]), tokens=len(model.transcribe(clip, options=options).tokens))
-
-
-def worker_official(model_dir, clip, new_tokens, repeats, dtype):
+def worker_official(model_dir, clip, new_tokens, repeats, threads):
     import soundfile
     import torch
     from funasr import AutoModel
 
-    threads = torch.get_num_threads()
     # AutoModel sets torch's thread count to its `ncpu` (default 4): give it the same as ours
     auto = AutoModel(model=str(model_dir), device="cpu", disable_update=True, disable_log=True, ncpu=threads)
     torch.set_num_threads(threads)
     model, tokenizer, frontend = auto.model, auto.kwargs["tokenizer"], auto.kwargs["frontend"]
-    llm_dtype = {"fp32": "fp32", "bf16": "bf16"}[dtype]
-    kwargs = dict(key=["utt"], tokenizer=tokenizer, frontend=frontend, device="cpu", max_length=new_tokens,
-                  llm_kwargs={"min_new_tokens": new_tokens}, llm_dtype=llm_dtype)
-    model.inference([clip], **{**kwargs, "max_length": 2, "llm_kwargs": {}})  # warm-up
+
+    def kwargs(n, minimum=True):
+        return dict(key=["utt"], tokenizer=tokenizer, frontend=frontend, device="cpu", max_length=n,
+                    llm_kwargs={"min_new_tokens": n} if minimum else {}, llm_dtype="fp32")
+
+    model.inference([clip], **kwargs(2, False))  # warm-up
     wave = torch.from_numpy(soundfile.read(clip, dtype="float32")[0])
 
     def encode():
@@ -124,54 +158,50 @@ def worker_official(model_dir, clip, new_tokens, repeats, dtype):
         return generate(*args, **kw)
 
     model.llm.generate = capture
-    model.inference([clip], **kwargs)
+    model.inference([clip], **kwargs(2))
     del model.llm.generate
     embeds, mask = captured["inputs_embeds"], captured["attention_mask"]
+    longest = max(new_tokens)
 
-    def prefill():
+    def decode(n):
         with torch.no_grad():
-            model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1)
+            return model.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=n,
+                                      min_new_tokens=n, pad_token_id=model.llm.config.eos_token_id)
 
-    prefill_s = _best(prefill, repeats)
-
-    def decode():
-        with torch.no_grad():
-            return model.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=new_tokens,
-                                      min_new_tokens=new_tokens, pad_token_id=model.llm.config.eos_token_id)
-
-    generate_s = _best(decode, repeats)
-    e2e_s = _best(lambda: model.inference([clip], **kwargs), repeats)
-    return dict(encoder_s=encoder_s, prefill_s=prefill_s, generate_s=generate_s, e2e_s=e2e_s,
-                prompt_len=int(embeds.shape[1]), tokens=int(decode().shape[1]))
+    prefill_s = _best(lambda: decode(1), repeats)
+    generate_s = _best(lambda: decode(longest), repeats)
+    e2e = {n: _best(lambda: model.inference([clip], **kwargs(n)), repeats) for n in new_tokens}
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.llm.parameters())
+    return dict(encoder_s=encoder_s, prefill_s=prefill_s, generate_s=generate_s, decoded=longest,
+                e2e=e2e, prompt_len=int(embeds.shape[1]), weight_bytes=weight_bytes)
 
 
 def run_worker(args) -> None:
+    import soundfile
     import torch
 
-    torch.set_num_threads(args.threads)
-    worker = {"ours": worker_ours, "official": worker_official}[args.worker]
-    result = worker(args.model, args.clip, args.new_tokens, args.repeats, args.dtype)
-    import soundfile
-
+    torch.set_num_threads(args.threads[0])
+    worker = worker_official if args.worker == "official" else worker_ours
+    result = worker(args.model, args.clip, args.new_tokens, args.repeats, args.threads[0])
     seconds = soundfile.info(args.clip).duration
-    result["decode_tok_s"] = (args.new_tokens - 1) / max(result["generate_s"] - result["prefill_s"], 1e-9)
-    result["rtf"] = result["e2e_s"] / seconds
+    result["decode_tok_s"] = (result["decoded"] - 1) / max(result["generate_s"] - result["prefill_s"], 1e-9)
+    result["rtf"] = {n: s / seconds for n, s in result["e2e"].items()}
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result.update(impl=args.worker, clip_s=seconds, new_tokens=args.new_tokens, dtype=args.dtype,
-                  threads=torch.get_num_threads())
+    result.update(impl=args.worker, clip_s=seconds, threads=args.threads[0])
     print(json.dumps(result))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "bench-out"))
-    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--impls", default="transformers,f16,q8_0,q4_k_m,official",
+                        help=f"comma-separated: transformers, official, or GGUF types {GGUF_TYPES}")
+    parser.add_argument("--new-tokens", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--clips", type=int, nargs="+", default=[5, 30], help="clip lengths in seconds")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--impls", default="ours,official")
     parser.add_argument("--size", default="full", choices=["full", "tiny"], help="tiny: a smoke test of the script")
-    parser.add_argument("--worker", choices=["ours", "official"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,27 +211,45 @@ def main() -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = ensure_checkpoint(out, args.size)
-    clips = make_clips(out)
+    impls = args.impls.split(",")
+    folders = {impl: (checkpoint if impl in ("transformers", "official") else ensure_gguf(out, checkpoint, args.size, impl))
+               for impl in impls}
+    clips = make_clips(out, args.clips)
+    bandwidth = memory_bandwidth()
     rows = []
-    for name, clip in clips.items():
-        for impl in args.impls.split(","):
-            cmd = [sys.executable, __file__, "--worker", impl, "--model", str(checkpoint), "--clip", str(clip),
-                   "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats), "--threads",
-                   str(args.threads), "--dtype", args.dtype]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{impl} on {name} failed")
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(json.dumps(row))
-            rows.append(row)
-    print(f"\n{args.size} model; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{args.threads}, {args.dtype}, {args.new_tokens} generated tokens, best of {args.repeats}")
-    print("| impl | clip | encoder s | prefill s | decode tok/s | end-to-end s | RTF | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    for seconds, clip in clips.items():
+        for threads in args.threads:
+            for impl in impls:
+                cmd = [sys.executable, __file__, "--worker", impl, "--model", str(folders[impl]), "--clip", str(clip),
+                       "--new-tokens", *map(str, args.new_tokens), "--repeats", str(args.repeats),
+                       "--threads", str(threads)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"{impl} on the {seconds} s clip failed")
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                row["bound_fraction"] = row["decode_tok_s"] * row["weight_bytes"] / bandwidth
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    print(f"\n{args.size} model; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f}; memory bandwidth (numpy copy) {bandwidth / 1e9:.1f} GB/s; "
+          f"best of {args.repeats}")
+    tokens = args.new_tokens
+    print("| impl | clip | threads | encoder s | prefill s | decode tok/s | of bound | "
+          + " | ".join(f"e2e s ({n} tok)" for n in tokens) + " | " + " | ".join(f"RTF ({n})" for n in tokens)
+          + " | peak RSS MB |")
+    print("|---" * (8 + 2 * len(tokens)) + "|")
     for r in rows:
-        print(f"| {r['impl']} | {r['clip_s']:.0f} s | {r['encoder_s']:.3f} | {r['prefill_s']:.3f} | "
-              f"{r['decode_tok_s']:.1f} | {r['e2e_s']:.2f} | {r['rtf']:.3f} | {r['peak_rss_mb']:.0f} |")
+        e2e = " | ".join(f"{r['e2e'][str(n)]:.2f}" for n in tokens)
+        rtf = " | ".join(f"{r['rtf'][str(n)]:.3f}" for n in tokens)
+        print(f"| {r['impl']} | {r['clip_s']:.0f} s | {r['threads']} | {r['encoder_s']:.3f} | {r['prefill_s']:.3f} | "
+              f"{r['decode_tok_s']:.1f} | {100 * r['bound_fraction']:.0f} % | {e2e} | {rtf} | {r['peak_rss_mb']:.0f} |")
+    official = {(r["clip_s"], r["threads"]): r for r in rows if r["impl"] == "official"}
+    for r in rows:
+        base = official.get((r["clip_s"], r["threads"]))
+        if base is not None and r is not base:
+            ratios = ", ".join(f"{base['e2e'][str(n)] / r['e2e'][str(n)]:.1f}x ({n} tok)" for n in tokens)
+            print(f"{r['impl']:>12} vs official, {r['clip_s']:.0f} s clip, {r['threads']} thread(s): {ratios}")
 
 
 if __name__ == "__main__":

@@ -348,3 +348,15 @@ def test_block_duration_must_be_positive(binhai):
         with pytest.raises(ValueError, match="block_duration"):
             next(iter_audio(binhai, block_duration=bad))
     assert issubclass(AudioDecodeError, FunASRNanoError)
+
+
+def test_random_bytes_are_a_decode_error_not_empty_audio(tmp_path):
+    """FFmpeg guesses a format for some random data and decodes no frame: that is not audio."""
+    from funasr_nano.audio.io import iter_audio, load_audio
+
+    path = tmp_path / "random.flac"
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(AudioDecodeError, match="no audio frames"):
+        load_audio(path)
+    with pytest.raises(AudioDecodeError, match="no audio frames"):
+        list(iter_audio(path))

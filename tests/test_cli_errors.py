@@ -98,10 +98,7 @@ def test_unwritable_output_dir_is_refused_before_the_model_loads(broken, binhai,
     assert f"--output-dir {folder}" in line
 
 
-@pytest.mark.parametrize("model, names", [("bad-safetensors", "bad-safetensors"),
-                                          pytest.param("bad-yaml", "config.yaml", marks=pytest.mark.xfail(
-                                              strict=True, reason="library: load_checkpoint lets yaml.ParserError "
-                                                                  "through (exit 3) instead of a CheckpointError"))])
+@pytest.mark.parametrize("model, names", [("bad-safetensors", "bad-safetensors"), ("bad-yaml", "config.yaml")])
 def test_unusable_model_is_one_line_exit_2(broken, binhai, model, names):
     assert names in one_error_line(run_cli("transcribe", binhai, "--model", broken / model), 2)
 

@@ -254,8 +254,8 @@ def _decode_av(data, name: str) -> tuple[np.ndarray, int]:
                 chunks.append(out.to_ndarray())  # (channels, frames) float32
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray())
-    if not chunks or sample_rate is None:
-        return np.zeros((0, 1), dtype=np.float32), SAMPLE_RATE
+    if not chunks or sample_rate is None:  # FFmpeg guessed a format but found no audio in the data
+        raise _CannotRead("no audio frames could be decoded")
     return np.concatenate(chunks, axis=1).T, sample_rate
 
 
@@ -399,6 +399,8 @@ def _blocks_av(data, block_duration: float, name: str) -> Iterator[tuple[np.ndar
                 pending, pending_frames = [], 0
         for out in resampler.resample(None):
             pending.append(out.to_ndarray().T)
+        if rate is None:  # FFmpeg guessed a format but found no audio in the data
+            raise _CannotRead("no audio frames could be decoded")
         if pending:
             yield np.concatenate(pending), rate
 

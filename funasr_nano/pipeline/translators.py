@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from ..errors import TranslatorError
+from ..errors import InvalidOptionError, TranslatorError
 from ..options import TRANSLATION_MODES, TranslationOptions
 
 if TYPE_CHECKING:
@@ -166,10 +166,10 @@ def resolve_translator(model: "SpeechModel", mode: str,
         TranslatorError: the model was not trained for the task, or the translator is unusable.
     """
     if mode not in TRANSLATION_MODES:
-        raise ValueError(f"mode must be one of {TRANSLATION_MODES}, not {mode!r}")
+        raise InvalidOptionError(f"mode must be one of {TRANSLATION_MODES}, not {mode!r}")
     if mode == "unified":
         if translator is not None:
-            raise ValueError("a translator is only used in cascade mode")
+            raise InvalidOptionError("a translator is only used in cascade mode")
         if not model.supports_task("translate"):
             raise TranslatorError(
                 "this speech model was not trained for speech translation (its checkpoint lists tasks "

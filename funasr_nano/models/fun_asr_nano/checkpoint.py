@@ -327,8 +327,13 @@ def _new_model(config):
 def _load_official(path: str):
     from transformers import AutoTokenizer
 
-    with open(os.path.join(path, "config.yaml"), encoding="utf-8") as f:
-        cfg = yaml.safe_load(f) or {}
+    try:
+        with open(os.path.join(path, "config.yaml"), encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise CheckpointError(f"{path}/config.yaml is not valid YAML: {' '.join(str(error).split())}") from error
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}/config.yaml must be a mapping, not {type(cfg).__name__}")
     if cfg.get("model") not in ("FunASRNano", None):
         raise CheckpointError(f"{path}/config.yaml: model is {cfg.get('model')!r}, expected FunASRNano")
     llm_dir = _resolve(path, str((cfg.get("llm_conf") or {}).get("init_param_path", "Qwen3-0.6B")))
