@@ -29,6 +29,11 @@ class InvalidOptionError(FunASRNanoError, ValueError):
     value. A ``ValueError`` too, as bad argument values are in Python."""
 
 
+class MissingDependencyError(FunASRNanoError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it
+    (e.g. ``pip install 'funasr-nano[llama]'``)."""
+
+
 class UnsupportedLanguageError(FunASRNanoError, ValueError):
     """A language (hint or target) that the model or the requested task does not support."""
 

@@ -87,3 +87,26 @@ def test_engine_and_layout_mismatches_are_clear(tiny_official, tmp_path):
     (tmp_path / "q8" / "llm-q8_0.gguf").write_bytes(b"GGUF\x03\x00")  # truncated
     with pytest.raises(CheckpointError):
         load_model(tmp_path / "q8")
+
+
+def test_cli_export_and_engine(tiny_official, binhai, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "funasr_nano.cli", *map(str, args)], capture_output=True,
+                              text=True, timeout=300)
+
+    folder = tmp_path / "exported"
+    proc = cli("export", "gguf", tiny_official, folder, "--type", "f32")
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / "llm-f32.gguf").exists() and (folder / "audio.safetensors").exists()
+    common = (binhai, "--max-new-tokens", "6", "--format", "json")
+    on_llama = cli("transcribe", *common, "--model", folder, "--threads", "1")
+    reference = cli("transcribe", *common, "--model", tiny_official)
+    assert on_llama.returncode == reference.returncode == 0, on_llama.stderr
+    assert json.loads(on_llama.stdout)["tokens"] == json.loads(reference.stdout)["tokens"]
+    wrong = cli("transcribe", *common, "--model", tiny_official, "--engine", "llama.cpp")
+    assert wrong.returncode == 2 and "funasr-nano export gguf" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert cli("export", "gguf", tiny_official, tmp_path / "bad", "--type", "q9").returncode == 2

@@ -200,9 +200,17 @@ def options_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> 
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device``, ``--dtype`` (checked by :func:`funasr_nano.load_model`)."""
+    """``--model``, ``--device``, ``--dtype``, ``--engine``, ``--threads`` (checked by
+    :func:`funasr_nano.load_model`)."""
+    from ..load import ENGINES
+
     parser.add_argument("--model", metavar="DIR",
-                        help="checkpoint folder (official or transformers layout; default: the embedded demo model, "
+                        help="checkpoint folder (official, transformers or GGUF layout; default: the embedded demo model, "
                              "which knows only synthetic espeak-ng Mandarin)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps (default: cpu)")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="LLM dtype (default: fp32)")
+    parser.add_argument("--engine", choices=ENGINES,
+                        help="what decodes the LLM (default: llama.cpp for a folder written by `funasr-nano export "
+                             "gguf`, transformers otherwise)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="llama.cpp engine threads (default: all cores)")

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(TranscribeOptions, args)  # bad values fail here, before loading the model
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, FORMATS if args.format == "all" else (args.format,))
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
+                       n_threads=args.threads)
     try:
         results = model.transcribe_batch(args.files, options)  # options checked against the model here
     except (InvalidOptionError, UnsupportedLanguageError) as error:

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(TranslationOptions, args)  # bad values fail here, before loading the model
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, (args.format,))
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
+                       n_threads=args.threads)
     translator = resolve_translator(model, options.mode, args.translator)  # loaded once, before any file
     failures = Failures(verbose=args.verbose)
     for path, name in zip(args.files, names):

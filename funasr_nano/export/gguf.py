@@ -43,7 +43,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, MissingDependencyError
 from .gguf_architectures import ARCHITECTURES, GgufArchitecture, architecture_for
 
 logger = logging.getLogger(__name__)
@@ -92,11 +92,11 @@ QWEN2_SPLIT_PATTERN = (
 
 
 def import_gguf():
-    """The ``gguf`` module, or an ImportError naming the extra that installs it."""
+    """The ``gguf`` module, or a :class:`MissingDependencyError` (an ``ImportError``) naming the extra."""
     try:
         import gguf
     except ImportError as error:
-        raise ImportError(f"GGUF export needs the gguf package: {LLAMA_EXTRA_HINT}") from error
+        raise MissingDependencyError(f"GGUF export needs the gguf package: {LLAMA_EXTRA_HINT}") from error
     return gguf
 
 
@@ -110,7 +110,7 @@ _native_lock = threading.Lock()
 
 
 def import_llama_cpp():
-    """The ``llama_cpp`` module (llama-cpp-python), or an ImportError naming the extra.
+    """The ``llama_cpp`` module (llama-cpp-python), or a :class:`MissingDependencyError` naming the extra.
 
     The first call routes llama.cpp's log (stderr by default; llama-cpp-python prints all of it) to
     the :data:`NATIVE_LOGGER` logger and initialises the backend.
@@ -118,7 +118,7 @@ def import_llama_cpp():
     try:
         import llama_cpp
     except ImportError as error:
-        raise ImportError(f"llama.cpp support needs llama-cpp-python: {LLAMA_EXTRA_HINT}") from error
+        raise MissingDependencyError(f"llama.cpp support needs llama-cpp-python: {LLAMA_EXTRA_HINT}") from error
     with _native_lock:
         if _native["callback"] is None:
             native_logger = logging.getLogger(NATIVE_LOGGER)

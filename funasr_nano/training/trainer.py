@@ -38,7 +38,7 @@ import torch
 from .batching import BatchSampler, Collator, SpeechLLMLoss
 from .config import EvalResult, StepLog, TrainConfig, TrainResult
 from .data import Example, audio_duration, read_manifest, text_translation_examples
-from ..errors import AudioDecodeError, AudioTooShortError, TrainingError
+from ..errors import AudioDecodeError, AudioTooShortError, MissingDependencyError, TrainingError
 from ..models.lora import add_lora, save_adapter, strip_lora
 from ..models.fun_asr_nano.prompt import TASKS, num_audio_tokens
 
@@ -97,7 +97,7 @@ class Trainer:
         try:
             from accelerate import Accelerator, DistributedDataParallelKwargs
         except ImportError as error:
-            raise TrainingError("training needs the train extra: pip install 'funasr-nano[train]'") from error
+            raise MissingDependencyError("training needs the train extra: pip install 'funasr-nano[train]'") from error
 
         from ..models.chat import AUDIO_PLACEHOLDER_TOKEN, ChatFormat
         from ..models.fun_asr_nano.checkpoint import load_checkpoint
