@@ -90,14 +90,14 @@ def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
 
 
 def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str, str] | None = None, *,
-                    n_threads: int | None = None) -> SpeechModel:
+                    n_threads: int | None = None, encoder_precision: str = "fp32") -> SpeechModel:
     """A :class:`SpeechModel` for an already loaded Fun-ASR-Nano ``checkpoint``
     (:class:`funasr_nano.models.fun_asr_nano.checkpoint.LoadedCheckpoint`); ``engine`` as
     :func:`load_model`."""
     from .models.fun_asr_nano.model import FunAsrNanoModel
 
     engine = _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
-    family = FunAsrNanoModel(checkpoint)
+    family = FunAsrNanoModel(checkpoint, encoder_precision)
     if engine == "llama.cpp":
         from .engines.llamacpp import LlamaCppEngine
 
@@ -118,6 +118,7 @@ def load_model(
     *,
     engine: str | None = None,
     n_threads: int | None = None,
+    encoder_precision: str = "fp32",
     use_low_frame_rate: bool | None = None,
     lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
 ) -> SpeechModel:
@@ -135,6 +136,8 @@ def load_model(
             a folder written by ``funasr-nano export gguf``); ``None``: llama.cpp for a GGUF-layout
             folder, transformers otherwise.
         n_threads: llama.cpp engine threads (default: all cores of this process).
+        encoder_precision: ``"fp32"`` (as FunASR), ``"bf16"`` or ``"int8"``: faster encoder and adaptor on
+            CPUs, at a small embedding error (see :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
             :func:`funasr_nano.models.fun_asr_nano.prompt.num_audio_tokens`).
         lora: a LoRA adapter folder (peft format, e.g. written by ``funasr-nano train``) used for every
@@ -160,7 +163,7 @@ def load_model(
     checkpoint = load_checkpoint(os.fspath(path), device=torch_device, dtype=torch_dtype,
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
-        return from_checkpoint(checkpoint, engine, n_threads=n_threads)
+        return from_checkpoint(checkpoint, engine, n_threads=n_threads, encoder_precision=encoder_precision)
     _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
     if checkpoint.llm_gguf is not None:
         raise InvalidOptionError(MERGE_FIRST)
@@ -174,4 +177,4 @@ def load_model(
         load_adapter(checkpoint.model, folder, name)
     enable_row_adapters(checkpoint.model)
     checkpoint.model.to(torch_device)
-    return from_checkpoint(checkpoint, engine, adapters)
+    return from_checkpoint(checkpoint, engine, adapters, encoder_precision=encoder_precision)

@@ -165,3 +165,19 @@ def test_chat_format_comes_from_the_tokenizer(model):
     assert not gemma.has_system and gemma.end_of_turn == "<end_of_turn>"
     before, after = gemma.prompt_texts("hi", system="be brief")
     assert before == "<start_of_turn>user\nbe brief\n\nhi" and after == "<end_of_turn>\n<start_of_turn>model\n"
+
+
+def test_encoder_precision(tiny_official, binhai):
+    from funasr_nano.audio.io import load_audio
+
+    wave = load_audio(binhai)
+    reference = load_model(tiny_official).audio_embeddings(wave)
+    scale = reference.abs().max().item()
+    for precision, tolerance in (("bf16", 0.05), ("int8", 0.1)):
+        model = load_model(tiny_official, encoder_precision=precision)
+        embeddings = model.audio_embeddings(wave)
+        assert embeddings.dtype == torch.float32 and embeddings.shape == reference.shape
+        error = (embeddings - reference).abs().max().item()
+        assert 0 < error <= tolerance * scale, (precision, error, scale)
+    with pytest.raises(InvalidOptionError, match="encoder_precision"):
+        load_model(tiny_official, encoder_precision="fp8")

@@ -238,7 +238,8 @@ def test_refusals(low_frame_rate):
         setup.engine.generate([LLMInput((list(range(100)) * 11,))], GREEDY)
     with pytest.raises(ValueError, match="n_seq_max"):
         LlamaCppEngine(setup.path, setup.stop, n_seq_max=8, n_batch=4)
-    assert setup.engine.hidden_size == 64 and setup.engine.max_positions == 40960
+    assert setup.engine.hidden_size == 64 and setup.engine.n_ctx_train == 40960
+    assert setup.engine.max_positions == setup.engine.n_ctx == 1024
 
 
 def test_truncated_gguf_is_a_checkpoint_error(low_frame_rate, tmp_path):

@@ -214,3 +214,5 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                              "gguf`, transformers otherwise)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="llama.cpp engine threads (default: all cores)")
+    parser.add_argument("--encoder-precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                        help="encoder and adaptor arithmetic: fp32 (as FunASR), bf16, int8 (faster; default: fp32)")

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, FORMATS if args.format == "all" else (args.format,))
     model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
-                       n_threads=args.threads)
+                       n_threads=args.threads, encoder_precision=args.encoder_precision)
     try:
         results = model.transcribe_batch(args.files, options)  # options checked against the model here
     except (InvalidOptionError, UnsupportedLanguageError) as error:

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, (args.format,))
     model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
-                       n_threads=args.threads)
+                       n_threads=args.threads, encoder_precision=args.encoder_precision)
     translator = resolve_translator(model, options.mode, args.translator)  # loaded once, before any file
     failures = Failures(verbose=args.verbose)
     for path, name in zip(args.files, names):

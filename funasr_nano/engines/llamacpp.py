@@ -139,6 +139,13 @@ class LlamaCppEngine(Engine):
 
     @property
     def max_positions(self) -> int:
+        """The longest row (prompt + generation) one call takes: the context's ``n_ctx`` (at most the
+        model's training context, :attr:`n_ctx_train`)."""
+        return min(self.n_ctx, self._n_ctx_train)
+
+    @property
+    def n_ctx_train(self) -> int:
+        """The context length the LLM was trained with (``<arch>.context_length``)."""
         return self._n_ctx_train
 
     @property

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ...engines.base import LLMInput
-from ...errors import CheckpointError
+from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
 from ..chat import ChatFormat
 from .checkpoint import LoadedCheckpoint
@@ -26,10 +26,21 @@ from .prompt import SYSTEM_PROMPT, get_task, language_name, num_audio_tokens, po
 logger = logging.getLogger(__name__)
 
 
-class FunAsrNanoModel(SpeechLLM):
-    """A loaded Fun-ASR-Nano checkpoint (official or transformers layout)."""
+ENCODER_PRECISIONS = ("fp32", "bf16", "int8")
 
-    def __init__(self, checkpoint: LoadedCheckpoint):
+
+class FunAsrNanoModel(SpeechLLM):
+    """A loaded Fun-ASR-Nano checkpoint (official, transformers or GGUF layout).
+
+    Args:
+        checkpoint: from :func:`.checkpoint.load_checkpoint`.
+        encoder_precision: how the encoder and adaptor compute: ``"fp32"`` (as FunASR, the default),
+            ``"bf16"`` (autocast) or ``"int8"`` (torch's dynamic int8 quantization of their linear
+            layers; replaces them in ``checkpoint.model``). Faster on CPUs, with an embedding error
+            measured by ``benchmarks/bench_encoder.py`` (README, *The llama.cpp engine*).
+    """
+
+    def __init__(self, checkpoint: LoadedCheckpoint, encoder_precision: str = "fp32"):
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.tokenizer = checkpoint.tokenizer
@@ -37,6 +48,15 @@ class FunAsrNanoModel(SpeechLLM):
         self.path = checkpoint.path
         self.frontend = Frontend(checkpoint.frontend)
         self.use_low_frame_rate = checkpoint.use_low_frame_rate
+        if encoder_precision not in ENCODER_PRECISIONS:
+            raise InvalidOptionError(f"encoder_precision must be one of {ENCODER_PRECISIONS}, not {encoder_precision!r}")
+        self.encoder_precision = encoder_precision
+        if encoder_precision == "int8":
+            from torch.ao.quantization import quantize_dynamic
+
+            inner = self.model.model
+            for name in ("audio_tower", "multi_modal_projector"):
+                setattr(inner, name, quantize_dynamic(getattr(inner, name), {torch.nn.Linear}, dtype=torch.qint8))
         try:
             self.chat = ChatFormat.from_tokenizer(self.tokenizer)
             config_eos = self.model.config.text_config.eos_token_id
@@ -55,7 +75,7 @@ class FunAsrNanoModel(SpeechLLM):
 
     @property
     def device(self) -> torch.device:
-        return self.model.model.multi_modal_projector.linear_1.weight.device
+        return next(self.model.model.audio_tower.parameters()).device
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -90,10 +110,12 @@ class FunAsrNanoModel(SpeechLLM):
             lengths = torch.full((batch,), frames, dtype=torch.long)
         mask = (torch.arange(frames)[None, :] < lengths[:, None]).to(self.device)
         inner = self.model.model
-        encoder_out = inner.audio_tower(
-            input_features=features.to(self.device, torch.float32), input_features_mask=mask
-        ).last_hidden_state
-        return inner.multi_modal_projector(encoder_out, mask)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encoder_precision == "bf16")
+        with autocast:
+            encoder_out = inner.audio_tower(
+                input_features=features.to(self.device, torch.float32), input_features_mask=mask
+            ).last_hidden_state
+            return inner.multi_modal_projector(encoder_out, mask).float()
 
     def audio_positions(self, samples: int) -> int:
         return num_audio_tokens(self.frontend.num_frames(samples), self.use_low_frame_rate)
