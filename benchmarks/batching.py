@@ -55,7 +55,7 @@ def main() -> None:
     waveforms = [soundfile.read(names[i % len(names)], dtype="float32")[0] for i in range(args.utterances)]
     options = DecodingOptions(max_new_tokens=args.new_tokens, repetition_guard=False)
     instruction = transcription_instruction()
-    parameters = sum(p.numel() for p in model.model.parameters())
+    parameters = sum(p.numel() for p in model.family.model.parameters())
     print(f"model {args.size}: {parameters / 1e6:.1f} M parameters; {args.utterances} utterances of "
           f"{np.mean([w.size for w in waveforms]) / 16000:.1f} s, {args.new_tokens} new tokens max; "
           f"{args.threads} threads, CPU fp32")

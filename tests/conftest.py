@@ -56,3 +56,14 @@ def model(tiny_official):
     from funasr_nano import load_model
 
     return load_model(tiny_official)
+
+
+def write_translating_checkpoint(path: pathlib.Path) -> pathlib.Path:
+    """A tiny random official checkpoint whose config says it was trained for all three tasks."""
+    import yaml
+
+    write_tiny_checkpoint(str(path), "official", seed=3)
+    config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    config["tasks"] = ["transcribe", "translate", "text_translate"]
+    (path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path

@@ -16,6 +16,8 @@ import pytest
 import soundfile
 
 from funasr_nano import AudioDecodeError, AudioTooShortError, FunASRNanoError
+
+from .test_audio import _encode_av
 from funasr_nano.audio.io import (
     MAX_CHANNELS,
     MAX_FLOAT_PEAK,
@@ -41,19 +43,7 @@ def _read_all(source, **kwargs) -> np.ndarray:
 
 
 def _encode_m4a(samples: np.ndarray, rate: int = 16000) -> bytes:
-    import av
-
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="ipod") as out:
-        stream = out.add_stream("aac", rate=rate)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(samples[None, :].astype(np.float32), format="fltp", layout="mono")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buffer.getvalue()
+    return _encode_av(samples, rate, "ipod", "aac")
 
 
 # -- 1. absurd float peaks ---------------------------------------------------------------------------

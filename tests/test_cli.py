@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+from .conftest import shared_file
+
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "funasr_nano.cli", *map(str, args)], capture_output=True, text=True,
@@ -11,7 +13,7 @@ def run_cli(*args):
 def test_corrupt_file_among_good_ones(tiny_official, binhai, tmp_path):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF....WAVEfmt garbage")
-    second = binhai.parent / "zh_mid.wav"
+    second = shared_file("audio/zh_mid.wav")
     proc = run_cli("transcribe", binhai, corrupt, second, "--model", tiny_official, "--max-new-tokens", "6",
                    "--format", "json")
     assert proc.returncode == 1

@@ -15,15 +15,13 @@ import sys
 import numpy as np
 import pytest
 import soundfile
-import yaml
 
 from funasr_nano.cli.main import build_parser, main
 from funasr_nano.cli.options import add_option_flags, options_from_args
 from funasr_nano.options import DecodingOptions, TranscribeOptions, TranslationOptions
-from funasr_nano.testing.tiny import write_tiny_checkpoint
 from funasr_nano.writers import output_names
 
-from .conftest import shared_file
+from .conftest import shared_file, write_translating_checkpoint
 
 
 def run_cli(*args, **kwargs):
@@ -62,12 +60,7 @@ def broken(tmp_path_factory, tiny_official, tiny_hf):
 @pytest.fixture(scope="module")
 def translating(tmp_path_factory):
     """A tiny random official checkpoint that says it was trained for speech translation."""
-    path = tmp_path_factory.mktemp("translating")
-    write_tiny_checkpoint(str(path), "official", seed=3)
-    config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    config["tasks"] = ["transcribe", "translate", "text_translate"]
-    (path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_translating_checkpoint(tmp_path_factory.mktemp("translating"))
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,16 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-import yaml
 
 from funasr_nano import UnsupportedLanguageError, load_model
 from funasr_nano.results import join_texts
-from funasr_nano.testing.tiny import build_tokenizer, write_tiny_checkpoint
+from funasr_nano.testing.tiny import build_tokenizer
 from funasr_nano import TranslationOptions, TranslatorError
 from funasr_nano.pipeline.translate import (PartialTranscript, SentenceTranslated, SourceSentence, TranslationFinished,
                                             split_sentences, translate, translate_stream)
 from funasr_nano.pipeline.translators import ChatLMTranslator, load_translator
 
-from .conftest import shared_file
+from .conftest import shared_file, write_translating_checkpoint
 
 CONFIG = TranslationOptions(max_new_tokens=12)
 
@@ -47,12 +46,7 @@ def three_sentences(tmp_path_factory):
 @pytest.fixture(scope="module")
 def translating_model(tmp_path_factory):
     """A tiny random checkpoint whose config says it was trained for all three tasks."""
-    path = tmp_path_factory.mktemp("translating")
-    write_tiny_checkpoint(str(path), "official", seed=3)
-    cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    cfg["tasks"] = ["transcribe", "translate", "text_translate"]
-    (path / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return load_model(path)
+    return load_model(write_translating_checkpoint(tmp_path_factory.mktemp("translating")))
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def ctc_readout(model, audio: str) -> str:
     from funasr_nano.audio.io import load_audio
 
     with torch.inference_mode():
-        ids = model.model.lm_head(model.audio_embeddings(load_audio(audio))).argmax(-1).tolist()
+        ids = model.family.model.lm_head(model.audio_embeddings(load_audio(audio))).argmax(-1).tolist()
     blank = model.tokenizer.pad_token_id
     kept = [t for i, t in enumerate(ids) if t != blank and (i == 0 or ids[i - 1] != t)]
     return model.tokenizer.decode(kept, skip_special_tokens=True)
