@@ -119,13 +119,13 @@ def _best(fn, repeats):
     return min(times)
 
 
-def worker_ours(model_dir, clip, new_tokens, repeats, threads):
+def worker_ours(model_dir, clip, new_tokens, repeats, threads, encoder_precision="fp32"):
     import torch
 
     from funasr_nano import DecodingOptions, load_audio, load_model
     from funasr_nano.pipeline.decoding import generate
 
-    model = load_model(model_dir, n_threads=threads)
+    model = load_model(model_dir, n_threads=threads, encoder_precision=encoder_precision)
     model.transcribe(clip, options=DecodingOptions(max_new_tokens=2, repetition_guard=False))  # warm-up
     wave = load_audio(clip)
     encoder_s = _best(lambda: model.audio_embeddings(wave), repeats)
@@ -145,7 +145,7 @@ def worker_ours(model_dir, clip, new_tokens, repeats, threads):
                 e2e=e2e, prompt_len=llm_input.length, weight_bytes=weight_bytes)
 
 
-def worker_official(model_dir, clip, new_tokens, repeats, threads):
+def worker_official(model_dir, clip, new_tokens, repeats, threads, encoder_precision="fp32"):
     import soundfile
     import torch
     from funasr import AutoModel
@@ -201,12 +201,14 @@ def run_worker(args) -> None:
 
     torch.set_num_threads(args.threads[0])
     worker = worker_official if args.worker == "official" else worker_ours
-    result = worker(args.model, args.clip, args.new_tokens, args.repeats, args.threads[0])
+    result = worker(args.model, args.clip, args.new_tokens, args.repeats, args.threads[0], args.encoder_precision)
     seconds = soundfile.info(args.clip).duration
     result["decode_tok_s"] = (result["decoded"] - 1) / max(result["generate_s"] - result["prefill_s"], 1e-9)
     result["rtf"] = {n: s / seconds for n, s in result["e2e"].items()}
     result["peak_rss_mb"] = peak_rss_mb()
-    result.update(impl=args.worker, clip_s=seconds, threads=args.threads[0])
+    impl = args.worker if args.encoder_precision == "fp32" or args.worker == "official" else \
+        f"{args.worker} + {args.encoder_precision} encoder"
+    result.update(impl=impl, clip_s=seconds, threads=args.threads[0])
     print(json.dumps(result))
 
 
@@ -219,6 +221,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--clips", type=int, nargs="+", default=[5, 30], help="clip lengths in seconds")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--encoder-precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                        help="our encoder and adaptor's arithmetic (the official one is always fp32)")
     parser.add_argument("--size", default="full", choices=["full", "tiny"], help="tiny: a smoke test of the script")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -241,7 +245,7 @@ def main() -> None:
             for impl in impls:
                 cmd = [sys.executable, __file__, "--worker", impl, "--model", str(folders[impl]), "--clip", str(clip),
                        "--new-tokens", *map(str, args.new_tokens), "--repeats", str(args.repeats),
-                       "--threads", str(threads)]
+                       "--threads", str(threads), "--encoder-precision", args.encoder_precision]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr[-3000:], file=sys.stderr)
