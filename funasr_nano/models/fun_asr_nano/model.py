@@ -52,11 +52,15 @@ class FunAsrNanoModel(SpeechLLM):
             raise InvalidOptionError(f"encoder_precision must be one of {ENCODER_PRECISIONS}, not {encoder_precision!r}")
         self.encoder_precision = encoder_precision
         if encoder_precision == "int8":
+            import warnings
+
             from torch.ao.quantization import quantize_dynamic
 
             inner = self.model.model
-            for name in ("audio_tower", "multi_modal_projector"):
-                setattr(inner, name, quantize_dynamic(getattr(inner, name), {torch.nn.Linear}, dtype=torch.qint8))
+            with warnings.catch_warnings():  # torch 2.13 announces the move of quantized tensors to torchao
+                warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+                for name in ("audio_tower", "multi_modal_projector"):
+                    setattr(inner, name, quantize_dynamic(getattr(inner, name), {torch.nn.Linear}, dtype=torch.qint8))
         try:
             self.chat = ChatFormat.from_tokenizer(self.tokenizer)
             config_eos = self.model.config.text_config.eos_token_id
