@@ -56,7 +56,7 @@ class TranscriptionInfo:
 
     Attributes:
         duration: seconds of audio from the file's header (or counted, when the header does not say and
-            VAD had to be decided); ``None`` when VAD was forced on and the header does not say.
+            VAD had to be decided); ``None`` when the header does not say and VAD was forced on.
         language: the language hint given, or ``None``.
         vad: whether the audio is cut at pauses by the VAD.
         options: the options in effect.

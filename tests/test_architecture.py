@@ -70,6 +70,8 @@ def test_transcribe_segments_checks_arguments_at_the_call(model, binhai):
     assert info.vad is False and info.duration == pytest.approx(6.0, abs=0.05) and info.language is None
     assert info.options.decoding.max_new_tokens == 4
     assert [s.tokens for s in segments] == [model.transcribe(binhai, max_new_tokens=4).tokens]
+    _, forced = model.transcribe_segments(binhai, vad=True)
+    assert forced.vad is True and forced.duration == pytest.approx(6.0, abs=0.05)
 
 
 def test_context_window_is_checked_before_any_work(model, binhai):

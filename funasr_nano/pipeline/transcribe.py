@@ -65,7 +65,7 @@ def _plan(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions,
           sample_rate: int | None) -> tuple[str, bool, float | None]:
     """``(instruction, use_vad, duration or None)``; raises argument errors and too-long input."""
     instruction = check_options(model, options)
-    duration = probe_duration(audio, sample_rate=sample_rate) if options.vad is not True else None
+    duration = probe_duration(audio, sample_rate=sample_rate)  # the header's, without decoding
     use_vad = options.vad
     if use_vad is None:
         if duration is None:  # the header does not say: count the samples (the decode is not kept)
