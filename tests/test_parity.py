@@ -33,7 +33,7 @@ def our_inputs_embeds(model, audio, case):
     audio_embeds = model.audio_embeddings(load_audio(audio))
     prompt = build_prompt_ids(model.tokenizer, instruction, audio_embeds.shape[0])
     parts = (prompt.prefix_ids, audio_embeds, prompt.suffix_ids)
-    return prompt, model.family.inputs_embeds(LLMInput(parts))
+    return prompt, model.engine.embed(LLMInput(parts))[None]
 
 
 @pytest.fixture(scope="module", params=["low_frame_rate", "all_frames"])

@@ -156,17 +156,6 @@ class FunAsrNanoModel(SpeechLLM):
         parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
         return LLMInput(parts=parts, adapter=adapter)
 
-    @torch.inference_mode()
-    def inputs_embeds(self, llm_input: LLMInput) -> torch.Tensor:
-        """``(1, length, llm_hidden)`` LLM input embeddings of ``llm_input`` (token parts embedded with
-        the LLM's table, audio parts as they are), in the LLM's dtype."""
-        embed = self.model.get_input_embeddings()
-        dtype = embed.weight.dtype
-        pieces = [part.to(self.device, dtype) if isinstance(part, torch.Tensor)
-                  else embed(torch.tensor(list(part), dtype=torch.long, device=self.device))
-                  for part in llm_input.parts]
-        return torch.cat(pieces)[None]
-
     # -- outputs --------------------------------------------------------------------------------------
 
     def decode_text(self, tokens: Sequence[int]) -> str:
