@@ -312,12 +312,18 @@ def load_audio(source: AudioInput, *, sample_rate: int | None = None) -> np.ndar
 
     if rate != SAMPLE_RATE and mono.size:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="VHQ").astype(np.float32, copy=False)
-    duration = mono.size / SAMPLE_RATE
-    if duration < MIN_DURATION:
-        raise AudioTooShortError(
-            f"{name}: audio is {duration:.3f} s long; at least {MIN_DURATION} s is needed"
-        )
+    check_duration(mono.size / SAMPLE_RATE, name)
     return np.ascontiguousarray(mono)
+
+
+def check_duration(duration: float, name: str) -> None:
+    """Refuse audio shorter than :data:`MIN_DURATION` seconds.
+
+    Raises:
+        AudioTooShortError: naming ``name`` and the duration.
+    """
+    if duration < MIN_DURATION:
+        raise AudioTooShortError(f"{name}: audio is {duration:.3f} s long; at least {MIN_DURATION} s is needed")
 
 
 # -- streaming reads (long audio) ------------------------------------------------------------------

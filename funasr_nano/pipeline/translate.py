@@ -32,9 +32,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
-from ..audio.io import MIN_DURATION, SAMPLE_RATE, AudioInput, describe_source, iter_audio, probe_duration
+from ..audio.io import SAMPLE_RATE, AudioInput, check_duration, describe_source, iter_audio, probe_duration
 from ..audio.vad import VadSegmenter
-from ..errors import AudioTooShortError
 from ..options import TranslationOptions
 from ..results import join_texts
 from .decoding import TokenStream
@@ -189,9 +188,7 @@ def _segments(audio: AudioInput, options: TranslationOptions, sample_rate: int |
         yield from chunks
     chunks = segmenter.finish()
     info["duration"] = segmenter.samples_received / SAMPLE_RATE
-    if info["duration"] < MIN_DURATION:
-        raise AudioTooShortError(f"{describe_source(audio)}: audio is {info['duration']:.3f} s long; at least "
-                                 f"{MIN_DURATION} s is needed")
+    check_duration(info["duration"], describe_source(audio))
     yield from chunks
 
 
