@@ -59,7 +59,7 @@ def describe_source(source: AudioInput) -> str:
     as ``\\xe9`` escapes so that the name can be written to any UTF-8 stream.
     """
     if isinstance(source, (str, os.PathLike)):
-        return _printable_path(os.fspath(source))
+        return printable(os.fspath(source))
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes>"
     if isinstance(source, np.ndarray):
@@ -67,18 +67,21 @@ def describe_source(source: AudioInput) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _printable_path(path: Union[str, bytes]) -> str:
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
+def printable(text: Union[str, bytes]) -> str:
+    """``text`` (a file name, or a message holding one) with the bytes that are not valid UTF-8 written as
+    ``\\xe9`` escapes: a ``bytes`` name, or a ``str`` holding surrogate escapes as Python decodes such a
+    name (``os.fsdecode(b"caf\\xe9.wav")``). Safe to write to any UTF-8 stream and to put in JSON."""
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
     try:
-        path.encode("utf-8")
-        return path
+        text.encode("utf-8")
+        return text
     except UnicodeEncodeError:
         pass
     try:  # surrogate escapes stand for the undecodable bytes of the file name: show those bytes
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
     except UnicodeError:  # other lone surrogates
-        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- checks shared by every entry point ------------------------------------------------------------

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from typing import Callable, Sequence, TextIO
 
+from ..audio.io import printable
 from ..errors import FunASRNanoError, InvalidOptionError
 from ..writers import output_names
 
@@ -19,12 +20,6 @@ logger = logging.getLogger("funasr_nano.cli")
 
 class OutputError(Exception):
     """The command's output (stdout) cannot be written: the run stops (exit code 1)."""
-
-
-def printable(text: str) -> str:
-    """``text`` with the undecodable bytes of a file name (surrogate escapes, as Python decodes a
-    name that is not valid UTF-8) written as ``\\xe9``: safe to print and to put in JSON."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def write_stdout(content: str | Callable[[TextIO], None]) -> None:
