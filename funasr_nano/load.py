@@ -164,8 +164,7 @@ def load_model(
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
         return from_checkpoint(checkpoint, engine, n_threads=n_threads, encoder_precision=encoder_precision)
-    _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
-    if checkpoint.llm_gguf is not None:
+    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) == "llama.cpp":  # before touching the weights
         raise InvalidOptionError(MERGE_FIRST)
     from .models.fun_asr_nano.prompt import get_task
     from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument

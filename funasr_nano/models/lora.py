@@ -237,13 +237,14 @@ def _pass_row_adapters(module, args, kwargs):
 
 
 def enable_row_adapters(model) -> None:
-    """Prepare ``model``'s LoRA layers for per-row adapters (:func:`row_adapters`). Idempotent."""
+    """Prepare ``model``'s LoRA layers for per-row adapters (:func:`row_adapters`); call it again after
+    loading another adapter. Idempotent."""
     for _, layer in lora_layers(language_model(model)):
         if not getattr(layer, "_row_adapter_hook", False):
             layer.register_forward_pre_hook(_pass_row_adapters, with_kwargs=True)
             layer._row_adapter_hook = True
         layer.enable_adapters(True)
-    model._row_adapters = True
+    model._row_adapters = frozenset(adapter_names(model))  # read on every generate call: not walked again
 
 
 @contextlib.contextmanager
@@ -255,13 +256,13 @@ def row_adapters(model, names: Sequence[str | None]):
     Raises:
         ValueError: a row asks for an adapter the model does not have.
     """
-    if not getattr(model, "_row_adapters", False):
+    known = getattr(model, "_row_adapters", None)
+    if known is None:
         wanted = sorted({name for name in names if name is not None})
         if wanted:
             raise ValueError(f"no LoRA adapter named {wanted[0]!r}; the model has none loaded")
         yield
         return
-    known = set(adapter_names(model)) if any(names) else set()
     for name in names:
         if name is not None and name not in known:
             raise ValueError(f"no LoRA adapter named {name!r}; the model has {sorted(known)}")

@@ -178,5 +178,5 @@ def resolve_translator(model: "SpeechModel", mode: str,
     if translator is None:
         return SpeechLLMTranslator(model)
     if isinstance(translator, (str, os.PathLike)):
-        return load_translator(translator, model.engine.device if hasattr(model.engine, "device") else "cpu")
+        return load_translator(translator, getattr(model.engine, "device", "cpu"))  # llama.cpp: the CPU
     return translator
