@@ -35,6 +35,17 @@ QWEN_SPECIAL_TOKENS = (
 QWEN_ADDED_TOKENS = ("<think>", "</think>")  # added, not special (Qwen3 keeps them in decoded text)
 # The token transformers' Fun-ASR-Nano port puts at audio positions of its prompts.
 AUDIO_PLACEHOLDER_TOKEN = "<|object_ref_start|>"
+# Speech markers around the audio slot of a swapped LLM's prompt (``funasr-nano swap``), the names
+# FunASR's prompts use for the audio (``<|startofspeech|>!path<|endofspeech|>``); added to a tokenizer
+# that has no suitable pair of its own (:data:`KNOWN_SPEECH_MARKERS`).
+SPEECH_MARKERS = ("<|startofspeech|>", "<|endofspeech|>")
+# Existing special-token pairs that already mean "audio starts / ends", reused when a tokenizer has them.
+KNOWN_SPEECH_MARKERS = (
+    SPEECH_MARKERS,
+    ("<|audio_start|>", "<|audio_end|>"),  # Qwen2.5-Omni / Qwen3-Omni
+    ("<|audio_bos|>", "<|audio_eos|>"),  # Qwen2-Audio
+    ("<start_of_audio>", "<end_of_audio>"),  # Gemma-3n
+)
 
 _SYSTEM, _USER, _ANSWER = "\x00SYSTEM\x00", "\x00USER\x00", "\x00ANSWER\x00"
 
@@ -67,6 +78,8 @@ class ChatFormat:
             generation header.
         end_of_turn: the token that ends the assistant's turn (a stop token).
         has_system: whether the template has a system role.
+        audio_start, audio_end: speech markers written around a non-empty audio slot (empty for
+            Fun-ASR-Nano, whose prompt has none; set for swapped LLMs, see :mod:`funasr_nano.export.swap`).
     """
 
     system_start: str
@@ -75,19 +88,28 @@ class ChatFormat:
     user_end: str
     end_of_turn: str
     has_system: bool = True
+    audio_start: str = ""
+    audio_end: str = ""
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "ChatFormat":
+    def from_tokenizer(cls, tokenizer, *, template_kwargs: dict | None = None,
+                       audio_markers: Sequence[str] = ("", "")) -> "ChatFormat":
         """Derive the pieces from ``tokenizer.chat_template`` (ChatML when it has none).
+
+        Args:
+            template_kwargs: extra variables for the template (``{"enable_thinking": False}`` switches
+                thinking off in Qwen3's template, as ``apply_chat_template(..., enable_thinking=False)``).
+            audio_markers: ``(audio_start, audio_end)`` texts around the audio slot.
 
         Raises:
             ValueError: a template that does not render a system/user/assistant conversation.
         """
         template = getattr(tokenizer, "chat_template", None) or CHATML_TEMPLATE
+        extra = dict(template_kwargs or {})
 
-        def render(messages):
+        def render(messages, add_generation_prompt=True):
             return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                 add_generation_prompt=True)
+                                                 add_generation_prompt=add_generation_prompt, **extra)
 
         user = {"role": "user", "content": _USER}
         has_system = True
@@ -117,9 +139,18 @@ class ChatFormat:
         else:
             system_end = ""
         # the turn ends with the first special token after the user text (ChatML: <|im_end|>)
-        end_of_turn = _first_special(tokenizer, user_end)
+        try:
+            end_of_turn = _first_special(tokenizer, user_end)
+        except ValueError:
+            # templates whose turns are not closed by a special token (DeepSeek-V2: "User: ...\n\nAssistant:")
+            # end the assistant's answer with one: the first special token after a rendered answer
+            answered = render([user, {"role": "assistant", "content": _ANSWER}], add_generation_prompt=False)
+            if answered.count(_ANSWER) != 1:
+                raise
+            end_of_turn = _first_special(tokenizer, answered.split(_ANSWER)[1])
+        audio_start, audio_end = audio_markers
         return cls(system_start=before_system, system_end=system_end, user_start=user_start, user_end=user_end,
-                   end_of_turn=end_of_turn, has_system=has_system)
+                   end_of_turn=end_of_turn, has_system=has_system, audio_start=audio_start, audio_end=audio_end)
 
     def prompt_texts(self, user_text: str, system: str | None = None, answer_prefix: str = "") -> tuple[str, str]:
         """The prompt as text ``(before the audio slot, after it)``.
@@ -141,6 +172,8 @@ class ChatFormat:
         """Tokenize the prompt around an audio slot of ``num_audio`` positions. The text before and after
         the slot are tokenized separately, as FunASR does (``FunASRNano.data_load_speech``)."""
         before, after = self.prompt_texts(user_text, system, answer_prefix)
+        if num_audio:  # speech markers (swapped LLMs) around the audio slot
+            before, after = before + self.audio_start, self.audio_end + after
         return PromptIds(prefix_ids=list(tokenizer.encode(before, add_special_tokens=False)),
                          suffix_ids=list(tokenizer.encode(after, add_special_tokens=False)), num_audio=num_audio)
 

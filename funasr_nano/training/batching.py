@@ -175,9 +175,9 @@ class Collator:
     ``use_low_frame_rate`` rule), prompt tokens, target tokens + the end-of-turn token."""
 
     def __init__(self, tokenizer, frontend, use_low_frame_rate: bool, audio_token_id: int, pad_token_id: int,
-                 cache_size: int = 0, cache_bytes: int = 2 << 30):
+                 cache_size: int = 0, cache_bytes: int = 2 << 30, chat: ChatFormat | None = None):
         self.tokenizer = tokenizer
-        self.chat = ChatFormat.from_tokenizer(tokenizer)
+        self.chat = chat or ChatFormat.from_tokenizer(tokenizer)  # the checkpoint's (chat_format_for)
         self.frontend = frontend
         self.use_low_frame_rate = use_low_frame_rate
         self.audio_token_id = audio_token_id

@@ -99,7 +99,8 @@ class Trainer:
         except ImportError as error:
             raise MissingDependencyError("training needs the train extra: pip install 'funasr-nano[train]'") from error
 
-        from ..models.chat import AUDIO_PLACEHOLDER_TOKEN, ChatFormat
+        from ..models.chat import AUDIO_PLACEHOLDER_TOKEN
+        from ..models.fun_asr_nano.prompt import chat_format_for
         from ..models.fun_asr_nano.checkpoint import load_checkpoint
         from ..models.fun_asr_nano.frontend import Frontend
 
@@ -119,12 +120,13 @@ class Trainer:
             add_lora(model, config.lora)
         self._set_trainable(model)
         tokenizer = self.loaded.tokenizer
+        chat = chat_format_for(tokenizer, model.config)
         audio_token = tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER_TOKEN)
         pad = (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-               else tokenizer.convert_tokens_to_ids(ChatFormat.from_tokenizer(tokenizer).end_of_turn))
+               else tokenizer.convert_tokens_to_ids(chat.end_of_turn))
         self.frontend = Frontend(self.loaded.frontend)
         self.collator = Collator(tokenizer, self.frontend, self.loaded.use_low_frame_rate, audio_token, pad,
-                                 config.feature_cache_size, int(config.feature_cache_mb * 2**20))
+                                 config.feature_cache_size, int(config.feature_cache_mb * 2**20), chat=chat)
 
         self.examples = self._training_examples()
         self.sampler = BatchSampler([e.task for e in self.examples], [self._length(e) for e in self.examples],

@@ -324,6 +324,16 @@ def _new_model(config):
     return model
 
 
+def _add_logit_softcapping(model) -> None:
+    """Gemma-2's final logit soft-capping, ``tanh(logits / cap) * cap`` (``Gemma2ForCausalLM.forward``),
+    which transformers' Fun-ASR-Nano head (a bare ``lm_head``) does not apply: added as a forward hook
+    on ``lm_head`` for LLMs whose config sets ``final_logit_softcapping`` (swapped Gemma-2). Greedy
+    decoding is unchanged by it (a monotonic map); sampling, beam search and the training loss are not."""
+    cap = getattr(model.config.text_config, "final_logit_softcapping", None)
+    if cap:
+        model.lm_head.register_forward_hook(lambda module, args, logits: torch.tanh(logits / cap) * cap)
+
+
 def _load_official(path: str):
     from transformers import AutoTokenizer
 
@@ -438,6 +448,7 @@ def load_checkpoint(
     if llm_gguf is None:
         model.model.language_model.to(dtype)
         model.lm_head.to(dtype)
+        _add_logit_softcapping(model)
     logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path,
                 llm_gguf or dtype, low_frame_rate)
     return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks, llm_gguf)

@@ -18,10 +18,9 @@ import torch
 from ...engines.base import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
-from ..chat import ChatFormat
 from .checkpoint import LoadedCheckpoint
 from .frontend import Frontend
-from .prompt import SYSTEM_PROMPT, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
+from .prompt import SYSTEM_PROMPT, chat_format_for, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ class FunAsrNanoModel(SpeechLLM):
                 for name in ("audio_tower", "multi_modal_projector"):
                     setattr(inner, name, quantize_dynamic(getattr(inner, name), {torch.nn.Linear}, dtype=torch.qint8))
         try:
-            self.chat = ChatFormat.from_tokenizer(self.tokenizer)
+            self.chat = chat_format_for(self.tokenizer, self.model.config)
             config_eos = self.model.config.text_config.eos_token_id
             config_eos = [] if config_eos is None else [config_eos] if isinstance(config_eos, int) else list(config_eos)
             # FunASR stops at the LLM config's eos_token_id (<|im_end|> for Qwen3-0.6B).

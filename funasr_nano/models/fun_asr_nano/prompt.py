@@ -88,6 +88,27 @@ def num_audio_tokens(num_frames: int, use_low_frame_rate: bool) -> int:
     return (length - 1) // 2 + 1
 
 
+def chat_format_for(tokenizer, config=None) -> ChatFormat:
+    """The chat format of a checkpoint: its tokenizer's template, with the settings a swapped LLM's
+    ``config.json`` records (:mod:`funasr_nano.export.swap`): ``chat_template_kwargs`` (e.g.
+    ``{"enable_thinking": false}`` for Qwen3 templates) and ``speech_markers`` (the two tokens around
+    the audio slot). A released Fun-ASR-Nano config has neither: the plain template, no markers.
+
+    Args:
+        config: the ``FunAsrNanoConfig`` (or ``None``).
+
+    Raises:
+        ValueError: malformed settings, or a template that does not render a conversation.
+    """
+    kwargs = getattr(config, "chat_template_kwargs", None) or {}
+    markers = getattr(config, "speech_markers", None) or ("", "")
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"chat_template_kwargs must be a mapping, got {kwargs!r}")
+    if len(markers) != 2 or not all(isinstance(m, str) for m in markers):
+        raise ValueError(f"speech_markers must be two token strings, got {markers!r}")
+    return ChatFormat.from_tokenizer(tokenizer, template_kwargs=kwargs, audio_markers=tuple(markers))
+
+
 def build_prompt_ids(tokenizer, instruction: str, num_audio: int, prefix_text: str = "", *,
                      chat: ChatFormat | None = None) -> PromptIds:
     """Tokenize the official prompt around an audio slot of ``num_audio`` positions: the system prompt
