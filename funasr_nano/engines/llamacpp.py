@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 KV_CACHE_TYPES = ("f32", "f16")
 
 
+# llama.cpp architectures whose graph scales embd input rows by sqrt(n_embd) (llama.cpp's gemma and gemma2
+# models; gemma3 scales token rows only). Checked against transformers in tests/test_swap.py (gemma2).
+EMBD_SCALED_ARCHITECTURES = ("gemma", "gemma2")
+
+
 def _default_threads() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -102,6 +107,11 @@ class LlamaCppEngine(Engine):
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._n_embd = int(llama_cpp.llama_model_n_embd(self._model))
         self._n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        # embedding parts follow transformers' inputs_embeds convention (what the embedding module returns);
+        # llama.cpp's graphs for these architectures multiply every input row by sqrt(n_embd), embd rows
+        # included, where transformers scales inside the embedding module: divide them first
+        self._embd_divisor = (float(np.sqrt(self._n_embd))
+                              if metadata.get("general.architecture") in EMBD_SCALED_ARCHITECTURES else 1.0)
         if stop_token_ids is None:
             stop_token_ids = [t for t in (llama_cpp.llama_vocab_eos(self._vocab), llama_cpp.llama_vocab_eot(self._vocab))
                               if t >= 0]
@@ -231,7 +241,8 @@ class LlamaCppEngine(Engine):
                     raise ValueError(f"input {index}: an embedding part must be (n, {self._n_embd}), "
                                      f"got {tuple(part.shape)}")
                 if part.shape[0]:
-                    runs.append(("embd", part.detach().to("cpu", torch.float32).contiguous().numpy()))
+                    data = part.detach().to("cpu", torch.float32).contiguous().numpy()
+                    runs.append(("embd", data / np.float32(self._embd_divisor) if self._embd_divisor != 1.0 else data))
             else:
                 ids = np.asarray(list(part), dtype=np.int64)
                 if ids.size and (ids.min() < 0 or ids.max() >= self._n_vocab):

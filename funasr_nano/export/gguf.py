@@ -184,7 +184,9 @@ def map_tensors(architecture: GgufArchitecture, state: Mapping[str, torch.Tensor
                  if names]
         raise CheckpointError("the LLM does not match its config; " + "; ".join(parts))
     _check_tied(architecture.config, state)
-    return {gguf_name: state[name] for name, (gguf_name, _) in mapping.items()}
+    tensors = {gguf_name: architecture.convert_tensor(name, state[name]) for name, (gguf_name, _) in mapping.items()}
+    tensors.update(architecture.extra_tensors())
+    return tensors
 
 
 def _tensor_data(gguf, tensor: torch.Tensor, out_type: str):

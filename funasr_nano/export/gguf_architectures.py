@@ -71,6 +71,14 @@ class GgufArchitecture:
         Tensors that llama.cpp does not need (a tied ``lm_head.weight``) are absent."""
         raise NotImplementedError
 
+    def convert_tensor(self, name: str, tensor):
+        """The tensor as llama.cpp stores it (default: unchanged); ``name`` is the transformers name."""
+        return tensor
+
+    def extra_tensors(self) -> dict:
+        """Tensors llama.cpp needs that are not in the state dict (llama.cpp name -> tensor)."""
+        return {}
+
 
 class Qwen3Architecture(GgufArchitecture):
     """Qwen3 (``Qwen3ForCausalLM``) -> llama.cpp ``qwen3``.
@@ -186,8 +194,188 @@ class Qwen3Architecture(GgufArchitecture):
         return mapping
 
 
+class LlamaArchitecture(Qwen3Architecture):
+    """Llama (``LlamaForCausalLM``, Llama 2/3.x) -> llama.cpp ``llama``, as ``convert_hf_to_gguf.py``
+    ``LlamaModel`` writes it.
+
+    The tensors are Qwen3's without the q/k norms (same names, table in :class:`Qwen3Architecture`),
+    plus ``output.weight`` when untied. Two differences:
+
+    * llama.cpp's ``llama`` applies RoPE to adjacent pairs (GPT-J style) where transformers rotates
+      the two halves of each head, so the rows of ``q_proj`` (per query head) and ``k_proj`` (per KV
+      head) are permuted: within each head, row ``i`` of the first half and row ``i`` of the second
+      half become rows ``2i`` and ``2i + 1``;
+    * Llama 3.1+ RoPE scaling (``rope_type: llama3``) becomes the ``rope_freqs.weight`` tensor of
+      per-frequency divisors: 1 for wavelengths below ``original_max_position_embeddings /
+      high_freq_factor``, ``factor`` above ``original / low_freq_factor``, interpolated between
+      (Meta's Llama 3.1 scaling rule, the values transformers' ``_compute_llama3_parameters`` applies).
+    """
+
+    model_type = "llama"
+    arch_name = "LLAMA"
+
+    def check_config(self) -> None:
+        c = self.config
+        problems = []
+        if getattr(c, "hidden_act", "silu") != "silu":
+            problems.append(f"hidden_act={c.hidden_act!r} (llama.cpp's llama uses SiLU)")
+        if getattr(c, "attention_bias", False) or getattr(c, "mlp_bias", False):
+            problems.append("attention_bias/mlp_bias=True (not exported)")
+        rope_type = self.rope_parameters().get("rope_type", "default")
+        if rope_type not in ("default", None, "llama3"):
+            problems.append(f"rope_type={rope_type!r} (default and llama3 RoPE are exported)")
+        if problems:
+            raise CheckpointError("the LLM cannot be exported to GGUF: " + "; ".join(problems))
+
+    def hyperparameters(self) -> list[tuple[str, Any, Any]]:
+        Keys = self.gguf.Keys
+        qwen3_only = {self.key(Keys.Attention.KEY_LENGTH), self.key(Keys.Attention.VALUE_LENGTH)}
+        values = [item for item in super().hyperparameters() if item[0] not in qwen3_only]
+        c = self.config
+        if self.head_dim != int(c.hidden_size) // int(c.num_attention_heads):
+            T = self.gguf.GGUFValueType
+            values += [(self.key(Keys.Attention.KEY_LENGTH), self.head_dim, T.UINT32),
+                       (self.key(Keys.Attention.VALUE_LENGTH), self.head_dim, T.UINT32)]
+        return values
+
+    def tensor_map(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        MT = self.gguf.MODEL_TENSOR
+        return _dense_tensor_map(self, (("input_layernorm.weight", MT.ATTN_NORM),
+                                        ("post_attention_layernorm.weight", MT.FFN_NORM)))
+
+    def convert_tensor(self, name: str, tensor):
+        c = self.config
+        if name.endswith("self_attn.q_proj.weight"):
+            return _rope_pairs(tensor, int(c.num_attention_heads))
+        if name.endswith("self_attn.k_proj.weight"):
+            return _rope_pairs(tensor, int(c.num_key_value_heads))
+        return tensor
+
+    def extra_tensors(self) -> dict:
+        import math
+
+        import torch
+
+        params = self.rope_parameters()
+        if params.get("rope_type") != "llama3":
+            return {}
+        factor = float(params.get("factor", 8.0))
+        low, high = float(params.get("low_freq_factor", 1.0)), float(params.get("high_freq_factor", 4.0))
+        original = float(params.get("original_max_position_embeddings", 8192))
+        theta, dim = float(params["rope_theta"]), self.head_dim
+        divisors = []
+        for index in range(0, dim, 2):
+            wavelength = 2 * math.pi * theta ** (index / dim)
+            if wavelength < original / high:
+                divisors.append(1.0)
+            elif wavelength > original / low:
+                divisors.append(factor)
+            else:
+                smooth = (original / wavelength - low) / (high - low)
+                divisors.append(1.0 / ((1 - smooth) / factor + smooth))
+        return {self.tensor_name(self.gguf.MODEL_TENSOR.ROPE_FREQS): torch.tensor(divisors, dtype=torch.float32)}
+
+
+def _dense_tensor_map(architecture: Qwen3Architecture, norms) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The tensor map of a dense decoder with ``norms`` (``(transformers tail, gguf.MODEL_TENSOR)`` per
+    layer): embeddings, q/k/v/o, gate/up/down, final norm and, when untied, the output projection."""
+    MT = architecture.gguf.MODEL_TENSOR
+    c = architecture.config
+    hidden, ffn, vocab, d = int(c.hidden_size), int(c.intermediate_size), int(c.vocab_size), architecture.head_dim
+    q_rows, kv_rows = int(c.num_attention_heads) * d, int(c.num_key_value_heads) * d
+    name = architecture.tensor_name
+    mapping = {"model.embed_tokens.weight": (name(MT.TOKEN_EMBD), (vocab, hidden)),
+               "model.norm.weight": (name(MT.OUTPUT_NORM), (hidden,))}
+    per_layer = tuple((tail, tensor, (hidden,)) for tail, tensor in norms) + (
+        ("self_attn.q_proj.weight", MT.ATTN_Q, (q_rows, hidden)),
+        ("self_attn.k_proj.weight", MT.ATTN_K, (kv_rows, hidden)),
+        ("self_attn.v_proj.weight", MT.ATTN_V, (kv_rows, hidden)),
+        ("self_attn.o_proj.weight", MT.ATTN_OUT, (hidden, q_rows)),
+        ("mlp.gate_proj.weight", MT.FFN_GATE, (ffn, hidden)),
+        ("mlp.up_proj.weight", MT.FFN_UP, (ffn, hidden)),
+        ("mlp.down_proj.weight", MT.FFN_DOWN, (hidden, ffn)),
+    )
+    for layer in range(int(c.num_hidden_layers)):
+        for tail, tensor, shape in per_layer:
+            mapping[f"model.layers.{layer}.{tail}"] = (name(tensor, layer), shape)
+    if not getattr(c, "tie_word_embeddings", False):
+        mapping["lm_head.weight"] = (name(MT.OUTPUT), (vocab, hidden))
+    return mapping
+
+
+def _rope_pairs(weight, heads: int):
+    """``(heads * d, H)`` projection rows of transformers' half-split RoPE -> llama.cpp's adjacent pairs."""
+    rows = weight.shape[0]
+    return weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+class Gemma2Architecture(Qwen3Architecture):
+    """Gemma-2 (``Gemma2ForCausalLM``) -> llama.cpp ``gemma2``, as ``convert_hf_to_gguf.py``
+    ``Gemma2Model`` writes it.
+
+    Keys: Qwen3's, plus ``attn_logit_softcapping``, ``final_logit_softcapping`` and
+    ``attention.sliding_window`` (llama.cpp alternates sliding and global layers starting with a
+    sliding one, as transformers' default ``layer_types``). Gemma's RMSNorm multiplies by ``1 +
+    weight``; llama.cpp by ``weight``, so every norm weight is written plus one. Embeddings are always
+    tied (no ``output.weight``). Both scale the input embeddings by ``sqrt(hidden_size)``, audio
+    positions included. Tensors: Qwen3's without the q/k norms, with Gemma-2's four norms per layer:
+
+    =================================================  ==============================
+    ``...input_layernorm.weight``                      ``blk.{i}.attn_norm.weight``
+    ``...post_attention_layernorm.weight``             ``blk.{i}.post_attention_norm.weight``
+    ``...pre_feedforward_layernorm.weight``            ``blk.{i}.ffn_norm.weight``
+    ``...post_feedforward_layernorm.weight``           ``blk.{i}.post_ffw_norm.weight``
+    =================================================  ==============================
+    """
+
+    model_type = "gemma2"
+    arch_name = "GEMMA2"
+
+    def check_config(self) -> None:
+        c = self.config
+        problems = []
+        if getattr(c, "hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
+            problems.append(f"hidden_activation={c.hidden_activation!r} (llama.cpp's gemma2 uses tanh GELU)")
+        if not getattr(c, "tie_word_embeddings", True):
+            problems.append("tie_word_embeddings=False (llama.cpp's gemma2 has no output.weight)")
+        # llama.cpp scales queries by 1/sqrt(head_dim) (27B: 1/sqrt(hidden/heads)); transformers by
+        # query_pre_attn_scalar**-0.5, equal in the released 2B and 9B
+        if int(getattr(c, "query_pre_attn_scalar", self.head_dim)) != self.head_dim:
+            problems.append(f"query_pre_attn_scalar={c.query_pre_attn_scalar} != head_dim {self.head_dim}")
+        layer_types = list(getattr(c, "layer_types", None) or [])
+        expected = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(int(c.num_hidden_layers))]
+        if layer_types and layer_types != expected:
+            problems.append("layer_types other than alternating sliding/full attention")
+        if self.rope_parameters().get("rope_type", "default") not in ("default", None):
+            problems.append("RoPE scaling (only the default RoPE is exported)")
+        if problems:
+            raise CheckpointError("the LLM cannot be exported to GGUF: " + "; ".join(problems))
+
+    def hyperparameters(self) -> list[tuple[str, Any, Any]]:
+        Keys, T = self.gguf.Keys, self.gguf.GGUFValueType
+        c = self.config
+        values = super().hyperparameters()
+        for key, value in ((Keys.LLM.ATTN_LOGIT_SOFTCAPPING, c.attn_logit_softcapping),
+                           (Keys.LLM.FINAL_LOGIT_SOFTCAPPING, c.final_logit_softcapping)):
+            if value is not None:
+                values.append((self.key(key), float(value), T.FLOAT32))
+        values.append((self.key(Keys.Attention.SLIDING_WINDOW), int(c.sliding_window), T.UINT32))
+        return values
+
+    def tensor_map(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        MT = self.gguf.MODEL_TENSOR
+        return _dense_tensor_map(self, (("input_layernorm.weight", MT.ATTN_NORM),
+                                        ("post_attention_layernorm.weight", MT.ATTN_POST_NORM),
+                                        ("pre_feedforward_layernorm.weight", MT.FFN_PRE_NORM),
+                                        ("post_feedforward_layernorm.weight", MT.FFN_POST_NORM)))
+
+    def convert_tensor(self, name: str, tensor):
+        return tensor + 1 if name.endswith("norm.weight") else tensor
+
+
 # text_config.model_type -> its exporter; add Llama, Gemma, ... here.
 ARCHITECTURES: dict[str, type[GgufArchitecture]] = {cls.model_type: cls for cls in (Qwen3Architecture,)}
+ARCHITECTURES.update({cls.model_type: cls for cls in (LlamaArchitecture, Gemma2Architecture)})
 
 
 def architecture_for(text_config) -> GgufArchitecture:

@@ -27,12 +27,16 @@ when the LLM has no spare rows. They stay frozen with the LLM (only the adaptor 
 so the adaptor learns around two fixed, neutral vectors. With ``keep_adaptor`` no markers are used:
 the kept adaptor was trained without them.
 
-Families that scale input embeddings (Gemma: ``inputs_embeds * sqrt(H)`` inside the model, in
-transformers and in llama.cpp alike) scale the audio positions too: the adaptor writes in the
-embedding table's space, like a token row, and the model scales both. Gemma-2's final logit
-soft-capping (``tanh(logits / 30) * 30``) is applied by the checkpoint loader
-(:func:`funasr_nano.models.fun_asr_nano.checkpoint.load_checkpoint`), since transformers'
-Fun-ASR-Nano head is a bare linear layer.
+Families that scale input embeddings (Gemma: token rows times ``sqrt(H)``): the audio positions are
+**not** scaled. They are ``inputs_embeds`` rows as transformers' model consumes them, i.e. in the space
+of the *scaled* token rows (transformers 5 scales inside the embedding module,
+``Gemma2TextScaledWordEmbedding``, and leaves ``inputs_embeds`` as given); the adaptor learns that
+scale. llama.cpp's ``gemma2`` graph multiplies every input row by ``sqrt(H)``, so the llama.cpp engine
+divides embedding rows by it first (:data:`funasr_nano.engines.llamacpp.EMBD_SCALED_ARCHITECTURES`);
+both engines then see the same numbers (tested). The speech markers' rows are table rows, scaled by
+the lookup like any token. Gemma-2's final logit soft-capping (``tanh(logits / 30) * 30``) is applied
+by the checkpoint loader (:func:`funasr_nano.models.fun_asr_nano.checkpoint.load_checkpoint`), since
+transformers' Fun-ASR-Nano head is a bare linear layer.
 
 ``config.json`` records the provenance under ``swapped_from`` (base and LLM folders, families,
 adaptor sizes, init, seed, markers).

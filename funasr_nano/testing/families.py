@@ -171,7 +171,8 @@ def full_size_config(name: str):
 def write_family_llm(path: str, family: str, config=None, *, seed: int = 0, std: float = 0.2,
                      dtype: torch.dtype = torch.float32) -> str:
     """Write a random ``*ForCausalLM`` of ``family`` (``config`` default: :func:`tiny_config`) with its
-    tokenizer to ``path``; weights ~ N(0, ``std``), norms ~ 1 (Gemma's ``1 + weight`` norms ~ 0).
+    tokenizer to ``path``; weights ~ N(0, ``std``) (Gemma's embeddings ``std / sqrt(hidden)``), norms ~ 1
+    (Gemma's ``1 + weight`` norms: weight ~ 0).
     Returns ``path``."""
     from transformers import AutoModelForCausalLM
     from transformers.initialization import no_init_weights
@@ -194,7 +195,10 @@ def write_family_llm(path: str, family: str, config=None, *, seed: int = 0, std:
             elif name.endswith("bias"):
                 tensor.zero_()
             else:
-                tensor.copy_(std * torch.randn(tensor.shape, generator=generator))
+                # Gemma multiplies input embeddings by sqrt(hidden): drawn that much smaller, so the layers
+                # are not drowned by the input (a tied random model would otherwise echo its last token)
+                scale = config.hidden_size ** -0.5 if family == "gemma2" and "embed_tokens" in name else 1.0
+                tensor.copy_(std * scale * torch.randn(tensor.shape, generator=generator))
     model.tie_weights()
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)

@@ -122,6 +122,8 @@ class Trainer:
         tokenizer = self.loaded.tokenizer
         chat = chat_format_for(tokenizer, model.config)
         audio_token = tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER_TOKEN)
+        if audio_token is None or audio_token == tokenizer.unk_token_id:  # another LLM family (swapped)
+            audio_token = int(model.config.audio_token_id)
         pad = (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                else tokenizer.convert_tokens_to_ids(chat.end_of_turn))
         self.frontend = Frontend(self.loaded.frontend)
