@@ -34,7 +34,7 @@ import sys
 from typing import Sequence
 
 from ..errors import FunASRNanoError
-from . import export, training, transcribe, translate
+from . import export, swap, training, transcribe, translate
 from .output import OutputError, printable
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_parser(commands, [verbose])
     training.add_parsers(commands, [verbose])
     export.add_parsers(commands, [verbose])
+    swap.add_parsers(commands, [verbose])
     for command in commands.choices.values():
         command.epilog = EPILOG
     return parser
