@@ -189,12 +189,12 @@ def add_speech_markers(tokenizer, llm, markers: tuple[str, str]) -> list[int]:
 
 def _adaptor_config(base_config, hidden_size: int, options: SwapOptions) -> dict:
     adaptor = base_config.adaptor_config.to_dict()
-    check_adaptor_heads(hidden_size, int(adaptor["num_attention_heads"]))
     if options.keep_adaptor:
         if int(adaptor["hidden_size"]) != hidden_size:
             raise CheckpointError(f"keep_adaptor: BASE's adaptor writes {adaptor['hidden_size']}-d embeddings but "
                                   f"the LLM's hidden size is {hidden_size}; build a new adaptor (drop --keep-adaptor)")
         return adaptor
+    check_adaptor_heads(hidden_size, int(adaptor["num_attention_heads"]))
     adaptor.update(hidden_size=hidden_size, intermediate_size=hidden_size // 4)
     if options.adaptor_layers is not None:
         adaptor["num_hidden_layers"] = options.adaptor_layers

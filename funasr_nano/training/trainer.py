@@ -339,6 +339,11 @@ class Trainer:
                 # token-weighted mean over the whole step (all micro-batches, all processes); DDP
                 # averages gradients over processes, hence the factor num_processes
                 scaled = loss * count * accelerator.num_processes / total_tokens
+                if not scaled.requires_grad:
+                    # a text-only batch while only the encoder/adaptor learn (e.g. a swapped LLM's new adaptor
+                    # with text_translate examples): no gradient reaches them; a zero term keeps backward
+                    # (and DDP's reduction) valid
+                    scaled = scaled + sum(p.sum() for p in self.optimizer.param_groups[0]["params"]) * 0.0
                 accelerator.backward(scaled)
             loss_sum += loss.detach() * count
         params = [p for p in self.model.parameters() if p.requires_grad]
