@@ -1,9 +1,10 @@
 """Command line: ``funasr-nano transcribe FILE... --model DIR``, ``funasr-nano translate FILE...`` and
 ``funasr-nano tiny DIR``; training: ``funasr-nano data check MANIFEST``, ``funasr-nano data synth TEXT
 DIR``, ``funasr-nano train --config CONFIG.yaml`` and ``funasr-nano lora merge BASE ADAPTER OUTPUT``;
-export: ``funasr-nano export gguf MODEL OUT_DIR``.
+export: ``funasr-nano export gguf MODEL OUT_DIR``; another LLM: ``funasr-nano swap BASE --llm LLM_DIR OUT``.
 
-One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.training`, :mod:`.export`; the decoding,
+One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.training`, :mod:`.export`,
+:mod:`.swap`; the decoding,
 transcription, translation and VAD flags are derived from the option dataclasses (:mod:`.options`).
 
 The error boundary: every failure is one line on stderr, ``error: ...``, naming the file or the option

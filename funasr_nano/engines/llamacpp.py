@@ -242,7 +242,9 @@ class LlamaCppEngine(Engine):
                                      f"got {tuple(part.shape)}")
                 if part.shape[0]:
                     data = part.detach().to("cpu", torch.float32).contiguous().numpy()
-                    runs.append(("embd", data / np.float32(self._embd_divisor) if self._embd_divisor != 1.0 else data))
+                    if self._embd_divisor != 1.0:
+                        data = data / np.float32(self._embd_divisor)
+                    runs.append(("embd", data))
             else:
                 ids = np.asarray(list(part), dtype=np.int64)
                 if ids.size and (ids.min() < 0 or ids.max() >= self._n_vocab):

@@ -21,13 +21,15 @@ logger = logging.getLogger(__name__)
 
 
 def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike, out_type: str = "q8_0", *,
-                n_threads: int | None = None) -> str:
+                n_threads: int | None = None, dtype=None) -> str:
     """Export a Fun-ASR-Nano checkpoint (``None``: the embedded demo model) to a GGUF-layout folder.
 
     Args:
         out_type: the LLM's type: ``f32``, ``f16``, ``bf16`` or a llama.cpp quantization (``q8_0``,
             ``q4_k_m``, ... :data:`funasr_nano.export.gguf.OUT_TYPES`).
         n_threads: quantizer threads (default: all cores).
+        dtype: the LLM's torch dtype while exporting (default float32); ``torch.bfloat16`` halves the memory
+            for large LLMs (e.g. a swapped 4 B LLM), with bf16-rounded weights.
 
     Returns:
         the path of the GGUF file.
@@ -48,7 +50,7 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
     out_dir = os.path.abspath(os.fspath(out_dir))
     if out_dir == source:
         raise InvalidOptionError(f"{out_dir}: the output folder must not be the source checkpoint")
-    loaded = load_checkpoint(source)
+    loaded = load_checkpoint(source) if dtype is None else load_checkpoint(source, dtype=dtype)
     if loaded.llm_gguf is not None:
         raise CheckpointError(f"{source} is already in the GGUF layout ({loaded.llm_gguf})")
     os.makedirs(out_dir, exist_ok=True)

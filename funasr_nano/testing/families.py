@@ -72,22 +72,32 @@ _TOKENS = {
 }
 
 
-def build_family_tokenizer(family: str):
-    """A byte-level BPE tokenizer with ``family``'s special tokens, BOS/EOS/PAD and chat template."""
+def build_family_tokenizer(family: str, vocabulary=None):
+    """A byte-level BPE tokenizer with ``family``'s special tokens, BOS/EOS/PAD and chat template.
+
+    ``vocabulary``: a byte-level BPE tokenizer whose vocabulary and merges to use (e.g. the demo model's,
+    learned on Chinese text, so prompts have realistic lengths); default: the 256 byte symbols only.
+    """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     from ..training.tokenizer import _qwen_pre_tokenizer, build_tokenizer
 
     _check(family)
-    if family == "qwen3":
+    if family == "qwen3" and vocabulary is None:
         tokenizer = build_tokenizer()
         tokenizer.chat_template = _QWEN3_TEMPLATE
         return tokenizer
-    specials, bos, eos, pad, template = _TOKENS[family]
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(sorted(alphabet))}, merges=[]))
-    backend.pre_tokenizer = _qwen_pre_tokenizer()
+    if family == "qwen3":
+        specials, bos, eos, pad, template = (), None, "<|im_end|>", "<|endoftext|>", _QWEN3_TEMPLATE
+    else:
+        specials, bos, eos, pad, template = _TOKENS[family]
+    if vocabulary is not None:
+        backend = Tokenizer.from_str(vocabulary.backend_tokenizer.to_str())
+    else:
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+        backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(sorted(alphabet))}, merges=[]))
+        backend.pre_tokenizer = _qwen_pre_tokenizer()
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad,
@@ -169,15 +179,15 @@ def full_size_config(name: str):
 
 
 def write_family_llm(path: str, family: str, config=None, *, seed: int = 0, std: float = 0.2,
-                     dtype: torch.dtype = torch.float32) -> str:
+                     dtype: torch.dtype = torch.float32, tokenizer=None) -> str:
     """Write a random ``*ForCausalLM`` of ``family`` (``config`` default: :func:`tiny_config`) with its
-    tokenizer to ``path``; weights ~ N(0, ``std``) (Gemma's embeddings ``std / sqrt(hidden)``), norms ~ 1
-    (Gemma's ``1 + weight`` norms: weight ~ 0).
+    tokenizer (default :func:`build_family_tokenizer`'s) to ``path``; weights ~ N(0, ``std``) (Gemma's
+    embeddings ``std / sqrt(hidden)``), norms ~ 1 (Gemma's ``1 + weight`` norms: weight ~ 0).
     Returns ``path``."""
     from transformers import AutoModelForCausalLM
     from transformers.initialization import no_init_weights
 
-    tokenizer = build_family_tokenizer(family)
+    tokenizer = tokenizer if tokenizer is not None else build_family_tokenizer(family)
     config = config if config is not None else tiny_config(family, len(tokenizer))
     for key, value in _ids(tokenizer, family).items():
         setattr(config, key, value)
