@@ -4,8 +4,8 @@ DIR``, ``funasr-nano train --config CONFIG.yaml`` and ``funasr-nano lora merge B
 export: ``funasr-nano export gguf MODEL OUT_DIR``; another LLM: ``funasr-nano swap BASE --llm LLM_DIR OUT``.
 
 One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.training`, :mod:`.export`,
-:mod:`.swap`; the decoding,
-transcription, translation and VAD flags are derived from the option dataclasses (:mod:`.options`).
+:mod:`.swap`; the decoding, transcription, translation and VAD flags are derived from the option
+dataclasses (:mod:`.options`).
 
 The error boundary: every failure is one line on stderr, ``error: ...``, naming the file or the option
 (``-v`` adds the traceback), and the exit status says what happened:
