@@ -72,14 +72,16 @@ def _data(args: argparse.Namespace) -> int:
     if args.data_command == "check":
         from ..training.data import check_manifest
 
-        tokenizer, low_frame_rate = None, True
+        tokenizer, low_frame_rate, chat = None, True, None
         if args.model:
             from ..models.fun_asr_nano.checkpoint import load_checkpoint
+            from ..models.fun_asr_nano.prompt import chat_format_for
 
             loaded = load_checkpoint(args.model)
             tokenizer, low_frame_rate = loaded.tokenizer, loaded.use_low_frame_rate
+            chat = chat_format_for(tokenizer, loaded.model.config)  # a swapped LLM's markers count too
         report = check_manifest(args.manifest, tokenizer, use_low_frame_rate=low_frame_rate,
-                                max_duration=args.max_duration, max_tokens=args.max_tokens)
+                                max_duration=args.max_duration, max_tokens=args.max_tokens, chat=chat)
         write_stdout(report.summary())
         return 0 if report.ok else 1
     from ..training.synth import SynthConfig, read_sentences, synthesize

@@ -320,10 +320,12 @@ def check_manifest(
     use_low_frame_rate: bool = True,
     max_duration: float = 30.0,
     max_tokens: int = 1500,
+    chat=None,
 ) -> ManifestReport:
     """Validate a manifest: every line parses, every audio file decodes, lasts between 0.1 s and
     ``max_duration`` seconds, and (with a tokenizer) every example fits in ``max_tokens`` LLM positions
-    (FunASR's ``max_token_length`` is 1500).
+    (FunASR's ``max_token_length`` is 1500). ``chat``: the checkpoint's
+    :class:`~funasr_nano.models.chat.ChatFormat` (``chat_format_for``; default: the tokenizer's template).
 
     Raises:
         ManifestError: a line does not parse (the first bad line; parsing stops there).
@@ -336,7 +338,8 @@ def check_manifest(
     path = os.fspath(path)
     examples = read_manifest(path)
     frontend = Frontend()
-    chat = ChatFormat.from_tokenizer(tokenizer) if tokenizer is not None else None
+    if chat is None and tokenizer is not None:  # default: the tokenizer's template (pass chat_format_for's)
+        chat = ChatFormat.from_tokenizer(tokenizer)
     problems: list[str] = []
     durations: list[float] = []
     lengths: list[int] = []
