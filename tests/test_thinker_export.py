@@ -14,20 +14,21 @@ import torch
 from funasr_nano.errors import CheckpointError, InvalidOptionError
 from funasr_nano.export.thinker import export_thinker_hf, read_source, thinker_config, thinker_key_map
 
-from .conftest import shared_file
-from .qwen3_asr_tiny import MROPE_SECTION, build, write
+from funasr_nano.models.qwen3_asr.checkpoint import load_checkpoint
+from funasr_nano.testing.tiny_qwen3_asr import TinyQwen3AsrConfig
 
 HF_TOLERANCE = 1e-5
+MROPE_SECTION = list(TinyQwen3AsrConfig().mrope_section)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The same random Qwen3-ASR in both layouts, its transformers model and the two exports."""
-    root = tmp_path_factory.mktemp("qwen3-asr")
-    paths = {layout: pathlib.Path(write(str(root / layout), layout, seed=0)) for layout in ("official", "hf")}
+def tiny(tiny_qwen3_asr, tiny_qwen3_asr_hf, tmp_path_factory):
+    """The same random Qwen3-ASR in both layouts, the model as our loader builds it, and the two exports."""
+    root = tmp_path_factory.mktemp("thinker-hf")
+    paths = {"official": tiny_qwen3_asr, "hf": tiny_qwen3_asr_hf}
     exports = {layout: pathlib.Path(export_thinker_hf(paths[layout], root / f"{layout}-llm")) for layout in paths}
-    model, tokenizer = build(seed=0)
-    return {"paths": paths, "exports": exports, "model": model, "tokenizer": tokenizer, "root": root}
+    loaded = load_checkpoint(str(tiny_qwen3_asr))
+    return {"paths": paths, "exports": exports, "model": loaded.model, "tokenizer": loaded.tokenizer, "root": root}
 
 
 def load_exported(path):

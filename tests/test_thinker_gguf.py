@@ -24,20 +24,18 @@ from funasr_nano.export.thinker import (  # noqa: E402
 )
 from funasr_nano.export.thinker_gguf import check_thinker_gguf, gguf_sections, write_thinker_gguf  # noqa: E402
 
-from .qwen3_asr_tiny import MROPE_SECTION, write  # noqa: E402
-from .test_thinker_export import prompt_ids, qwen3_vl_text_twin  # noqa: E402
+from .test_thinker_export import MROPE_SECTION, prompt_ids, qwen3_vl_text_twin  # noqa: E402
 
 import_llama_cpp()
 LOGIT_TOLERANCE = 1e-3
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_qwen3_asr, tiny_qwen3_asr_hf, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     root = tmp_path_factory.mktemp("thinker-gguf")
-    official = pathlib.Path(write(str(root / "official"), "official", seed=1))
-    hf = pathlib.Path(write(str(root / "hf"), "hf", seed=1))
+    official, hf = tiny_qwen3_asr, tiny_qwen3_asr_hf
     exported = AutoModelForCausalLM.from_pretrained(export_thinker_hf(official, root / "llm")).eval()
     files = {arch: pathlib.Path(write_thinker_gguf(official, root / f"{arch}.gguf", "f32", arch=arch))
              for arch in ("qwen3vl", "qwen3")}
@@ -109,12 +107,14 @@ def text_ids(tiny):
     return prompt_ids(tiny["tokenizer"], 6)
 
 
-def audio_like_embeddings(exported, ids, seed=0):
+def audio_like_embeddings(tiny, ids, seed=0):
     """The prompt's embeddings with random "audio" vectors (the scale of the token embeddings) at the
     audio positions, as the audio tower's output would sit there."""
+    exported = tiny["exported"]
     with torch.no_grad():
         embeds = exported.get_input_embeddings()(torch.tensor([ids]))[0].clone()
-    audio = torch.tensor([i for i, t in enumerate(ids) if t == ids[10]])
+    audio_id = tiny["tokenizer"].convert_tokens_to_ids("<|audio_pad|>")
+    audio = torch.tensor([i for i, t in enumerate(ids) if t == audio_id])
     generator = torch.Generator().manual_seed(seed)
     embeds[audio] = embeds.std() * torch.randn(len(audio), embeds.shape[1], generator=generator)
     return embeds
@@ -146,7 +146,7 @@ def test_f32_logits_equal_the_hf_thinker_on_embeddings(tiny, runs, arch):
     """Embedding input: positions as the engine fills them (qwen3vl: t = h = w = position, fourth
     axis 0, as llama.cpp's mtmd helper does for audio)."""
     ids = text_ids(tiny)
-    embeds = audio_like_embeddings(tiny["exported"], ids)
+    embeds = audio_like_embeddings(tiny, ids)
     with torch.no_grad():
         expected = tiny["exported"](inputs_embeds=embeds[None]).logits[0].numpy()
     positions = np.arange(len(ids), dtype=np.int32)
@@ -160,7 +160,7 @@ def test_qwen3vl_with_equal_axes_is_plain_qwen3_in_llama_cpp(tiny, runs):
     """In llama.cpp itself: the qwen3vl file fed the same position on all four axes gives the qwen3
     file's logits (interleaved M-RoPE with equal axes is plain RoPE)."""
     ids = text_ids(tiny)
-    embeds = audio_like_embeddings(tiny["exported"], ids).numpy()
+    embeds = audio_like_embeddings(tiny, ids).numpy()
     positions = np.arange(len(ids), dtype=np.int32)
     plain = runs["qwen3"].embeddings(embeds, positions)
     mrope = runs["qwen3vl"].embeddings(embeds, np.tile(positions, MROPE_POSITIONS))
@@ -172,7 +172,7 @@ def multi_axis_case(tiny):
     transformers' Qwen3-VL text model with the checkpoint's sections: here the sections matter."""
     exported = tiny["exported"]
     ids = text_ids(tiny)
-    embeds = audio_like_embeddings(exported, ids, seed=3)
+    embeds = audio_like_embeddings(tiny, ids, seed=3)
     t = np.arange(len(ids), dtype=np.int32)
     axes = np.stack([t, t // 2 + 3 * (t % 2), (t * 7) % 11])  # (3, n)
     twin = qwen3_vl_text_twin(exported, MROPE_SECTION)
