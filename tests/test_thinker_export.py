@@ -209,3 +209,21 @@ def test_interleaved_mrope_with_equal_axes_is_plain_rope(tiny):
         if section != [8, 0, 0]:
             distinct = torch.stack([positions[0], positions[0] // 2, positions[0] % 5])[:, None]
             assert not torch.allclose(twin.rotary_emb(x, distinct)[0], plain_cos)
+
+
+def test_cli_export_hf_and_gguf(tiny, tmp_path, capsys):
+    from funasr_nano.cli.main import main
+
+    official, hf = tiny["paths"]["official"], tiny["paths"]["hf"]
+    assert main(["export", "hf", str(official), str(tmp_path / "llm"), "--dtype", "bf16"]) == 0
+    assert "AutoModelForCausalLM" in capsys.readouterr().out
+    assert load_exported(tmp_path / "llm").dtype == torch.bfloat16
+    assert main(["export", "gguf", str(hf), str(tmp_path / "g"), "--type", "f32"]) == 2  # no sections in -hf
+    assert "--mrope-section 24 20 20" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    assert main(["export", "gguf", str(hf), str(tmp_path / "g"), "--type", "f32", "--arch", "qwen3"]) == 0
+    assert (tmp_path / "g" / "llm-f32.gguf").exists() and (tmp_path / "g" / "audio.safetensors").exists()
+    capsys.readouterr()
+    assert main(["export", "hf", "demo", str(tmp_path / "x")]) == 2
+    assert "not one" in capsys.readouterr().err
+    assert main(["export", "gguf", "demo", str(tmp_path / "x"), "--arch", "qwen3"]) == 2
+    assert "Qwen3-ASR checkpoints only" in capsys.readouterr().err

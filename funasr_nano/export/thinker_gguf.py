@@ -91,7 +91,7 @@ def write_thinker_gguf(model_path: str | os.PathLike, path: str | os.PathLike, o
         config.mrope_section, config.mrope_interleaved = given, True
     elif arch == "qwen3vl" and source.mrope_section is None:
         raise CheckpointError(f"{source.path} does not record the LLM's mrope_section (the -hf layout drops it); "
-                              "pass it (Qwen3-ASR: 24 20 20) or write plain qwen3")
+                              "pass it (Qwen3-ASR: --mrope-section 24 20 20) or write plain qwen3 (--arch qwen3)")
     architecture = thinker_architecture(config, arch)
     state = read_thinker_state(source, config, torch.float32)
     tokenizer = load_tokenizer(source)
@@ -134,3 +134,69 @@ def check_thinker_gguf(path: str | os.PathLike, mrope_section: Sequence[int] | N
         raise CheckpointError(f"{path}: rope.dimension_sections {stored} differ from the LLM's mrope_section "
                               f"{list(mrope_section)} (expected {padded_sections(mrope_section)})")
     return arch
+
+
+def export_gguf_folder(model_path: str | os.PathLike, out_dir: str | os.PathLike, out_type: str = "q8_0", *,
+                       arch: str = "qwen3vl", mrope_section: Sequence[int] | None = None,
+                       n_threads: int | None = None) -> str:
+    """``funasr-nano export gguf`` for Qwen3-ASR: a model folder in the GGUF layout
+    (:mod:`funasr_nano.models.qwen3_asr.gguf_layout`) that ``load_model(out_dir)`` runs with the llama.cpp
+    engine: the LLM as ``llm-<type>.gguf`` (:func:`write_thinker_gguf`), the audio encoder and projector
+    as ``audio.safetensors``, ``config.json``, the tokenizer, chat template and feature settings.
+
+    Args: as :func:`write_thinker_gguf`.
+
+    Returns:
+        the path of the GGUF file.
+
+    Raises:
+        InvalidOptionError: an unknown ``out_type`` or ``arch``, or ``out_dir`` is the source folder.
+        CheckpointError: an unreadable source, or an LLM llama.cpp cannot run.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from ..models.qwen3_asr.checkpoint import load_checkpoint
+    from ..models.qwen3_asr.gguf_layout import AUDIO_PREFIXES, AUDIO_WEIGHTS
+
+    if out_type not in OUT_TYPES:
+        raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")
+    if arch not in THINKER_ARCHITECTURES:
+        raise InvalidOptionError(f"unknown GGUF architecture {arch!r} for the Qwen3-ASR LLM; use one of "
+                                 f"{', '.join(THINKER_ARCHITECTURES)}")
+    source = os.path.abspath(os.fspath(model_path))
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if out_dir == source:
+        raise InvalidOptionError(f"{out_dir}: the output folder must not be the source checkpoint")
+    loaded = load_checkpoint(source)
+    section = list(mrope_section) if mrope_section is not None else (
+        list(loaded.mrope_section) if loaded.mrope_section is not None else None)
+    if arch == "qwen3vl" and section is None:  # before anything is written
+        raise CheckpointError(f"{source} does not record the LLM's mrope_section (the -hf layout drops it); "
+                              "pass it (Qwen3-ASR: --mrope-section 24 20 20) or write plain qwen3 (--arch qwen3)")
+    os.makedirs(out_dir, exist_ok=True)
+    gguf_name = f"llm-{out_type}.gguf"
+    gguf_file = write_thinker_gguf(source, os.path.join(out_dir, gguf_name), out_type, arch=arch,
+                                   mrope_section=mrope_section, n_threads=n_threads)
+    audio = {k: v.detach().float().contiguous() for k, v in loaded.model.state_dict().items()
+             if k.startswith(AUDIO_PREFIXES)}
+    save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    config = loaded.model.config
+    config.llm_gguf = gguf_name
+    config.mrope_section = section
+    config.support_languages = list(loaded.support_languages)
+    config.save_pretrained(out_dir)
+    loaded.tokenizer.save_pretrained(out_dir)
+    if loaded.chat_template:
+        with open(os.path.join(out_dir, "chat_template.json"), "w", encoding="utf-8") as f:
+            json.dump({"chat_template": loaded.chat_template}, f, ensure_ascii=False, indent=2)
+    if loaded.feature_config:
+        with open(os.path.join(out_dir, "preprocessor_config.json"), "w", encoding="utf-8") as f:
+            json.dump(dict(loaded.feature_config), f, ensure_ascii=False, indent=2)
+    for stale in os.listdir(out_dir):  # a previous export of another type would make the folder ambiguous
+        if stale.endswith(".gguf") and stale != gguf_name:
+            logger.info("removing %s from an earlier export", stale)
+            os.remove(os.path.join(out_dir, stale))
+    logger.info("exported Qwen3-ASR %s to %s (%s %s LLM, %d audio tensors)", source, out_dir, arch, out_type, len(audio))
+    return gguf_file
