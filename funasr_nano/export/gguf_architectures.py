@@ -216,6 +216,14 @@ class Qwen3VLArchitecture(Qwen3Architecture):
     * ``n_deepstack_layers`` = 0 (no visual deepstack inputs: the input embedding width stays the
       hidden size).
 
+    One difference from transformers, measured with llama-cpp-python 0.3.36: a rotary pair ``i`` that no
+    section claims (``i % 3 == 1`` with ``i >= 3 * h``, or ``i % 3 == 2`` with ``i >= 3 * w``; pairs 61
+    and 62 of Qwen3-ASR's 64) is rotated by llama.cpp's fourth position axis (ggml ``rope_multi``,
+    ``theta_e``), which is 0 for token inputs and for audio as llama.cpp's multimodal helper fills it,
+    where transformers uses the t axis. These are the two lowest frequencies (about 2e-6 rad per
+    position for Qwen3-ASR), so logits differ slightly and increasingly with position; the plain
+    ``qwen3`` form has no such pairs (exact for speech prompts, see :mod:`funasr_nano.export.thinker_gguf`).
+
     The sections come from ``config.mrope_section`` (our exported thinker config) or
     ``config.rope_parameters["mrope_section"]`` (transformers' ``Qwen3VLTextConfig``).
     """
