@@ -167,6 +167,18 @@ def test_qwen3vl_with_equal_axes_is_plain_qwen3_in_llama_cpp(tiny, runs):
     assert np.abs(mrope - plain).max() < 1e-5
 
 
+def test_engine_positions_for_embeddings_are_llama_cpps_own_for_tokens(tiny, runs):
+    """The engine fills an embedding's four axes as (p, p, p, 0), as llama.cpp's multimodal helper does:
+    exactly what llama.cpp itself uses for a token at position p (fed the token's embedding row, the
+    logits are identical), so audio and text positions follow one convention."""
+    ids = text_ids(tiny)
+    with torch.no_grad():
+        embeds = tiny["exported"].get_input_embeddings()(torch.tensor(ids)).numpy()
+    positions = np.arange(len(ids), dtype=np.int32)
+    tokens = runs["qwen3vl"].tokens(ids)
+    assert np.array_equal(runs["qwen3vl"].embeddings(embeds, mrope_1d_positions(positions)), tokens)
+
+
 def multi_axis_case(tiny):
     """Embeddings with distinct t, h, w positions (as an image would have) and the logits of
     transformers' Qwen3-VL text model with the checkpoint's sections: here the sections matter."""
