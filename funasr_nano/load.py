@@ -1,7 +1,8 @@
 """Loading: a checkpoint folder -> its model family -> an engine -> a :class:`SpeechModel`.
 
-The family is recognised from the folder's files (today: Fun-ASR-Nano, in the official, transformers or
-GGUF layout). The engine: ``engine=None`` (the default) picks llama.cpp for a folder in the GGUF layout
+The family is recognised from the folder's files: Fun-ASR-Nano (official, transformers or GGUF layout) or
+Qwen3-ASR (official or transformers layout, ``config.json`` with ``model_type: qwen3_asr``). The engine:
+``engine=None`` (the default) picks llama.cpp for a folder in the GGUF layout
 (``funasr-nano export gguf``) and transformers otherwise; ``engine="llama.cpp"`` on a folder without a
 GGUF, or ``"transformers"`` on one whose LLM exists only as GGUF, is an error that says what to do.
 Devices, dtypes and engines are checked here, before any weights are read, so a bad value is one
@@ -111,6 +112,38 @@ def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str
     return SpeechModel(family, decoder, adapters)
 
 
+def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_threads: int | None = None,
+                              encoder_attention: str = "windowed") -> SpeechModel:
+    """A :class:`SpeechModel` for an already loaded Qwen3-ASR ``checkpoint``
+    (:class:`funasr_nano.models.qwen3_asr.checkpoint.LoadedCheckpoint`); ``engine`` as :func:`load_model`
+    (today the transformers engine); ``encoder_attention`` as
+    :class:`funasr_nano.models.qwen3_asr.model.Qwen3AsrModel`."""
+    from .engines.transformers import TransformersEngine
+    from .models.qwen3_asr.model import Qwen3AsrModel
+
+    engine = _check_engine(engine, None, checkpoint.path)
+    family = Qwen3AsrModel(checkpoint, encoder_attention)
+    decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
+    return SpeechModel(family, decoder)
+
+
+def _load_qwen3_asr(path: str, device: torch.device, dtype: torch.dtype, *, engine: str | None,
+                    n_threads: int | None, encoder_precision: str, use_low_frame_rate: bool | None,
+                    lora) -> SpeechModel:
+    """Qwen3-ASR (official or transformers layout): options that belong to Fun-ASR-Nano are refused."""
+    from .models.qwen3_asr.checkpoint import load_checkpoint
+
+    if encoder_precision != "fp32":
+        raise InvalidOptionError(f"encoder_precision={encoder_precision!r}: Qwen3-ASR's encoder runs in fp32 only")
+    if use_low_frame_rate is not None:
+        raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
+    if lora is not None:
+        raise InvalidOptionError("LoRA adapters are not supported for Qwen3-ASR")
+    _check_engine(engine, None, path)  # before reading the weights
+    checkpoint = load_checkpoint(path, device=device, dtype=dtype)
+    return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads)
+
+
 def load_model(
     path: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
@@ -122,7 +155,9 @@ def load_model(
     use_low_frame_rate: bool | None = None,
     lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
 ) -> SpeechModel:
-    """Load a speech LLM checkpoint (Fun-ASR-Nano, official, transformers or GGUF layout).
+    """Load a speech LLM checkpoint: Fun-ASR-Nano (official, transformers or GGUF layout) or Qwen3-ASR
+    (official or transformers layout; ``encoder_precision``, ``use_low_frame_rate`` and ``lora`` do not
+    apply to it).
 
     Args:
         path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
@@ -160,6 +195,11 @@ def load_model(
         if not os.path.isdir(path):
             raise CheckpointError(f"the embedded demo model is missing ({path}); reinstall funasr-nano or pass a "
                                   "checkpoint folder (e.g. Fun-ASR-Nano-2512)")
+    from .models.qwen3_asr.checkpoint import is_qwen3_asr_folder
+
+    if is_qwen3_asr_folder(os.fspath(path)):
+        return _load_qwen3_asr(os.fspath(path), torch_device, torch_dtype, engine=engine, n_threads=n_threads,
+                               encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
     checkpoint = load_checkpoint(os.fspath(path), device=torch_device, dtype=torch_dtype,
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:

@@ -91,7 +91,7 @@ class TinyQwen3AsrConfig:
     encoder_ffn: int = 64
     downsample_hidden: int = 8
     n_window: int = 50  # mel frames per encoder chunk / 2 (the reference processor assumes 50)
-    n_window_infer: int = 200  # attention window in mel frames: 2 s here (released: 800 = 8 s)
+    n_window_infer: int = 800  # encoder attention window in mel frames: 8 s, as released
     llm_dim: int = 32
     llm_layers: int = 2
     llm_heads: int = 4

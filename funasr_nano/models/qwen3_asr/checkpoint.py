@@ -327,17 +327,22 @@ def _chat_template(path: str, tokenizer) -> str | None:
 
 
 def _feature_config(path: str) -> dict:
-    file = os.path.join(path, "preprocessor_config.json")
-    if not os.path.isfile(file):
-        return {}
-    try:
-        with open(file, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{file} is not valid JSON: {error}") from error
-    if "audio_processor" in config and isinstance(config["audio_processor"], dict):  # processor_config style
-        config = config["audio_processor"]
-    return config
+    """The feature extractor settings: ``preprocessor_config.json`` (official), else the
+    ``feature_extractor`` entry of ``processor_config.json`` (what transformers writes); ``{}`` if neither."""
+    for name, entry in (("preprocessor_config.json", None), ("processor_config.json", "feature_extractor")):
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            continue
+        try:
+            with open(file, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"{file} is not valid JSON: {error}") from error
+        if entry is not None:
+            config = config.get(entry) if isinstance(config, dict) else None
+        if isinstance(config, dict):
+            return config
+    return {}
 
 
 def _load_tokenizer(path: str):
