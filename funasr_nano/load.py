@@ -113,24 +113,31 @@ def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str
 
 
 def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_threads: int | None = None,
-                              encoder_attention: str = "windowed") -> SpeechModel:
+                              encoder_attention: str = "windowed", llm_gguf: str | None = None) -> SpeechModel:
     """A :class:`SpeechModel` for an already loaded Qwen3-ASR ``checkpoint``
-    (:class:`funasr_nano.models.qwen3_asr.checkpoint.LoadedCheckpoint`); ``engine`` as :func:`load_model`
-    (today the transformers engine); ``encoder_attention`` as
-    :class:`funasr_nano.models.qwen3_asr.model.Qwen3AsrModel`."""
-    from .engines.transformers import TransformersEngine
+    (:class:`funasr_nano.models.qwen3_asr.checkpoint.LoadedCheckpoint`); ``engine`` as :func:`load_model`;
+    ``encoder_attention`` as :class:`funasr_nano.models.qwen3_asr.model.Qwen3AsrModel`; ``llm_gguf``: the
+    thinker's GGUF file of a GGUF-layout folder (:mod:`funasr_nano.models.qwen3_asr.gguf_layout`), which
+    the llama.cpp engine runs."""
     from .models.qwen3_asr.model import Qwen3AsrModel
 
-    engine = _check_engine(engine, None, checkpoint.path)
+    engine = _check_engine(engine, llm_gguf, checkpoint.path)
     family = Qwen3AsrModel(checkpoint, encoder_attention)
-    decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
+    if engine == "llama.cpp":
+        from .engines.llamacpp import LlamaCppEngine
+
+        decoder = LlamaCppEngine(llm_gguf, family.stop_token_ids, n_threads=n_threads)
+    else:
+        from .engines.transformers import TransformersEngine
+
+        decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
     return SpeechModel(family, decoder)
 
 
 def _load_qwen3_asr(path: str, device: torch.device, dtype: torch.dtype, *, engine: str | None,
                     n_threads: int | None, encoder_precision: str, use_low_frame_rate: bool | None,
                     lora) -> SpeechModel:
-    """Qwen3-ASR (official or transformers layout): options that belong to Fun-ASR-Nano are refused."""
+    """Qwen3-ASR (official, transformers or GGUF layout): options that belong to Fun-ASR-Nano are refused."""
     from .models.qwen3_asr.checkpoint import load_checkpoint
 
     if encoder_precision != "fp32":
@@ -139,9 +146,15 @@ def _load_qwen3_asr(path: str, device: torch.device, dtype: torch.dtype, *, engi
         raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
     if lora is not None:
         raise InvalidOptionError("LoRA adapters are not supported for Qwen3-ASR")
-    _check_engine(engine, None, path)  # before reading the weights
-    checkpoint = load_checkpoint(path, device=device, dtype=dtype)
-    return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads)
+    from .models.qwen3_asr.gguf_layout import gguf_path, load_gguf_folder
+
+    llm_gguf = gguf_path(path)  # None unless the folder is in the GGUF layout (funasr-nano export gguf)
+    _check_engine(engine, llm_gguf, path)  # before reading the weights
+    if llm_gguf is not None:
+        checkpoint, llm_gguf = load_gguf_folder(path, device=device)
+    else:
+        checkpoint = load_checkpoint(path, device=device, dtype=dtype)
+    return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf)
 
 
 def load_model(
