@@ -134,3 +134,5 @@ def test_cli_and_writers(tiny_qwen3_asr, tmp_path):
     assert {p.suffix for p in tmp_path.iterdir()} >= {".txt", ".json", ".srt", ".vtt", ".tsv"}
     proc = run_cli("transcribe", audio, "--model", tiny_qwen3_asr, "--no-itn")
     assert proc.returncode == 2 and "itn=False" in proc.stderr
+    assert run_cli("tiny", tmp_path / "tiny", "--family", "qwen3-asr", "--layout", "hf").returncode == 0
+    assert isinstance(load_model(tmp_path / "tiny").family, Qwen3AsrModel)
