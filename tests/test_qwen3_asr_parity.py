@@ -4,6 +4,8 @@ LLM input embeddings within 1e-4, multimodal-RoPE positions equal on the three a
 ids (greedy, fp32) and the same language and text; with and without context text and with a forced
 language; the transformers-layout copy and batched decoding give the same tokens."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import soundfile
@@ -66,6 +68,21 @@ def our_prompt(model, audio, hotwords, language):
     return ids, model.engine.embed(llm_input)
 
 
+@contextlib.contextmanager
+def captured_positions(model):
+    """The ``position_ids`` each call of the LLM's text model receives during generation."""
+    calls = []
+
+    def hook(module, args, kwargs):
+        calls.append(kwargs["position_ids"].detach().clone())
+
+    handle = model.family.model.model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
 def test_reference_holds_every_tensor(reference):
     assert reference["weights_checked"] > 0  # the runner compared each file tensor with the reference model
 
@@ -83,9 +100,13 @@ def test_tokens_and_embeddings_match_reference(reference, tiny_qwen3_asr, case):
     positions = expected["position_ids"]
     assert torch.equal(positions[0], positions[1]) and torch.equal(positions[1], positions[2])
     assert positions[0].tolist() == list(range(len(ids)))
-    result = ours(model, shared_file(audio), hotwords, hint)
+    with captured_positions(model) as calls:
+        result = ours(model, shared_file(audio), hotwords, hint)
     assert list(result.tokens) == expected["tokens"] and len(result.tokens) > 0
     assert (result.language or "", result.text) == (expected["language"], expected["text"])
+    # our engine feeds the text model the reference's positions: the prompt's, then one more per token
+    assert calls[0].tolist() == [positions[0].long().tolist()]
+    assert [int(c[0, -1]) for c in calls[1:]] == list(range(len(ids), len(ids) + len(calls) - 1))
 
 
 def test_transformers_layout_and_batches_give_the_same_tokens(reference, tiny_qwen3_asr_hf):
@@ -98,8 +119,14 @@ def test_transformers_layout_and_batches_give_the_same_tokens(reference, tiny_qw
     batch = list(model.transcribe_batch([audios[0], audios[0]], batch_size=2, max_new_tokens=MAX_NEW_TOKENS,
                                         repetition_guard=False))
     assert [list(r.tokens) for r in batch] == [plain, plain]
-    mixed = list(model.transcribe_batch(audios[:3], batch_size=3, max_new_tokens=MAX_NEW_TOKENS,
-                                        repetition_guard=False))
+    with captured_positions(model) as calls:
+        mixed = list(model.transcribe_batch(audios[:3], batch_size=3, max_new_tokens=MAX_NEW_TOKENS,
+                                            repetition_guard=False))
+    # each left-padded row counts its positions from its own first real token, as the reference does
+    lengths = [len(our_prompt(model, audio, [], None)[0]) for audio in audios[:3]]
+    assert len(set(lengths)) == 3
+    for row, length in enumerate(lengths):
+        assert calls[0][row, -length:].tolist() == list(range(length))
     singles = [list(ours(model, a, [], None).tokens) for a in audios[:3]]
     assert [list(r.tokens) for r in mixed] == singles
 
