@@ -23,4 +23,7 @@ python -m pip install -q torch==2.13.0
 # llama: GGUF export and the llama.cpp engine; llama-cpp-python has no binary wheel here and compiles
 # llama.cpp (~4-5 min on 2 cores, once: pip caches the wheel).
 python -m pip install -q -e ".[train,test,parity,llama]"
+# The Qwen3-ASR reference (qwen-asr 0.0.6 pins transformers 4.57.6) lives in its own cached venv, for the
+# parity tests and benchmarks (~1 min the first time); the tests create it themselves if this fails.
+python -m funasr_nano.testing.qwen_asr_reference >/dev/null || echo "warning: the qwen-asr reference venv was not created" >&2
 echo "funasr-nano is set up in .venv"
