@@ -34,11 +34,17 @@ LOGIT_TOLERANCE = 1e-3
 def tiny(tiny_qwen3_asr, tiny_qwen3_asr_hf, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
+    from funasr_nano.testing.tiny_qwen3_asr import TinyQwen3AsrConfig, write_tiny_checkpoint
+
     root = tmp_path_factory.mktemp("thinker-gguf")
     official, hf = tiny_qwen3_asr, tiny_qwen3_asr_hf
     exported = AutoModelForCausalLM.from_pretrained(export_thinker_hf(official, root / "llm")).eval()
     files = {arch: pathlib.Path(write_thinker_gguf(official, root / f"{arch}.gguf", "f32", arch=arch))
              for arch in ("qwen3vl", "qwen3")}
+    # the same weights with sections that claim all 8 rotary pairs (see test_qwen3vl_unclaimed_pairs)
+    claimed = write_tiny_checkpoint(str(root / "claimed"), "official", TinyQwen3AsrConfig(mrope_section=(3, 3, 2)))
+    assert thinker_config(read_source(claimed)).mrope_section == [3, 3, 2]
+    files["qwen3vl-claimed"] = pathlib.Path(write_thinker_gguf(claimed, root / "qwen3vl-claimed.gguf", "f32"))
     return {"official": official, "hf": hf, "exported": exported, "files": files, "root": root,
             "tokenizer": load_tokenizer(read_source(official))}
 
@@ -132,7 +138,7 @@ def test_header_holds_the_sections(tiny):
     assert check_thinker_gguf(tiny["files"]["qwen3"], MROPE_SECTION) == "qwen3"
 
 
-@pytest.mark.parametrize("arch", ["qwen3vl", "qwen3"])
+@pytest.mark.parametrize("arch", ["qwen3vl-claimed", "qwen3"])
 def test_f32_logits_equal_the_hf_thinker_on_text(tiny, runs, arch):
     ids = text_ids(tiny)
     with torch.no_grad():
@@ -141,7 +147,7 @@ def test_f32_logits_equal_the_hf_thinker_on_text(tiny, runs, arch):
     assert np.abs(got - expected).max() < LOGIT_TOLERANCE
 
 
-@pytest.mark.parametrize("arch", ["qwen3vl", "qwen3"])
+@pytest.mark.parametrize("arch", ["qwen3vl-claimed", "qwen3"])
 def test_f32_logits_equal_the_hf_thinker_on_embeddings(tiny, runs, arch):
     """Embedding input: positions as the engine fills them (qwen3vl: t = h = w = position, fourth
     axis 0, as llama.cpp's mtmd helper does for audio)."""
@@ -150,10 +156,28 @@ def test_f32_logits_equal_the_hf_thinker_on_embeddings(tiny, runs, arch):
     with torch.no_grad():
         expected = tiny["exported"](inputs_embeds=embeds[None]).logits[0].numpy()
     positions = np.arange(len(ids), dtype=np.int32)
-    if arch == "qwen3vl":
+    if arch.startswith("qwen3vl"):
         positions = mrope_1d_positions(positions)
     got = runs[arch].embeddings(embeds.numpy(), positions)
     assert np.abs(got - expected).max() < LOGIT_TOLERANCE
+
+
+def test_qwen3vl_unclaimed_pairs(tiny, runs):
+    """llama.cpp rotates a rotary pair no section claims (pair 7 of the tiny [4, 2, 2]; pairs 61-62 of
+    Qwen3-ASR's [24, 20, 20]) by its fourth position axis, which is 0 for tokens and for audio as the
+    engine fills it, where transformers uses the position: the qwen3vl file is then not bit-exact. Given
+    the position on the fourth axis too it is; with sections that claim every pair it is anyway."""
+    ids = text_ids(tiny)
+    embeds = audio_like_embeddings(tiny, ids)
+    with torch.no_grad():
+        expected = tiny["exported"](inputs_embeds=embeds[None]).logits[0].numpy()
+    positions = np.arange(len(ids), dtype=np.int32)
+    error = {name: np.abs(runs[arch].embeddings(embeds.numpy(), pos) - expected).max()
+             for name, arch, pos in (("mtmd", "qwen3vl", mrope_1d_positions(positions)),
+                                     ("fourth = position", "qwen3vl", np.tile(positions, MROPE_POSITIONS)),
+                                     ("claimed", "qwen3vl-claimed", mrope_1d_positions(positions)))}
+    assert error["fourth = position"] < 1e-5 and error["claimed"] < 1e-5, error
+    assert 1e-5 < error["mtmd"] < 1e-2, error  # small: the lowest frequency, a few dozen positions
 
 
 def test_qwen3vl_with_equal_axes_is_plain_qwen3_in_llama_cpp(tiny, runs):
