@@ -97,6 +97,10 @@ class LlamaCppEngine(Engine):
             output matches the transformers model token for token) and ``f16`` otherwise.
         seed: seed of the sampler (``temperature > 0``); ``None``: a fresh one per call.
 
+    Attributes:
+        n_pos_per_embd: position entries llama.cpp reads per embedding input: 4 for an M-RoPE model
+            (``qwen3vl``; filled by :func:`mrope_1d_positions`), else 1.
+
     Raises:
         ImportError: llama-cpp-python is not installed (the message names the ``llama`` extra).
         CheckpointError: a missing, truncated or corrupt GGUF file, or one llama.cpp cannot load.
@@ -338,7 +342,8 @@ class LlamaCppEngine(Engine):
                     np.ctypeslib.as_array(batch.token, shape=(n,))[:] = chunk
                 positions = np.arange(position, position + n, dtype=np.int32)
                 if kind == "embd" and self.n_pos_per_embd > 1:
-                    np.ctypeslib.as_array(batch.pos, shape=(self.n_pos_per_embd * n,))[:] = mrope_1d_positions(positions)
+                    entries = np.ctypeslib.as_array(batch.pos, shape=(self.n_pos_per_embd * n,))
+                    entries[:] = mrope_1d_positions(positions)
                 else:
                     np.ctypeslib.as_array(batch.pos, shape=(n,))[:] = positions
                 np.ctypeslib.as_array(batch.n_seq_id, shape=(n,))[:] = 1

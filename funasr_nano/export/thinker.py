@@ -4,12 +4,10 @@ A Qwen3-ASR checkpoint holds an audio encoder (AuT) and a Qwen3 text LLM with q/
 Qwen3-VL's interleaved multimodal RoPE (``mrope_section``, e.g. ``[24, 20, 20]`` for head_dim 128).
 This module reads the LLM out of the checkpoint folder, in either layout, by an explicit key map:
 
-==========================  =================================  =====================================
-layout                      LLM tensors                        other tensors (left behind)
-==========================  =================================  =====================================
-official (``Qwen/Qwen3-ASR-0.6B``)  ``thinker.model.*``, ``thinker.lm_head.weight``  ``thinker.audio_tower.*``
-transformers (``-hf``)      ``model.language_model.*``, ``lm_head.weight``  ``model.audio_tower.*``, ``model.multi_modal_projector.*``
-==========================  =================================  =====================================
+* official (``Qwen/Qwen3-ASR-0.6B``): the LLM is ``thinker.model.*`` and ``thinker.lm_head.weight``; the
+  audio tower ``thinker.audio_tower.*`` is left behind;
+* transformers (``-hf``): the LLM is ``model.language_model.*`` and ``lm_head.weight``; ``model.audio_tower.*``
+  and ``model.multi_modal_projector.*`` are left behind;
 
 and maps them to ``Qwen3ForCausalLM``'s names (``model.*``, ``lm_head.weight``), every shape checked
 against the sizes in the checkpoint's own config; a tensor that is neither mapped nor audio is an
@@ -153,9 +151,16 @@ def read_source(path: str | os.PathLike) -> ThinkerSource:
     return ThinkerSource(path, layout, dict(text), section, interleaved, tie)
 
 
-def _rope_theta(text: Mapping[str, Any]) -> float:
+# The reference's Qwen3ASRTextConfig default (qwen_asr/core/transformers_backend/configuration_qwen3_asr.py),
+# as funasr_nano.models.qwen3_asr.checkpoint also assumes for an official config without rope_theta.
+OFFICIAL_DEFAULT_ROPE_THETA = 5000000.0
+
+
+def _rope_theta(text: Mapping[str, Any], layout: str) -> float:
     theta = _rope_dict(text).get("rope_theta", text.get("rope_theta"))
     if theta is None:
+        if layout == "official":
+            return OFFICIAL_DEFAULT_ROPE_THETA
         raise CheckpointError("the LLM config has no rope_theta")
     return float(theta)
 
@@ -197,7 +202,7 @@ def thinker_config(source: ThinkerSource):
         head_dim=int(text.get("head_dim") or int(text["hidden_size"]) // heads),
         max_position_embeddings=int(text.get("max_position_embeddings", 32768)),
         rms_norm_eps=float(text.get("rms_norm_eps", 1e-6)), hidden_act="silu", attention_bias=False,
-        rope_parameters={"rope_type": "default", "rope_theta": _rope_theta(text)},
+        rope_parameters={"rope_type": "default", "rope_theta": _rope_theta(text, source.layout)},
         tie_word_embeddings=source.tie_word_embeddings,
         bos_token_id=text.get("bos_token_id"), eos_token_id=eos, pad_token_id=text.get("pad_token_id"),
         **extra,
