@@ -59,8 +59,11 @@ class Transcriber:
     """
 
     def __init__(self, spec: ModelSpec, options: TranscribeOptions):
+        from transformers.utils import logging as hf_logging
+
         from ..pipeline.transcribe import check_options
 
+        hf_logging.disable_progress_bar()  # a worker's log is not a terminal
         self.model = spec.load()
         check_options(self.model, options)  # options this model refuses fail here, not as one error row per input
         self.options = options
