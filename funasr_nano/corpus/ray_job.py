@@ -70,6 +70,8 @@ def run_on_ray(items: Sequence[CorpusItem], spec: ModelSpec, options: Transcribe
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = logger.isEnabledFor(logging.INFO)
+        if not logger.isEnabledFor(logging.INFO):  # Ray Data logs each dataset's start and end at INFO
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         batch_size = options.batch_size
         dataset = ray.data.from_items([{"key": item.key, "audio": item.audio} for item in items],
                                       override_num_blocks=max(1, math.ceil(len(items) / batch_size)))
