@@ -11,6 +11,7 @@ others. Source: Ray Data's "batch inference" guide (``map_batches`` with a calla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -59,7 +60,7 @@ def run_on_ray(items: Sequence[CorpusItem], spec: ModelSpec, options: Transcribe
     """
     ray = _import_ray()
     threads = spec.threads or 1
-    spec = ModelSpec(**{**spec.__dict__, "threads": threads})
+    spec = dataclasses.replace(spec, threads=threads)
     started_here = not ray.is_initialized()
     if started_here:
         if address is None:  # a local instance: enough CPUs for the pool, even on a small machine
