@@ -194,3 +194,15 @@ def test_journal_drops_an_incomplete_last_line(tmp_path):
     with Journal(path, retry_failed=True) as journal:
         assert journal.done == {"a", "c"}
     assert [row["key"] for row in read_rows(path)] == ["a", "c"]
+
+
+def test_cli_usage_errors(corpus, tmp_path, capsys):
+    from funasr_nano.cli import main
+
+    output = str(tmp_path / "out.jsonl")
+    assert main(["transcribe-corpus", str(corpus), output, "--address", "auto"]) == 2
+    assert "--address needs --ray" in capsys.readouterr().err
+    assert main(["transcribe-corpus", str(tmp_path / "missing"), output]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["transcribe-corpus", str(corpus), output, "--num-workers", "0", "--ray"]) == 2
+    assert not os.path.exists(output)
