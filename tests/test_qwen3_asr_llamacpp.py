@@ -90,6 +90,8 @@ def test_engine_choice_and_a_folder_whose_sections_do_not_match(tiny_qwen3_asr, 
         load_model(folder, engine="transformers")
     with pytest.raises(InvalidOptionError, match="export gguf"):
         load_model(tiny_qwen3_asr, engine="llama.cpp")
+    with pytest.raises(InvalidOptionError, match="vllm engine runs Fun-ASR-Nano models only"):
+        load_model(tiny_qwen3_asr, engine="vllm")
     config = json.loads((folder / "config.json").read_text())
     config["mrope_section"] = [2, 4, 2]
     (folder / "config.json").write_text(json.dumps(config))
