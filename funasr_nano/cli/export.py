@@ -1,5 +1,7 @@
 """Export commands: ``export gguf MODEL OUT_DIR [--type q8_0]`` (a GGUF-layout model folder for the
-llama.cpp engine, :func:`funasr_nano.export.gguf_folder.export_gguf`)."""
+llama.cpp engine: :func:`funasr_nano.export.gguf_folder.export_gguf` for Fun-ASR-Nano,
+:func:`funasr_nano.export.thinker_gguf.export_gguf_folder` for Qwen3-ASR) and ``export hf MODEL OUT_DIR``
+(Qwen3-ASR's LLM as a standalone transformers checkpoint, :func:`funasr_nano.export.thinker.export_thinker_hf`)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
 
     export = commands.add_parser("export", help="export a model for other runtimes", parents=parents)
     export.set_defaults(run=_export)
-    gguf = export.add_subparsers(dest="export_command", required=True).add_parser(
+    subcommands = export.add_subparsers(dest="export_command", required=True)
+    gguf = subcommands.add_parser(
         "gguf", parents=parents,
         help="a model folder whose LLM is a GGUF file (llama.cpp engine; the encoder and adaptor stay in torch)")
     gguf.add_argument("model", metavar="MODEL",
@@ -24,12 +27,52 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     gguf.add_argument("--type", dest="out_type", default="q8_0", choices=OUT_TYPES,
                       help="the LLM's GGUF type: f32/f16/bf16, or a llama.cpp quantization (default: q8_0)")
     gguf.add_argument("--threads", type=int, help="quantizer threads (default: all cores)")
+    gguf.add_argument("--arch", choices=("qwen3vl", "qwen3"), default="qwen3vl",
+                      help="Qwen3-ASR only: the LLM as llama.cpp qwen3vl (interleaved M-RoPE sections in the header, "
+                           "the default) or plain qwen3 (ordinary RoPE, exact for speech prompts)")
+    gguf.add_argument("--mrope-section", type=int, nargs=3, metavar=("T", "H", "W"),
+                      help="Qwen3-ASR only: the LLM's M-RoPE sections when the checkpoint does not record them "
+                           "(the -hf layout; Qwen3-ASR: 24 20 20)")
+    hf = subcommands.add_parser(
+        "hf", parents=parents,
+        help="Qwen3-ASR: its LLM (the thinker) alone, as a transformers checkpoint AutoModelForCausalLM loads")
+    hf.add_argument("model", metavar="MODEL", help="Qwen3-ASR checkpoint folder (official or transformers layout)")
+    hf.add_argument("output", metavar="OUT_DIR", help="the folder to write")
+    hf.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="weights' dtype (default: as stored)")
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..export.gguf_folder import export_gguf
+    from ..models.qwen3_asr.checkpoint import is_qwen3_asr_folder
 
-    path = export_gguf(None if args.model == DEMO else args.model, args.output, args.out_type, n_threads=args.threads)
+    qwen3_asr = args.model != DEMO and is_qwen3_asr_folder(args.model)
+    if args.export_command == "hf":
+        return _export_hf(args, qwen3_asr)
+    if qwen3_asr:
+        from ..export.thinker_gguf import export_gguf_folder
+
+        path = export_gguf_folder(args.model, args.output, args.out_type, arch=args.arch,
+                                  mrope_section=args.mrope_section, n_threads=args.threads)
+    else:
+        from ..errors import InvalidOptionError
+        from ..export.gguf_folder import export_gguf
+
+        if args.arch != "qwen3vl" or args.mrope_section is not None:
+            raise InvalidOptionError("--arch and --mrope-section apply to Qwen3-ASR checkpoints only")
+        path = export_gguf(None if args.model == DEMO else args.model, args.output, args.out_type,
+                           n_threads=args.threads)
     write_stdout(f"wrote {printable(path)}; load the folder with load_model({printable(args.output)!r}) "
                  f"or --model {printable(args.output)}")
+    return 0
+
+
+def _export_hf(args: argparse.Namespace, qwen3_asr: bool) -> int:
+    from ..errors import InvalidOptionError
+    from ..export.thinker import export_thinker_hf
+    from ..load import resolve_dtype
+
+    if not qwen3_asr:
+        raise InvalidOptionError(f"{args.model}: export hf writes the LLM of a Qwen3-ASR checkpoint; this is not one "
+                                 "(a Fun-ASR-Nano checkpoint's LLM is a Qwen3 folder already)")
+    path = export_thinker_hf(args.model, args.output, dtype=resolve_dtype(args.dtype) if args.dtype else None)
+    write_stdout(f"wrote {printable(path)}; load it with AutoModelForCausalLM.from_pretrained({printable(path)!r})")
     return 0

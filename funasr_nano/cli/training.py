@@ -17,6 +17,8 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     tiny.add_argument("path", metavar="DIR")
     tiny.add_argument("--layout", default="official", choices=["official", "hf"])
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--family", default="fun-asr-nano", choices=["fun-asr-nano", "qwen3-asr"],
+                      help="the model family to write (default: fun-asr-nano)")
     tiny.set_defaults(run=_tiny)
 
     data = commands.add_parser("data", help="check and make training data", parents=parents)
@@ -61,7 +63,10 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from ..testing.tiny import write_tiny_checkpoint
+    if args.family == "qwen3-asr":
+        from ..testing.tiny_qwen3_asr import write_tiny_checkpoint
+    else:
+        from ..testing.tiny import write_tiny_checkpoint
 
     write_tiny_checkpoint(args.path, layout=args.layout, seed=args.seed)
     write_stdout(f"wrote a tiny random {args.layout}-layout checkpoint to {args.path}")

@@ -7,6 +7,12 @@ feeds its encoder output. Several inputs decode as parallel sequences of one con
 per row, a unified KV cache): each row's prompt is decoded on its own, then every generation step
 decodes one token of each running row in a single ``llama_decode``.
 
+LLMs with multimodal RoPE (llama.cpp ``qwen3vl``, e.g. Qwen3-ASR's thinker exported by
+:mod:`funasr_nano.export.thinker_gguf`) read four position entries per embedding input instead of one;
+they are filled as llama.cpp's multimodal helper fills them for audio (``tools/mtmd/mtmd-helper.cpp``,
+``set_position_mrope_1d``): the position on the t, h and w axes, and 0 on the fourth. Token inputs take
+one position, which llama.cpp spreads over the axes itself.
+
 Decoding is greedy (the first arg-max, as ``torch.argmax``) or, with ``temperature > 0``, sampling
 from ``softmax(logits / temperature)``. Beam search and LoRA adapters are not supported: merge an
 adapter into the weights before exporting (``funasr-nano lora merge``).
@@ -35,6 +41,37 @@ logger = logging.getLogger(__name__)
 
 # KV cache element types by name
 KV_CACHE_TYPES = ("f32", "f16")
+# Position entries per embedding input of an M-RoPE model (llama.cpp: llama_hparams::n_pos_per_embd)
+MROPE_POSITIONS = 4
+
+
+def mrope_1d_positions(positions: np.ndarray) -> np.ndarray:
+    """``(n,)`` positions of 1-D input (audio) -> the ``(4 * n,)`` entries an M-RoPE model reads, axis
+    by axis (``[t_0..t_n, h_0..h_n, w_0..w_n, e_0..e_n]``): the position on t, h and w, 0 on the fourth
+    axis, as ``mtmd-helper.cpp`` ``decode_embd_batch::set_position_mrope_1d`` fills them."""
+    positions = np.asarray(positions, dtype=np.int32)
+    return np.concatenate([positions, positions, positions, np.zeros_like(positions)])
+
+
+class _EmbdBatch:
+    """A ``llama_batch`` of embedding inputs with room for ``n_pos`` position entries per input
+    (``llama_batch_init`` allocates one); its arrays belong to this object (never
+    ``llama_batch_free`` it)."""
+
+    def __init__(self, llama_cpp, n_batch: int, n_embd: int, n_pos: int):
+        self._embd = (ctypes.c_float * (n_batch * n_embd))()
+        self._pos = (llama_cpp.llama_pos * (n_batch * n_pos))()
+        self._n_seq_id = (ctypes.c_int32 * n_batch)()
+        self._seq_ids = [(llama_cpp.llama_seq_id * 1)() for _ in range(n_batch)]
+        self._seq_id = (ctypes.POINTER(llama_cpp.llama_seq_id) * (n_batch + 1))(
+            *[ctypes.cast(item, ctypes.POINTER(llama_cpp.llama_seq_id)) for item in self._seq_ids])
+        self._logits = (ctypes.c_int8 * n_batch)()
+        self.batch = llama_cpp.llama_batch(
+            n_tokens=0, token=None, embd=ctypes.cast(self._embd, ctypes.POINTER(ctypes.c_float)),
+            pos=ctypes.cast(self._pos, ctypes.POINTER(llama_cpp.llama_pos)),
+            n_seq_id=ctypes.cast(self._n_seq_id, ctypes.POINTER(ctypes.c_int32)),
+            seq_id=ctypes.cast(self._seq_id, ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id))),
+            logits=ctypes.cast(self._logits, ctypes.POINTER(ctypes.c_int8)))
 
 
 # llama.cpp architectures whose graph scales embd input rows by sqrt(n_embd) (llama.cpp's gemma and gemma2
@@ -65,6 +102,10 @@ class LlamaCppEngine(Engine):
             output matches the transformers model token for token) and ``f16`` otherwise.
         seed: seed of the sampler (``temperature > 0``); ``None``: a fresh one per call.
 
+    Attributes:
+        n_pos_per_embd: position entries llama.cpp reads per embedding input: 4 for an M-RoPE model
+            (``qwen3vl``; filled by :func:`mrope_1d_positions`), else 1.
+
     Raises:
         ImportError: llama-cpp-python is not installed (the message names the ``llama`` extra).
         CheckpointError: a missing, truncated or corrupt GGUF file, or one llama.cpp cannot load.
@@ -78,7 +119,7 @@ class LlamaCppEngine(Engine):
                  kv_cache_type: str | None = None, seed: int | None = None):
         self._llama = llama_cpp = import_llama_cpp()
         self._model = self._ctx = None
-        self._token_batch = self._embd_batch = None
+        self._token_batch = self._embd_batch = self._embd_batch_owner = None
         self._lock = threading.Lock()
         for label, value in (("n_ctx", n_ctx), ("n_seq_max", n_seq_max), ("n_batch", n_batch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -137,7 +178,14 @@ class LlamaCppEngine(Engine):
                                   f"(n_ctx={n_ctx}, n_seq_max={n_seq_max}; see the log)")
         self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
         self._token_batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self._embd_batch = llama_cpp.llama_batch_init(n_batch, self._n_embd, 1)
+        rope_type = int(llama_cpp.llama_model_rope_type(self._model))
+        mrope = rope_type in (llama_cpp.LLAMA_ROPE_TYPE_MROPE, llama_cpp.LLAMA_ROPE_TYPE_IMROPE)
+        self.n_pos_per_embd = MROPE_POSITIONS if mrope else 1
+        if mrope:  # four position entries per embedding input (llama_batch_init allocates one)
+            self._embd_batch_owner = _EmbdBatch(llama_cpp, n_batch, self._n_embd, self.n_pos_per_embd)
+            self._embd_batch = self._embd_batch_owner.batch
+        else:
+            self._embd_batch = llama_cpp.llama_batch_init(n_batch, self._n_embd, 1)
         logger.info("llama.cpp engine: %s (hidden %d, vocab %d, %d threads, n_ctx %d, %s KV cache)",
                     self.model_path, self._n_embd, self._n_vocab, self.n_threads, self.n_ctx, kv_cache_type)
 
@@ -205,8 +253,10 @@ class LlamaCppEngine(Engine):
             for attribute in ("_token_batch", "_embd_batch"):
                 batch = getattr(self, attribute, None)
                 if batch is not None:
-                    llama_cpp.llama_batch_free(batch)
+                    if attribute != "_embd_batch" or getattr(self, "_embd_batch_owner", None) is None:
+                        llama_cpp.llama_batch_free(batch)
                     setattr(self, attribute, None)
+            self._embd_batch_owner = None
             if getattr(self, "_ctx", None):
                 llama_cpp.llama_free(self._ctx)
             self._ctx = None
@@ -303,7 +353,12 @@ class LlamaCppEngine(Engine):
                     ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
                 else:
                     np.ctypeslib.as_array(batch.token, shape=(n,))[:] = chunk
-                np.ctypeslib.as_array(batch.pos, shape=(n,))[:] = np.arange(position, position + n, dtype=np.int32)
+                positions = np.arange(position, position + n, dtype=np.int32)
+                if kind == "embd" and self.n_pos_per_embd > 1:
+                    entries = np.ctypeslib.as_array(batch.pos, shape=(self.n_pos_per_embd * n,))
+                    entries[:] = mrope_1d_positions(positions)
+                else:
+                    np.ctypeslib.as_array(batch.pos, shape=(n,))[:] = positions
                 np.ctypeslib.as_array(batch.n_seq_id, shape=(n,))[:] = 1
                 for i in range(n):
                     batch.seq_id[i][0] = seq

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ARCHITECTURES", "FLOAT_TYPES", "OUT_TYPES", "QUANTIZED_TYPES", "architecture_for", "check_gguf_file",
     "import_gguf", "import_llama_cpp", "llm_state_dict", "map_tensors", "quantize_gguf", "tokenizer_metadata",
-    "write_llm_gguf",
+    "write_causal_lm_gguf", "write_llm_gguf",
 ]
 
 LLAMA_EXTRA_HINT = "pip install 'funasr-nano[llama]'"
@@ -361,25 +361,55 @@ def write_llm_gguf(model, tokenizer, path: str | os.PathLike, out_type: str = "f
             tensors that do not match the config, or an unsupported tokenizer.
         ImportError: ``gguf`` (or, for quantized types, llama-cpp-python) is not installed.
     """
+    text_config = model.config.text_config
+    return write_causal_lm_gguf(architecture_for(text_config), llm_state_dict(model), tokenizer, path, out_type,
+                                name=name or "Fun-ASR-Nano LLM", n_threads=n_threads)
+
+
+def write_causal_lm_gguf(architecture: GgufArchitecture, state: Mapping[str, torch.Tensor], tokenizer,
+                         path: str | os.PathLike, out_type: str = "f32", *, name: str = "LLM",
+                         n_threads: int | None = None) -> str:
+    """Write a causal LLM given by its tensors as a standalone GGUF file (the work of
+    :func:`write_llm_gguf`, for any LLM whose exporter is known).
+
+    Args:
+        architecture: the exporter (:mod:`funasr_nano.export.gguf_architectures`), holding the LLM's
+            config; it decides the GGUF architecture, its keys and its tensor names.
+        state: the tensors under transformers' causal-LM names (``model.layers.0...``,
+            ``lm_head.weight``), checked by :func:`map_tensors`.
+        tokenizer, path, out_type, n_threads: as :func:`write_llm_gguf`.
+        name: ``general.name``.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: an unknown ``out_type``.
+        CheckpointError: tensors that do not match the config, or an unsupported tokenizer.
+        ImportError: ``gguf`` (or, for quantized types, llama-cpp-python) is not installed.
+    """
     out_type = _check_out_type(out_type)
     path = os.fspath(path)
     if out_type in QUANTIZED_TYPES:
         import_llama_cpp()  # fail before the f32 file is written
         folder = os.path.dirname(os.path.abspath(path))
         with tempfile.TemporaryDirectory(dir=folder, prefix=".gguf-f32-") as tmp:
-            source = write_llm_gguf(model, tokenizer, os.path.join(tmp, "f32.gguf"), "f32", name=name)
+            source = write_causal_lm_gguf(architecture, state, tokenizer, os.path.join(tmp, "f32.gguf"), "f32",
+                                          name=name)
             return quantize_gguf(source, path, out_type, n_threads=n_threads)
     gguf = import_gguf()
-    text_config = model.config.text_config
-    architecture = architecture_for(text_config)
-    tensors = map_tensors(architecture, llm_state_dict(model))
+    text_config = architecture.config
+    tensors = map_tensors(architecture, state)
     vocab = tokenizer_metadata(tokenizer, int(text_config.vocab_size), text_config)
     tmp_path = path + ".partial"
     writer = _writer_class(gguf)(tmp_path, architecture.arch_string)
     try:
-        writer.add_name(name or "Fun-ASR-Nano LLM")
+        writer.add_name(name)
         for key, value, value_type in architecture.hyperparameters():
-            writer.add_key_value(key, value, value_type)
+            if value_type == gguf.GGUFValueType.ARRAY:  # e.g. qwen3vl.rope.dimension_sections
+                writer.add_array(key, value)
+            else:
+                writer.add_key_value(key, value, value_type)
         writer.add_file_type(int(getattr(gguf.LlamaFileType, FLOAT_TYPES[out_type][0])))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         _add_tokenizer(writer, gguf, vocab)
@@ -443,6 +473,8 @@ def quantize_gguf(src: str | os.PathLike, dst: str | os.PathLike, out_type: str,
 # GGUF header: magic, uint32 version, uint64 tensor count, uint64 key-value count (ggml/src/gguf.cpp).
 GGUF_MAGIC = b"GGUF"
 GGUF_HEADER_BYTES = 4 + 4 + 8 + 8
+# numeric metadata arrays up to this length are returned by check_gguf_file (longer ones are skipped)
+SHORT_ARRAY_LENGTH = 64
 
 
 class _Truncated(Exception):
@@ -485,8 +517,9 @@ def check_gguf_file(path: str | os.PathLike) -> dict[str, Any]:
     header (fast even for a 150k-token vocabulary; ``gguf.GGUFReader`` takes seconds there).
 
     Returns:
-        the scalar metadata (``{"general.architecture": "qwen3", "general.file_type": 7, ...}``;
-        arrays such as the vocabulary are skipped).
+        the scalar metadata (``{"general.architecture": "qwen3", "general.file_type": 7, ...}``) and
+        short numeric arrays as lists (``qwen3vl.rope.dimension_sections``); long arrays such as the
+        vocabulary are skipped.
 
     Raises:
         CheckpointError: a missing file, a file that is not GGUF, or a truncated/corrupt one.
@@ -528,6 +561,8 @@ def _check_index(gguf, buffer, size: int) -> dict[str, Any]:
             item_type, count = T(cursor.read("I")), cursor.read("Q")
             if item_type == T.STRING:
                 cursor.skip_strings(count)
+            elif item_type in scalar_formats and count <= SHORT_ARRAY_LENGTH:  # e.g. rope.dimension_sections
+                metadata[key] = [cursor.read(scalar_formats[item_type]) for _ in range(count)]
             elif item_type in scalar_formats:
                 cursor.offset += count * struct.calcsize(scalar_formats[item_type])
             else:

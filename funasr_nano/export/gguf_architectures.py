@@ -389,3 +389,72 @@ def architecture_for(text_config) -> GgufArchitecture:
         raise CheckpointError(
             f"GGUF export does not support the LLM architecture {model_type!r}; supported: {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[model_type](text_config)
+
+
+class Qwen3VLArchitecture(Qwen3Architecture):
+    """A Qwen3 text model with interleaved multimodal RoPE (Qwen3-VL's text model, Qwen3-ASR's
+    thinker) -> llama.cpp ``qwen3vl``: Qwen3's tensors and keys, plus
+
+    * ``rope.dimension_sections``: the config's ``mrope_section`` (rotary pairs per axis t, h, w)
+      padded with zeros to the four entries llama.cpp reads (``[24, 20, 20]`` -> ``[24, 20, 20, 0]``);
+      llama.cpp's loader requires the key (``llama-model.cpp``, ``LLM_ARCH_QWEN3VL``: ``get_key_or_arr(
+      LLM_KV_ROPE_DIMENSION_SECTIONS, rope_sections, 4, true)``) and rotates with
+      ``LLAMA_ROPE_TYPE_IMROPE``, which assigns pair ``i`` to axis ``i % 3`` while ``i < 3 * section``
+      (as transformers' ``Qwen3VLTextRotaryEmbedding``);
+    * ``n_deepstack_layers`` = 0 (no visual deepstack inputs: the input embedding width stays the
+      hidden size).
+
+    One difference from transformers, measured with llama-cpp-python 0.3.36: a rotary pair ``i`` that no
+    section claims (``i % 3 == 1`` with ``i >= 3 * h``, or ``i % 3 == 2`` with ``i >= 3 * w``; pairs 61
+    and 62 of Qwen3-ASR's 64) is rotated by llama.cpp's fourth position axis (ggml ``rope_multi``,
+    ``theta_e``), which is 0 for token inputs and for audio as llama.cpp's multimodal helper fills it,
+    where transformers uses the t axis. These are the two lowest frequencies (about 2e-6 rad per
+    position for Qwen3-ASR), so logits differ slightly and increasingly with position; the plain
+    ``qwen3`` form has no such pairs (exact for speech prompts, see :mod:`funasr_nano.export.thinker_gguf`).
+
+    The sections come from ``config.mrope_section`` (our exported thinker config) or
+    ``config.rope_parameters["mrope_section"]`` (transformers' ``Qwen3VLTextConfig``).
+    """
+
+    model_type = "qwen3_vl_text"
+    arch_name = "QWEN3VL"
+
+    def mrope_section(self) -> list[int]:
+        """The sections as written (four entries)."""
+        params = dict(getattr(self.config, "rope_parameters", None) or {})
+        section = getattr(self.config, "mrope_section", None) or params.get("mrope_section")
+        if not section:
+            raise CheckpointError("the LLM config has no mrope_section; write it as plain qwen3 instead")
+        return [int(v) for v in section] + [0] * (4 - len(section))
+
+    def check_config(self) -> None:
+        super().check_config()
+        params = dict(getattr(self.config, "rope_parameters", None) or {})
+        section = self.mrope_section()
+        interleaved = getattr(self.config, "mrope_interleaved", params.get("mrope_interleaved", True))
+        problems = []
+        if len(section) != 4 or any(v < 0 for v in section):
+            problems.append(f"mrope_section {section[:3]} must be up to three non-negative entries")
+        elif sum(section) != self.head_dim // 2:
+            problems.append(f"mrope_section {section[:3]} sums to {sum(section)}, not head_dim / 2 = "
+                            f"{self.head_dim // 2} rotary pairs")
+        if not interleaved:
+            problems.append("mrope_interleaved is false (qwen3vl rotates interleaved sections only)")
+        if problems:
+            raise CheckpointError("the LLM cannot be exported to GGUF qwen3vl: " + "; ".join(problems))
+
+    def rope_parameters(self) -> dict:
+        params = super().rope_parameters()
+        params.pop("mrope_section", None)
+        params.pop("mrope_interleaved", None)
+        return params
+
+    def hyperparameters(self) -> list[tuple[str, Any, Any]]:
+        Keys, T = self.gguf.Keys, self.gguf.GGUFValueType
+        return super().hyperparameters() + [
+            (self.key(Keys.Rope.DIMENSION_SECTIONS), self.mrope_section(), T.ARRAY),
+            (self.key(Keys.LLM.NUM_DEEPSTACK_LAYERS), 0, T.UINT32),
+        ]
+
+
+ARCHITECTURES[Qwen3VLArchitecture.model_type] = Qwen3VLArchitecture

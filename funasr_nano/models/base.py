@@ -61,7 +61,9 @@ class SpeechLLM(abc.ABC):
 
     @abc.abstractmethod
     def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
-        """The user text of a transcription prompt (before the audio)."""
+        """The user text of a transcription prompt (before the audio); a family whose prompt has no user
+        text (Qwen3-ASR) returns its whole prompt text with the audio slot marked. Either way it is
+        passed back to :meth:`llm_input` as it is."""
 
     @abc.abstractmethod
     def task_instruction(self, task: str, text: str | None = None) -> str:
@@ -91,6 +93,15 @@ class SpeechLLM(abc.ABC):
     @abc.abstractmethod
     def decode_text(self, tokens: Sequence[int]) -> str:
         """Generated token ids -> text, post-processed as the family's reference implementation does."""
+
+    def parse_transcription(self, tokens: Sequence[int], language: str | None) -> tuple[str | None, str]:
+        """``(language, text)`` of a transcription's generated tokens, given the caller's language hint.
+
+        Default: the hint and :meth:`decode_text` (Fun-ASR-Nano does not name the language it heard). A
+        family whose model writes the language (Qwen3-ASR: ``language Chinese<asr_text>...``) returns the
+        one written, or the forced one.
+        """
+        return language, self.decode_text(tokens)
 
     # -- the LLM, for engines ---------------------------------------------------------------------------
 

@@ -80,6 +80,11 @@ class SpeechModel:
         """Token ids -> text, post-processed as the family's reference implementation does."""
         return self.family.decode_text(tokens)
 
+    def parse_transcription(self, tokens: Sequence[int], language: str | None = None) -> tuple[str | None, str]:
+        """``(language, text)`` of a transcription's token ids; ``language`` is the caller's hint (see
+        :meth:`funasr_nano.models.base.SpeechLLM.parse_transcription`)."""
+        return self.family.parse_transcription(tokens, language)
+
     def check_fits(self, instruction: str, seconds: float, max_new_tokens: int) -> None:
         """Refuse, before any work, a prompt with ``seconds`` of audio plus ``max_new_tokens`` that the
         LLM's context window cannot hold.

@@ -32,7 +32,7 @@ from ..audio.vad import SpeechChunk, VadOptions, VadSegmenter
 from ..errors import InvalidOptionError
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription, join_texts
-from .transcribe import check_options
+from .transcribe import check_options, transcript_language
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel
@@ -167,7 +167,8 @@ class StreamingSession:
         """The final segments so far as a :class:`Transcription` (text joined as offline)."""
         return Transcription(
             text=join_texts(s.text for s in self._finals),
-            tokens=tuple(t for s in self._finals for t in s.tokens), language=self.language,
+            tokens=tuple(t for s in self._finals for t in s.tokens),
+            language=transcript_language(self.model, [s.tokens for s in self._finals], self.language),
             duration=self._segmenter.samples_received / SAMPLE_RATE, segments=tuple(self._finals),
         )
 
@@ -177,7 +178,7 @@ class StreamingSession:
         events = []
         for chunk in chunks:
             tokens = self.model.decode_waveforms([chunk.samples], self.instruction, self.options)[0]
-            text = self.model.decode_text(tokens).strip()
+            text = self.model.parse_transcription(tokens, self.language)[1].strip()
             segment = Segment(start=chunk.start_time, end=chunk.end_time, text=text, tokens=tuple(tokens))
             self._finals.append(segment)
             events.append(StreamingEvent(True, self._index, segment.start, segment.end, text, segment.tokens))
@@ -201,7 +202,7 @@ class StreamingSession:
         start, samples = open_speech
         prefix = self._prefix()
         tokens = self.model.decode_waveforms([samples], self.instruction, self.options, prefix_texts=[prefix])[0]
-        text = (prefix + self.model.decode_text(tokens)).strip()
+        text = (prefix + self.model.parse_transcription(tokens, self.language)[1]).strip()
         self._partial_text = text
         return StreamingEvent(False, self._index, start / SAMPLE_RATE, (start + samples.size) / SAMPLE_RATE,
                               text, tuple(tokens))

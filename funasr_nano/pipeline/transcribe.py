@@ -47,6 +47,21 @@ def check_options(model: "SpeechModel", options: TranscribeOptions) -> str:
     return instruction
 
 
+def transcript_language(model: "SpeechModel", token_lists: Sequence[Sequence[int]], hint: str | None) -> str | None:
+    """The language of a transcript made of pieces: each piece's language
+    (:meth:`~funasr_nano.SpeechModel.parse_transcription`), consecutive repeats and empty ones dropped, joined
+    by commas (``"Chinese,English"``, as qwen-asr merges its chunks); ``hint`` when there are no pieces.
+    For a family that does not name languages this is the hint."""
+    if not token_lists:
+        return hint
+    merged: list[str] = []
+    for tokens in token_lists:
+        language = model.parse_transcription(tokens, hint)[0]
+        if language and (not merged or merged[-1] != language):
+            merged.append(language)
+    return ",".join(merged) or None
+
+
 def too_long(audio: AudioInput, duration: float, max_duration: float) -> AudioTooLongError:
     """The error for input longer than ``max_duration`` seconds with VAD turned off."""
     return AudioTooLongError(
@@ -85,7 +100,8 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
         if seconds > options.max_duration:
             raise too_long(audio, seconds, options.max_duration)
         tokens = model.decode_waveforms([waveform], instruction, options.decoding)[0]
-        yield Segment(start=0.0, end=seconds, text=model.decode_text(tokens), tokens=tuple(tokens))
+        text = model.parse_transcription(tokens, options.language)[1]
+        yield Segment(start=0.0, end=seconds, text=text, tokens=tuple(tokens))
         return
 
     segmenter = VadSegmenter(options.vad_options)
@@ -96,7 +112,8 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
                                              batch_size=options.batch_size)
         for chunk, tokens in zip(chunks, token_lists):
             logger.debug("segment %.2f-%.2f s: %d tokens", chunk.start_time, chunk.end_time, len(tokens))
-            yield Segment(start=chunk.start_time, end=chunk.end_time, text=model.decode_text(tokens).strip(),
+            text = model.parse_transcription(tokens, options.language)[1]
+            yield Segment(start=chunk.start_time, end=chunk.end_time, text=text.strip(),
                           tokens=tuple(tokens))
 
     for block in iter_audio(audio, sample_rate=sample_rate):
@@ -126,7 +143,8 @@ def transcribe(model: "SpeechModel", audio: AudioInput, options: TranscribeOptio
     segments = list(_segments(model, audio, options, sample_rate, instruction, use_vad, read))
     tokens = tuple(token for segment in segments for token in segment.tokens)
     text = segments[0].text if not use_vad and segments else join_texts(s.text for s in segments)
-    return Transcription(text=text, tokens=tokens, language=options.language, duration=read["duration"],
+    language = transcript_language(model, [s.tokens for s in segments], options.language)
+    return Transcription(text=text, tokens=tokens, language=language, duration=read["duration"],
                          segments=tuple(segments))
 
 
@@ -148,8 +166,8 @@ def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options
         results: list[Transcription | TranscriptionFailure] = []
         for (_, _, waveform), tokens in zip(group, token_lists):
             seconds = waveform.size / SAMPLE_RATE
-            text = model.decode_text(tokens)
-            results.append(Transcription(text=text, tokens=tuple(tokens), language=options.language, duration=seconds,
+            language, text = model.parse_transcription(tokens, options.language)
+            results.append(Transcription(text=text, tokens=tuple(tokens), language=language, duration=seconds,
                                          segments=(Segment(start=0.0, end=seconds, text=text, tokens=tuple(tokens)),)))
         return results
 

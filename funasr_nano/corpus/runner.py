@@ -1,0 +1,182 @@
+"""Corpus jobs: list the inputs, skip those the results file already holds, transcribe the rest (on a
+Ray Data actor pool, :mod:`.ray_job`, or in this process) and append one row per input as it finishes.
+
+The unit of work is :class:`Transcriber`: one loaded model, called on batches of inputs; a failing
+input becomes an error row and never stops the job. The same class runs as a Ray Data actor and
+in-process, so both paths give the same rows, equal to :meth:`funasr_nano.SpeechModel.transcribe`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Callable, Iterable, Sequence
+
+from ..options import TranscribeOptions
+from ..results import TranscriptionFailure
+from .inputs import CorpusItem, list_inputs
+from .journal import Journal, error_row, result_row, write_parquet
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How each worker loads its model (the arguments of :func:`funasr_nano.load_model`).
+
+    Attributes:
+        path: checkpoint folder (``None``: the embedded demo model).
+        threads: torch (and llama.cpp) threads of one worker; ``None``: torch's default.
+    """
+
+    path: str | None = None
+    device: str = "cpu"
+    dtype: str = "fp32"
+    engine: str | None = None
+    threads: int | None = None
+    encoder_precision: str = "fp32"
+
+    def load(self):
+        """The :class:`~funasr_nano.SpeechModel` (sets this process's torch threads first)."""
+        import torch
+
+        from ..load import load_model
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        return load_model(self.path, device=self.device, dtype=self.dtype, engine=self.engine, n_threads=self.threads,
+                          encoder_precision=self.encoder_precision)
+
+
+class Transcriber:
+    """One model transcribing batches of corpus inputs into result rows (a Ray Data callable class).
+
+    Args:
+        spec: how to load the model (once, here).
+        options: transcription options (long inputs are cut by the VAD as in ``transcribe``).
+    """
+
+    def __init__(self, spec: ModelSpec, options: TranscribeOptions):
+        from transformers.utils import logging as hf_logging
+
+        from ..pipeline.transcribe import check_options
+
+        hf_logging.disable_progress_bar()  # a worker's log is not a terminal
+        self.model = spec.load()
+        check_options(self.model, options)  # options this model refuses fail here, not as one error row per input
+        self.options = options
+
+    def rows(self, keys: Sequence[str], audios: Sequence[str]) -> list[dict]:
+        """Result or error rows for the inputs, in order; never raises for a bad input."""
+        keys, audios = [str(k) for k in keys], [str(a) for a in audios]
+        try:
+            results = list(self.model.transcribe_batch(audios, self.options))
+        except Exception as error:  # the batch as a whole failed: one by one, so only the culprit fails
+            if len(audios) == 1:
+                return [error_row(keys[0], audios[0], error)]
+            logger.info("a batch failed (%s); transcribing its inputs one by one", error)
+            return [row for key, audio in zip(keys, audios) for row in self.rows([key], [audio])]
+        return [error_row(key, audio, result.error) if isinstance(result, TranscriptionFailure)
+                else result_row(key, audio, result) for key, audio, result in zip(keys, audios, results)]
+
+    def __call__(self, batch: dict) -> dict:
+        """Ray Data's batch (columns ``key``, ``audio``) -> a column ``row`` of JSON rows (strings, so that
+        Arrow never has to reconcile the schemas of result and error rows)."""
+        import json
+
+        return {"row": [json.dumps(row, ensure_ascii=False) for row in self.rows(batch["key"], batch["audio"])]}
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusReport:
+    """What a corpus job did.
+
+    Attributes:
+        total: inputs listed. skipped: already in the results file. transcribed: rows written now
+        (``failed`` of them error rows). audio_seconds: seconds of audio transcribed now. elapsed: wall
+        seconds of the job (model loading included). output: the results file.
+    """
+
+    total: int
+    skipped: int
+    transcribed: int
+    failed: int
+    audio_seconds: float
+    elapsed: float
+    output: str
+
+
+def _run_local(items: Sequence[CorpusItem], spec: ModelSpec, options: TranscribeOptions,
+               write: Callable[[list[dict]], None]) -> None:
+    transcriber = Transcriber(spec, options)
+    try:
+        for begin in range(0, len(items), options.batch_size):
+            group = items[begin: begin + options.batch_size]
+            write(transcriber.rows([i.key for i in group], [i.audio for i in group]))
+    finally:
+        transcriber.model.close()
+
+
+def transcribe_corpus(source: str | os.PathLike | Iterable[CorpusItem], output: str | os.PathLike, *,
+                      model: ModelSpec | None = None, options: TranscribeOptions | None = None, ray: bool = True,
+                      address: str | None = None, num_workers: int = 1, retry_failed: bool = False,
+                      parquet: str | os.PathLike | None = None,
+                      on_rows: Callable[[list[dict]], None] | None = None) -> CorpusReport:
+    """Transcribe a corpus into a JSONL results file (one row per input, see :mod:`.journal`), resumably.
+
+    Inputs whose key the results file already holds are skipped (``retry_failed``: except those with an
+    error row); the others are transcribed ``options.batch_size`` at a time and their rows appended as
+    each batch finishes, so a job killed midway and run again finishes without redoing finished inputs.
+    An input that fails (unreadable, too short, ...) gets an error row; the job goes on.
+
+    Args:
+        source: folder, manifest or list file (see :func:`.inputs.list_inputs`), or the items themselves.
+        output: the JSONL results file (appended to).
+        model: how each worker loads the model (default: the demo model, torch's threads).
+        options: transcription options (VAD, language, decoding, ``batch_size``).
+        ray: run on a Ray Data actor pool (``num_workers`` actors, one model each); ``False``: in this
+            process, one model.
+        address: a Ray cluster to join (``"auto"``, ``"ray://host:10001"``, ``host:6379``); ``None``: the
+            Ray instance this process already runs, else a new local one (shut down at the end).
+        num_workers: actors (models) in the pool.
+        parquet: also write the whole results file (earlier rows included) as Parquet there at the end.
+        on_rows: called with each group of rows as it is written (progress).
+
+    Raises:
+        ManifestError: an unusable source. MissingDependencyError: ``ray=True`` without Ray installed.
+        CheckpointError, InvalidOptionError: an unusable model or options (before any input is read).
+    """
+    started = time.perf_counter()
+    options = options or TranscribeOptions()
+    model = model or ModelSpec()
+    if num_workers < 1:
+        from ..errors import InvalidOptionError
+
+        raise InvalidOptionError(f"num_workers must be >= 1, got {num_workers}")
+    items = list_inputs(source) if isinstance(source, (str, os.PathLike)) else list(source)
+    counts = {"rows": 0, "failed": 0, "seconds": 0.0}
+    with Journal(output, retry_failed=retry_failed) as journal:
+        todo = [item for item in items if item.key not in journal.done]
+        logger.info("%d inputs, %d already done, %d to transcribe", len(items), len(items) - len(todo), len(todo))
+
+        def write(rows: list[dict]) -> None:
+            journal.append(rows)
+            counts["rows"] += len(rows)
+            counts["failed"] += sum(row["status"] != "ok" for row in rows)
+            counts["seconds"] += sum(row["duration"] or 0.0 for row in rows)
+            if on_rows is not None:
+                on_rows(rows)
+
+        if todo and ray:
+            from .ray_job import run_on_ray
+
+            run_on_ray(todo, model, options, write, address=address, num_workers=num_workers)
+        elif todo:
+            _run_local(todo, model, options, write)
+    if parquet is not None:
+        write_parquet(output, parquet)
+    return CorpusReport(total=len(items), skipped=len(items) - len(todo), transcribed=counts["rows"],
+                        failed=counts["failed"], audio_seconds=counts["seconds"],
+                        elapsed=time.perf_counter() - started, output=os.fspath(output))

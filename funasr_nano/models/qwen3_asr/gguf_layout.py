@@ -1,0 +1,115 @@
+"""The GGUF layout of Qwen3-ASR: a folder whose LLM (the thinker) is a GGUF file for llama.cpp
+(``funasr-nano export gguf`` of a Qwen3-ASR checkpoint, :func:`funasr_nano.export.thinker_gguf.export_gguf_folder`).
+
+Files: ``config.json`` (transformers' ``Qwen3ASRConfig``, with ``llm_gguf`` naming the GGUF file,
+``mrope_section`` and ``support_languages``), ``audio.safetensors`` (the audio encoder
+``model.audio_tower.*`` and projector ``model.multi_modal_projector.*`` under transformers' names, float32),
+the tokenizer files, ``chat_template.json``, ``preprocessor_config.json`` and ``llm-<type>.gguf``.
+
+Only the audio encoder and projector are built in torch (:class:`AudioModel`); the LLM's weights are read
+by llama.cpp alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import torch
+
+from ...errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+AUDIO_WEIGHTS = "audio.safetensors"
+AUDIO_PREFIXES = ("model.audio_tower.", "model.multi_modal_projector.")
+
+
+class AudioModel(torch.nn.Module):
+    """The audio encoder and projector of a ``Qwen3ASRForConditionalGeneration``, with the same module
+    paths (``model.audio_tower``, ``model.multi_modal_projector``) and ``config``, without the LLM."""
+
+    def __init__(self, config):
+        from transformers import AutoModel
+        from transformers.initialization import no_init_weights
+        from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRMultiModalProjector
+
+        super().__init__()
+        self.config = config
+        self.model = torch.nn.Module()
+        with no_init_weights():  # every tensor is overwritten by the checkpoint right after
+            self.model.audio_tower = AutoModel.from_config(config.audio_config)
+            self.model.multi_modal_projector = Qwen3ASRMultiModalProjector(config)
+
+
+def gguf_path(path: str) -> str | None:
+    """The thinker's GGUF file if ``path`` is a Qwen3-ASR folder in the GGUF layout (``config.json``
+    names ``llm_gguf`` and ``audio.safetensors`` is there), else ``None``. The file itself may be
+    missing (:func:`load_gguf_folder` says so)."""
+    file = os.path.join(path, "config.json")
+    if not (os.path.isfile(file) and os.path.isfile(os.path.join(path, AUDIO_WEIGHTS))):
+        return None
+    try:
+        with open(file, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(config, dict) and config.get("model_type") == "qwen3_asr" and config.get("llm_gguf")):
+        return None
+    return os.path.join(path, str(config["llm_gguf"]))
+
+
+def is_gguf_folder(path: str) -> bool:
+    """Whether ``path`` is a Qwen3-ASR folder in the GGUF layout (see :func:`gguf_path`)."""
+    return gguf_path(path) is not None
+
+
+def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
+    """``(LoadedCheckpoint, gguf_path)`` of a GGUF-layout folder: the checkpoint's ``model`` is an
+    :class:`AudioModel` (the audio tensors matched by name and shape), the rest as
+    :func:`.checkpoint.load_checkpoint` gives it; ``gguf_path`` the LLM file, its M-RoPE sections checked
+    against ``config.json`` (:func:`funasr_nano.export.thinker_gguf.check_thinker_gguf`).
+
+    Raises:
+        CheckpointError: unreadable files, missing/unexpected/mis-shaped tensors (listed), a missing
+            GGUF file or one whose sections differ from the config's.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import Qwen3ASRConfig
+
+    from ...export.thinker_gguf import check_thinker_gguf
+    from .checkpoint import LoadedCheckpoint, _chat_template, _feature_config, _load_tokenizer, raise_on_key_problems
+
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            raw = json.load(f)
+        config = Qwen3ASRConfig.from_pretrained(path)
+    except Exception as error:
+        raise CheckpointError(f"{path}/config.json is not a Qwen3-ASR config: {error}") from error
+    gguf_file = os.path.join(path, str(raw["llm_gguf"]))
+    if not os.path.isfile(gguf_file):
+        raise CheckpointError(f"{path}: config.json names llm_gguf {raw['llm_gguf']!r}, which is missing")
+    section = tuple(raw["mrope_section"]) if raw.get("mrope_section") else None
+    check_thinker_gguf(gguf_file, section)
+    model = AudioModel(config)
+    try:
+        stored = load_file(os.path.join(path, AUDIO_WEIGHTS))
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"{path}/{AUDIO_WEIGHTS} cannot be read: {error}") from error
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
+                  for k, v in stored.items() if k in expected and tuple(v.shape) != tuple(expected[k])]
+    raise_on_key_problems(missing, unexpected, mismatched, f"{path}/{AUDIO_WEIGHTS}")
+    model.load_state_dict(stored, strict=False, assign=True)  # the sinusoidal table is not stored
+    model.eval().requires_grad_(False).to(device=device, dtype=torch.float32)
+    tokenizer = _load_tokenizer(path)
+    languages = tuple(str(x) for x in raw.get("support_languages") or ())
+    checkpoint = LoadedCheckpoint(model=model, tokenizer=tokenizer, chat_template=_chat_template(path, tokenizer),
+                                  layout="gguf", path=path, mrope_section=section, support_languages=languages,
+                                  feature_config=_feature_config(path))
+    logger.info("loaded Qwen3-ASR GGUF-layout folder %s (LLM %s)", path, os.path.basename(gguf_file))
+    return checkpoint, gguf_file
