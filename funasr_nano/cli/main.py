@@ -1,7 +1,7 @@
 """Command line: ``funasr-nano transcribe FILE... --model DIR``, ``funasr-nano translate FILE...`` and
 ``funasr-nano tiny DIR``; training: ``funasr-nano data check MANIFEST``, ``funasr-nano data synth TEXT
 DIR``, ``funasr-nano train --config CONFIG.yaml`` and ``funasr-nano lora merge BASE ADAPTER OUTPUT``;
-export: ``funasr-nano export gguf MODEL OUT_DIR``.
+export: ``funasr-nano export gguf MODEL OUT_DIR``; serving: ``funasr-nano serve [--model DIR]``.
 
 One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.training`, :mod:`.export`; the decoding,
 transcription, translation and VAD flags are derived from the option dataclasses (:mod:`.options`).
@@ -34,7 +34,7 @@ import sys
 from typing import Sequence
 
 from ..errors import FunASRNanoError
-from . import export, training, transcribe, translate
+from . import export, serve, training, transcribe, translate
 from .output import OutputError, printable
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_parser(commands, [verbose])
     training.add_parsers(commands, [verbose])
     export.add_parsers(commands, [verbose])
+    serve.add_parser(commands, [verbose])
     for command in commands.choices.values():
         command.epilog = EPILOG
     return parser
