@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up funasr-nano on a fresh machine: a virtual environment in .venv with the CPU build of torch,
-# the package (editable) with its training, test, parity-reference and llama.cpp extras. Re-running it is cheap.
+# the package (editable) with its training, test, parity-reference, llama.cpp and server extras. Re-running it is cheap.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -22,5 +22,6 @@ python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
 # llama: GGUF export and the llama.cpp engine; llama-cpp-python has no binary wheel here and compiles
 # llama.cpp (~4-5 min on 2 cores, once: pip caches the wheel).
-python -m pip install -q -e ".[train,test,parity,llama]"
+# server: funasr-nano serve (FastAPI, uvicorn, python-multipart, websockets)
+python -m pip install -q -e ".[train,test,parity,llama,server]"
 echo "funasr-nano is set up in .venv"
