@@ -10,7 +10,8 @@ options (:class:`funasr_nano.errors.FunASRNanoError`) maps to a 400 here; only a
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+import re
+from typing import Mapping, Sequence
 
 from ..errors import (AudioDecodeError, AudioTooLongError, AudioTooShortError, FunASRNanoError, InvalidOptionError,
                       TranslatorError, UnsupportedLanguageError)
@@ -45,19 +46,24 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-def from_exception(error: BaseException, *, file_name: str | None = None) -> APIError:
+def param_in_message(message: str, params: Sequence[str]) -> str | None:
+    """The first of ``params`` that ``message`` names (``max_new_tokens must be ...``), or ``None``."""
+    found = [(match.start(), name) for name in params if (match := re.search(rf"\b{re.escape(name)}\b(?!=)", message))]
+    return min(found)[1] if found else None
+
+
+def from_exception(error: BaseException, *, file_name: str | None = None, params: Sequence[str] = ()) -> APIError:
     """The :class:`APIError` for an exception raised while serving a request.
 
     ``file_name`` (the uploaded file's name) replaces the anonymous ``<N bytes>`` in audio errors so that
-    the message names the file the client sent. Anything that is not a :class:`FunASRNanoError` is a bug:
-    500, logged with its traceback.
+    the message names the file the client sent; an option error's ``param`` is the first of ``params``
+    its message names. Anything that is not a :class:`FunASRNanoError` is a bug: 500, logged with its
+    traceback.
     """
     if isinstance(error, APIError):
         return error
     message = str(error)
     if file_name is not None:
-        import re
-
         message = re.sub(r"<\d+ bytes>|<_io\.BytesIO object at 0x[0-9a-fA-F]+>", repr(file_name), message)
     if isinstance(error, AudioDecodeError):
         return APIError(400, message, param="file", code="invalid_audio")
@@ -70,7 +76,7 @@ def from_exception(error: BaseException, *, file_name: str | None = None) -> API
     if isinstance(error, TranslatorError):
         return APIError(400, message, param="model", code="unsupported_task")
     if isinstance(error, InvalidOptionError):
-        return APIError(400, message, code="invalid_value")
+        return APIError(400, message, param=param_in_message(message, params), code="invalid_value")
     if isinstance(error, FunASRNanoError):
         return APIError(400, message, code="invalid_request")
     logger.error("internal error: %s: %s", type(error).__name__, error, exc_info=error)

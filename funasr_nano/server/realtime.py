@@ -187,13 +187,20 @@ class RealtimeConnection:
                            code="unknown_parameter")
         options = schema.build_options(TranscribeOptions, rest, base=self.config.options)
         streaming = schema.build_options(StreamingOptions, streaming_values, base=self.config.streaming)
-        return SessionConfig(rate=rate, options=options, streaming=streaming, task=task, prompt=prompt)
+        config = SessionConfig(rate=rate, options=options, streaming=streaming, task=task, prompt=prompt)
+        try:  # checked against the model now (language, lengths), not at the first audio
+            self._open_session(config)
+        except Exception as error:
+            fields = [f.name for f in schema.option_fields(TranscribeOptions) + schema.option_fields(StreamingOptions)]
+            raise from_exception(error, params=fields) from None
+        return config
 
-    def _open_session(self) -> "StreamingSession":
+    def _open_session(self, config: SessionConfig | None = None) -> "StreamingSession":
         from ..pipeline.streaming import StreamingSession
 
-        return StreamingSession(self.state.model, self.config.options, streaming_options=self.config.streaming,
-                                sample_rate=self.config.rate, task=self.config.task)
+        config = config or self.config
+        return StreamingSession(self.state.model, config.options, streaming_options=config.streaming,
+                                sample_rate=config.rate, task=config.task)
 
     def _feed(self, pcm: np.ndarray) -> list[tuple["StreamingEvent", str]]:
         """Feed audio (in the thread pool); events with the text each partial's next re-decode keeps."""

@@ -239,12 +239,7 @@ async def run_cancellable(request: Request, state: "ServerState", context: Reque
 
 
 def _audio_error(error: BaseException, upload_name: str | None, fields: Sequence[str]) -> APIError:
-    from ..errors import InvalidOptionError
-
-    api = from_exception(error, file_name=upload_name)
-    if api.param is None and isinstance(error, InvalidOptionError):
-        api.param = schema._field_in_message(str(error), [f for f in fields])  # type: ignore[arg-type]
-    return api
+    return from_exception(error, file_name=upload_name, params=fields)
 
 
 def add_routes(app: "FastAPI", state: "ServerState") -> None:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..cli.options import CHOICES, field_docs
 from ..errors import InvalidOptionError, UnsupportedLanguageError
-from .errors import APIError
+from .errors import APIError, param_in_message
 
 # Fields the server decides, never a request: how many of a request's segments go through the LLM together.
 SERVER_FIELDS = frozenset({"TranscribeOptions.batch_size"})
@@ -165,13 +165,6 @@ def parse_value(field: Field, raw: Any) -> Any:
     return value
 
 
-def _field_in_message(message: str, fields: Sequence[Field]) -> str | None:
-    """The first field the message names (``max_new_tokens must be ...``)."""
-    found = [(match.start(), field.name) for field in fields
-             if (match := re.search(rf"\b{re.escape(field.name)}\b(?!=)", message))]
-    return min(found)[1] if found else None
-
-
 def build_options(cls: type, values: Mapping[str, Any], *, base: Any = None) -> Any:
     """The option dataclass ``cls`` from request ``values`` (``{field name: raw value}``, names from
     :func:`option_fields`); absent fields keep ``base``'s value (default: the dataclass's defaults).
@@ -187,7 +180,7 @@ def build_options(cls: type, values: Mapping[str, Any], *, base: Any = None) -> 
     try:
         return _build(cls, nested, (), base if base is not None else cls())
     except (InvalidOptionError, UnsupportedLanguageError) as error:
-        param = _field_in_message(str(error), list(fields.values()))
+        param = param_in_message(str(error), list(fields))
         if isinstance(error, UnsupportedLanguageError):
             param = param or "language"
         raise APIError(400, str(error), param=param,
