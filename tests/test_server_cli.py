@@ -45,17 +45,21 @@ def test_serve_on_a_free_port_then_stop():
     (["--translator", "x"], "translator is only used with translation_mode cascade"),
     (["--batch-window", "5"], "batch_window must be at most 1 s"),
 ])
-def test_bad_flags_exit_2(flags, message):
-    process = serve(*flags)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 2 and message in err and err.count("\n") == 1, err
+def test_bad_flags_exit_2(flags, message, capsys):
+    from funasr_nano.cli.main import main
+
+    assert main(["serve", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
 
 
-def test_port_in_use_exits_2():
+def test_port_in_use_exits_2(capsys):
+    from funasr_nano.cli.main import main
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = serve("--port", str(port))
-        _, err = process.communicate(timeout=60)
-    assert process.returncode == 2 and f"--port {port}: cannot listen there" in err, err
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"--port {port}: cannot listen there" in err, err

@@ -58,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from_args(ServerOptions, args)  # bad values fail here, before loading the model
     try:
+        import importlib.util
+
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
         import uvicorn
+
+        if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
+            raise ImportError("No module named 'python_multipart'")  # FastAPI's form parser
     except ImportError as error:
         raise MissingDependencyError(f"the server needs FastAPI, uvicorn and python-multipart ({error}); install them "
                                      "with: pip install 'funasr-nano[server]'") from None
