@@ -43,7 +43,7 @@ def test_serve_on_a_free_port_then_stop():
     (["--max-queue", "0"], "--max-queue: max_queue must be an integer >= 1"),
     (["--translation-mode", "both"], "--translation-mode: translation_mode must be one of"),
     (["--translator", "x"], "translator is only used with translation_mode cascade"),
-    (["--batch-window", "5"], "batch_window must be at most 1 s"),
+    (["--batch-window", "9"], "batch_window must be at most 5 s"),
 ])
 def test_bad_flags_exit_2(flags, message, capsys):
     from funasr_nano.cli.main import main

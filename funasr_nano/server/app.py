@@ -73,8 +73,10 @@ class ServerState:
         from ..pipeline.translators import resolve_translator
 
         self.options = options
+        self.preparing: set = set()  # contexts of admitted requests not yet at their first generation call
         self.batching = BatchingEngine(model.engine, batch_window=options.batch_window,
-                                       max_batch_size=options.max_batch_size)
+                                       max_batch_size=options.max_batch_size, arriving=self.arriving,
+                                       arrival_wait=options.arrival_wait)
         self.model = SpeechModel(model.family, self.batching, model.adapters)
         self.model_id = options.model_name or self._default_name(model)
         self.requests = Admission(options.max_queue)
@@ -99,6 +101,10 @@ class ServerState:
         if path == os.path.abspath(DEFAULT_MODEL):
             return DEMO_MODEL_NAME
         return os.path.basename(path.rstrip(os.sep)) or "funasr-nano"
+
+    def arriving(self) -> int:
+        """Admitted requests on their way to their first generation call."""
+        return sum(1 for context in list(self.preparing) if context.preparing)
 
     def next_number(self) -> int:
         with self._lock:
@@ -138,6 +144,7 @@ class ServerState:
             "realtime_sessions_active": self.sessions.active,
             "limits": {"max_queue": self.options.max_queue, "max_upload_mb": self.options.max_upload_mb,
                        "max_batch_size": self.options.max_batch_size, "batch_window": self.options.batch_window,
+                       "arrival_wait": self.options.arrival_wait,
                        "max_sessions": self.options.max_sessions},
             "counters": dict(self.counters),
             "batching": {"calls": stats.calls, "batches": stats.batches, "rows": stats.rows,

@@ -43,7 +43,7 @@ class RequestCancelled(Exception):
 TokenObserver = Callable[[int, int, Sequence[int]], None]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared (and hashed) by identity: one per request
 class RequestContext:
     """What the batching engine knows of the request a generation call belongs to.
 
@@ -53,6 +53,8 @@ class RequestContext:
         on_token: optional observer of the request's tokens as they are generated.
         tokens: tokens generated for the request so far (all its calls).
         calls: generation calls the request made.
+        preparing: the request has not reached its first generation call yet (reading its upload,
+            running the encoder); the scheduler may wait for it (``arrival_wait``).
     """
 
     name: str
@@ -60,6 +62,7 @@ class RequestContext:
     on_token: TokenObserver | None = None
     tokens: int = 0
     calls: int = 0
+    preparing: bool = False
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("funasr_nano_request", default=None)
@@ -136,18 +139,26 @@ class BatchingEngine(Engine):
             (0: only the calls already waiting join it).
         max_batch_size: most rows in one batch (1: no batching, calls are decoded one at a time in
             arrival order). A single call with more rows is decoded whole, alone.
+        arriving: how many requests are on their way to their first call (``preparing``); while
+            there are some, the scheduler waits up to ``arrival_wait`` seconds more than the window for
+            them. Requests run their encoder in their own threads, so under load they reach the
+            scheduler staggered; without this, closed-loop clients alternate between small batches.
+        arrival_wait: the longest extra wait for arriving requests (seconds).
     """
 
-    def __init__(self, engine: Engine, *, batch_window: float = 0.01, max_batch_size: int = 16):
+    def __init__(self, engine: Engine, *, batch_window: float = 0.01, max_batch_size: int = 16,
+                 arriving: Callable[[], int] | None = None, arrival_wait: float = 0.0):
         super().__init__(engine.stop_token_ids)
-        if batch_window < 0:
-            raise ValueError(f"batch_window must be >= 0, got {batch_window}")
+        if batch_window < 0 or arrival_wait < 0:
+            raise ValueError(f"batch_window and arrival_wait must be >= 0, got {batch_window}, {arrival_wait}")
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.inner = engine
         self.name = engine.name
         self.batch_window = batch_window
         self.max_batch_size = max_batch_size
+        self.arriving = arriving
+        self.arrival_wait = arrival_wait
         self.stats = BatchStats()
         self._waiting: collections.deque[_Call] = collections.deque()
         self._condition = threading.Condition()
@@ -190,6 +201,7 @@ class BatchingEngine(Engine):
             if context.cancel.is_set():
                 raise RequestCancelled(f"{context.name} was cancelled")
             context.calls += 1
+            context.preparing = False
         call = _Call(inputs, options, on_token, cancel, context)
         with self._condition:
             if self._closed:
@@ -233,17 +245,23 @@ class BatchingEngine(Engine):
             batch, rows, key = [first], len(first.inputs), first.batch_key()
             if key is None or self.max_batch_size == 1:
                 return batch
-            deadline = time.monotonic() + self.batch_window
+            window_end = time.monotonic() + self.batch_window
+            wait_end = window_end + self.arrival_wait
             while rows < self.max_batch_size:
                 for call in list(self._waiting):
                     if call.batch_key() == key and rows + len(call.inputs) <= self.max_batch_size:
                         self._waiting.remove(call)
                         batch.append(call)
                         rows += len(call.inputs)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or rows >= self.max_batch_size or self._closed:
+                now = time.monotonic()
+                if rows >= self.max_batch_size or self._closed:
                     break
-                self._condition.wait(remaining)
+                if now < window_end:
+                    self._condition.wait(window_end - now)
+                elif now < wait_end and self.arriving is not None and self.arriving() > 0:
+                    self._condition.wait(min(0.005, wait_end - now))  # re-count the arriving requests
+                else:
+                    break
             return batch
 
     def _run(self) -> None:

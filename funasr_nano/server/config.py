@@ -27,6 +27,8 @@ class ServerOptions:
             (requests arriving together are decoded as one batch).
         max_batch_size: most utterances decoded together in one batch; 1 turns dynamic batching off
             (requests are decoded one at a time, in arrival order).
+        arrival_wait: longest extra wait (seconds, beyond batch_window) for requests admitted but still
+            reading their upload or running the encoder, so that they join the batch (0: never wait).
         max_sessions: realtime WebSocket sessions at once; one more is refused (error event, close code 1013).
         translation_mode: how /v1/audio/translations translates by default: unified (the speech LLM
             translates in one pass) or cascade (transcribe, then translate each sentence).
@@ -42,6 +44,7 @@ class ServerOptions:
     max_queue: int = 64
     batch_window: float = 0.01
     max_batch_size: int = 16
+    arrival_wait: float = 0.5
     max_sessions: int = 16
     translation_mode: str = "unified"
     translator: str | None = None
@@ -50,14 +53,15 @@ class ServerOptions:
     def __post_init__(self):
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidOptionError(f"port must be in [0, 65535], got {self.port!r}")
-        for name in ("max_upload_mb", "batch_window"):
+        for name in ("max_upload_mb", "batch_window", "arrival_wait"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise InvalidOptionError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.max_upload_mb <= 0:
             raise InvalidOptionError(f"max_upload_mb must be > 0, got {self.max_upload_mb!r}")
-        if self.batch_window > 1:
-            raise InvalidOptionError(f"batch_window must be at most 1 s (it delays every batch), got {self.batch_window}")
+        for name in ("batch_window", "arrival_wait"):
+            if getattr(self, name) > 5:
+                raise InvalidOptionError(f"{name} must be at most 5 s (it delays batches), got {getattr(self, name)}")
         for name in ("max_queue", "max_batch_size", "max_sessions"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

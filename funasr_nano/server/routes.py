@@ -271,15 +271,21 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
     async def admitted(request: Request, kind: str):
         if not state.requests.enter():
             raise state.too_busy("requests")
-        context = RequestContext(name=f"{kind} {state.next_number()}")
+        context = RequestContext(name=f"{kind} {state.next_number()}", preparing=True)
+        state.preparing.add(context)
         state.count("requests")
         return context
+
+    def leave(context: RequestContext) -> None:
+        context.preparing = False
+        state.preparing.discard(context)
+        state.requests.leave()
 
     @app.post("/v1/audio/transcriptions", openapi_extra=transcription_extra)
     async def transcriptions(request: Request):
         """Speech -> text in the language spoken (OpenAI's ``audio.transcriptions.create``)."""
         context = await admitted(request, "transcription")
-        release = _once(state.requests.leave)
+        release = _once(lambda: leave(context))
         began = time.perf_counter()
         try:
             values, upload = await read_form(request, state)
@@ -339,7 +345,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
             state.served(time.perf_counter() - began)
             return Response(body, media_type=media_type)
         finally:
-            state.requests.leave()
+            leave(context)
 
 
 def _once(function):
