@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from ..cli.options import CHOICES, field_docs
 from ..errors import InvalidOptionError, UnsupportedLanguageError
