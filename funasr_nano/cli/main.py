@@ -1,7 +1,8 @@
 """Command line: ``funasr-nano transcribe FILE... --model DIR``, ``funasr-nano translate FILE...`` and
 ``funasr-nano tiny DIR``; training: ``funasr-nano data check MANIFEST``, ``funasr-nano data synth TEXT
 DIR``, ``funasr-nano train --config CONFIG.yaml`` and ``funasr-nano lora merge BASE ADAPTER OUTPUT``;
-export: ``funasr-nano export gguf MODEL OUT_DIR``; corpora: ``funasr-nano transcribe-corpus SOURCE OUT --ray``.
+export: ``funasr-nano export gguf MODEL OUT_DIR``; corpora: ``funasr-nano transcribe-corpus SOURCE OUT --ray``;
+serving: ``funasr-nano serve [--model DIR]``.
 
 One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.training`, :mod:`.export`; the decoding,
 transcription, translation and VAD flags are derived from the option dataclasses (:mod:`.options`).
@@ -34,7 +35,7 @@ import sys
 from typing import Sequence
 
 from ..errors import FunASRNanoError
-from . import corpus, export, training, transcribe, translate
+from . import corpus, export, serve, training, transcribe, translate
 from .output import OutputError, printable
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_parsers(commands, [verbose])
     export.add_parsers(commands, [verbose])
     corpus.add_parser(commands, [verbose])
+    serve.add_parser(commands, [verbose])
     for command in commands.choices.values():
         command.epilog = EPILOG
     return parser
