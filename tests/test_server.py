@@ -33,16 +33,6 @@ PART_HEAD = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.wa
 
 
 @pytest.fixture(scope="module")
-def demo():
-    import torch
-
-    from funasr_nano import load_model
-
-    torch.set_num_threads(1)
-    return load_model()
-
-
-@pytest.fixture(scope="module")
 def server(demo):
     with running_server(demo, ServerOptions(max_queue=32, batch_window=0.02)) as (url, app):
         yield url, app

@@ -24,16 +24,6 @@ from .test_server import CLIPS, EXAMPLE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def demo():
-    import torch
-
-    from funasr_nano import load_model
-
-    torch.set_num_threads(1)
-    return load_model()
-
-
-@pytest.fixture(scope="module")
 def server(demo):
     with running_server(demo, ServerOptions(max_sessions=2)) as (url, app):
         yield url.replace("http://", "ws://") + "/v1/realtime", app
