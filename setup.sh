@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up funasr-nano on a fresh machine: a virtual environment in .venv with the CPU build of torch,
-# the package (editable) with its training, test, parity-reference, llama.cpp and Ray extras, and the vLLM
-# engine's environment (.venv-vllm, setup-vllm.sh). Re-running it is cheap.
+# the package (editable) with its training, test, parity-reference, llama.cpp, Ray and server extras, and the
+# vLLM engine's environment (.venv-vllm, setup-vllm.sh). Re-running it is cheap.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -24,7 +24,8 @@ python -m pip install -q torch==2.13.0
 # llama: GGUF export and the llama.cpp engine; llama-cpp-python has no binary wheel here and compiles
 # llama.cpp (~4-5 min on 2 cores, once: pip caches the wheel).
 # ray: corpus transcription on Ray Data (funasr-nano transcribe-corpus --ray)
-python -m pip install -q -e ".[train,test,parity,llama,ray]"
+# server: funasr-nano serve (FastAPI, uvicorn, python-multipart, websockets)
+python -m pip install -q -e ".[train,test,parity,llama,ray,server]"
 # The Qwen3-ASR reference (qwen-asr 0.0.6 pins transformers 4.57.6) lives in its own cached venv, for the
 # parity tests and benchmarks (~1 min the first time); the tests create it themselves if this fails.
 python -m funasr_nano.testing.qwen_asr_reference >/dev/null || echo "warning: the qwen-asr reference venv was not created" >&2

@@ -52,6 +52,18 @@ def tiny_hf(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def demo():
+    """The embedded demo model (trained here: transcribe, translate, text_translate), loaded once; torch on
+    one thread (the tests that use it measure nothing, and two threads on a busy core are slower)."""
+    import torch
+
+    from funasr_nano import load_model
+
+    torch.set_num_threads(1)
+    return load_model()
+
+
+@pytest.fixture(scope="session")
 def model(tiny_official):
     from funasr_nano import load_model
 

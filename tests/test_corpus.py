@@ -59,13 +59,6 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def demo():
-    from funasr_nano import load_model
-
-    return load_model()
-
-
-@pytest.fixture(scope="module")
 def expected(corpus, demo):
     """model.transcribe of every good file, computed once."""
     return {item.key: demo.transcribe(item.audio, OPTIONS) for item in list_inputs(corpus)

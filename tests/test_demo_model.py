@@ -24,12 +24,6 @@ EXPECTED = json.loads((SUBSET / "expected.json").read_text(encoding="utf-8"))
 EXAMPLE = ROOT / EXPECTED["example"]["audio"]
 
 
-@pytest.fixture(scope="module")
-def demo():
-    torch.set_num_threads(1)
-    return load_model()
-
-
 def character_error_rate(references, hypotheses) -> float:
     import jiwer
 

@@ -229,11 +229,6 @@ def test_a_sentence_is_translated_while_its_segment_is_still_being_transcribed(m
     assert events[-1].translation.text == text == events[-1].translation.source_text
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return load_model()  # the embedded demo model: trained for transcribe, translate and text_translate
-
-
 def test_demo_model_translates_the_shipped_example_unified(demo):
     """The demo model is weak (see README), but unified mode gives English words, not Chinese."""
     from .conftest import ROOT

@@ -2,7 +2,7 @@
 ``funasr-nano tiny DIR``; training: ``funasr-nano data check MANIFEST``, ``funasr-nano data synth TEXT
 DIR``, ``funasr-nano train --config CONFIG.yaml`` and ``funasr-nano lora merge BASE ADAPTER OUTPUT``;
 export: ``funasr-nano export gguf MODEL OUT_DIR``; corpora: ``funasr-nano transcribe-corpus SOURCE OUT --ray``;
-another LLM: ``funasr-nano swap BASE --llm LLM_DIR OUT``.
+serving: ``funasr-nano serve [--model DIR]``; another LLM: ``funasr-nano swap BASE --llm LLM_DIR OUT``.
 
 One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.training`, :mod:`.export`,
 :mod:`.swap`; the decoding, transcription, translation and VAD flags are derived from the option
@@ -36,7 +36,7 @@ import sys
 from typing import Sequence
 
 from ..errors import FunASRNanoError
-from . import corpus, export, swap, training, transcribe, translate
+from . import corpus, export, serve, swap, training, transcribe, translate
 from .output import OutputError, printable
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_parsers(commands, [verbose])
     export.add_parsers(commands, [verbose])
     corpus.add_parser(commands, [verbose])
+    serve.add_parser(commands, [verbose])
     swap.add_parsers(commands, [verbose])
     for command in commands.choices.values():
         command.epilog = EPILOG

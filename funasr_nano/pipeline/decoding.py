@@ -8,6 +8,7 @@ and stops at the LLM's end-of-sequence token (``FunASRNano.inference_llm``); the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -104,7 +105,10 @@ class TokenStream:
             finally:
                 self._queue.put(None)
 
-        self._thread = threading.Thread(target=work, name="funasr-nano-generate", daemon=True)
+        # in a copy of the caller's context, so that context variables (e.g. the server's request
+        # context, which carries its cancellation) reach the engine from this thread too
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                                        name="funasr-nano-generate", daemon=True)
         self._thread.start()
 
     def __iter__(self) -> Iterator[list[int]]:

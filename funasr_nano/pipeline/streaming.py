@@ -105,7 +105,8 @@ class StreamingSession:
     """
 
     def __init__(self, model: "SpeechModel", options: TranscribeOptions | None = None, *,
-                 streaming_options: StreamingOptions | None = None, sample_rate: int = SAMPLE_RATE):
+                 streaming_options: StreamingOptions | None = None, sample_rate: int = SAMPLE_RATE,
+                 task: str = "transcribe"):
         options = options or TranscribeOptions()
         self.model = model
         self.options = options.decoding
@@ -113,6 +114,13 @@ class StreamingSession:
         self.language = options.language
         self.instruction = check_options(model, dataclasses.replace(
             options, vad=True, vad_options=self.streaming_options.vad_options))
+        # another audio task of the family (``translate``: live speech translation) answers its own
+        # prompt instead; segments, partials and finals work the same way
+        self.task = task
+        if task != "transcribe":
+            if not model.family.task_uses_audio(task):
+                raise InvalidOptionError(f"task {task!r} takes text, not a live audio stream")
+            self.instruction = model.family.task_instruction(task)
         self.sample_rate = check_sample_rate(sample_rate, "stream")
         self._resampler = (soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
                            if self.sample_rate != SAMPLE_RATE else None)
@@ -177,7 +185,7 @@ class StreamingSession:
     def _finalize(self, chunks: list[SpeechChunk]) -> list[StreamingEvent]:
         events = []
         for chunk in chunks:
-            tokens = self.model.decode_waveforms([chunk.samples], self.instruction, self.options)[0]
+            tokens = self.model.decode_waveforms([chunk.samples], self.instruction, self.options, task=self.task)[0]
             text = self.model.parse_transcription(tokens, self.language)[1].strip()
             segment = Segment(start=chunk.start_time, end=chunk.end_time, text=text, tokens=tuple(tokens))
             self._finals.append(segment)
@@ -201,7 +209,8 @@ class StreamingSession:
             return None
         start, samples = open_speech
         prefix = self._prefix()
-        tokens = self.model.decode_waveforms([samples], self.instruction, self.options, prefix_texts=[prefix])[0]
+        tokens = self.model.decode_waveforms([samples], self.instruction, self.options, prefix_texts=[prefix],
+                                             task=self.task)[0]
         text = (prefix + self.model.parse_transcription(tokens, self.language)[1]).strip()
         self._partial_text = text
         return StreamingEvent(False, self._index, start / SAMPLE_RATE, (start + samples.size) / SAMPLE_RATE,

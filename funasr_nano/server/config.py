@@ -1,0 +1,76 @@
+"""The server's own settings (the ``funasr-nano serve`` flags derive from this dataclass, as the
+transcription flags derive from :class:`funasr_nano.options.TranscribeOptions`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ..errors import InvalidOptionError
+from ..options import TRANSLATION_MODES
+
+MB = 1 << 20  # bytes in the MB of max_upload_mb
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """How the speech server runs.
+
+    Attributes:
+        host: address to listen on (127.0.0.1: this machine only).
+        port: TCP port (0: any free port; the address is logged).
+        max_upload_mb: request bodies larger than this many MB (1 MB = 2^20 bytes) are refused with 413;
+            OpenAI's limit is 25.
+        max_queue: HTTP requests admitted at once (being decoded or waiting for the model); one more gets
+            429 with Retry-After.
+        batch_window: seconds the scheduler waits after the first request of a batch for more to join it
+            (requests arriving together are decoded as one batch).
+        max_batch_size: most utterances decoded together in one batch; 1 turns dynamic batching off
+            (requests are decoded one at a time, in arrival order).
+        arrival_wait: longest extra wait (seconds, beyond batch_window) for requests admitted but still
+            reading their upload or running the encoder, so that they join the batch (0: never wait).
+        max_sessions: realtime WebSocket sessions at once; one more is refused (error event, close code 1013).
+        translation_mode: how /v1/audio/translations translates by default: unified (the speech LLM
+            translates in one pass) or cascade (transcribe, then translate each sentence).
+        translator: cascade translator folder (a chat LLM or Marian/NLLB model; default: the speech model's
+            own LLM on its text translation task).
+        model_name: the model id clients see in GET /v1/models (default: the model folder's name, or
+            funasr-nano-demo for the embedded demo model).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: float = 25.0
+    max_queue: int = 64
+    batch_window: float = 0.01
+    max_batch_size: int = 16
+    arrival_wait: float = 0.5
+    max_sessions: int = 16
+    translation_mode: str = "unified"
+    translator: str | None = None
+    model_name: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise InvalidOptionError(f"port must be in [0, 65535], got {self.port!r}")
+        for name in ("max_upload_mb", "batch_window", "arrival_wait"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise InvalidOptionError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.max_upload_mb <= 0:
+            raise InvalidOptionError(f"max_upload_mb must be > 0, got {self.max_upload_mb!r}")
+        for name in ("batch_window", "arrival_wait"):
+            if getattr(self, name) > 5:
+                raise InvalidOptionError(f"{name} must be at most 5 s (it delays batches), got {getattr(self, name)}")
+        for name in ("max_queue", "max_batch_size", "max_sessions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidOptionError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.translation_mode not in TRANSLATION_MODES:
+            raise InvalidOptionError(f"translation_mode must be one of {TRANSLATION_MODES}, not {self.translation_mode!r}")
+        if self.translator is not None and self.translation_mode != "cascade":
+            raise InvalidOptionError("translator is only used with translation_mode cascade")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
