@@ -14,7 +14,7 @@ import logging
 import os
 
 from ..errors import CheckpointError
-from ..models.fun_asr_nano.gguf_layout import AUDIO_PREFIXES, AUDIO_WEIGHTS
+from ..models.weights import AUDIO_PREFIXES, AUDIO_WEIGHTS
 from .gguf import OUT_TYPES, write_llm_gguf
 
 logger = logging.getLogger(__name__)

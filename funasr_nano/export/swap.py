@@ -223,7 +223,8 @@ def build_swapped(base_path: str, llm_dir: str, options: SwapOptions = SwapOptio
     """
     from transformers import AutoModelForCausalLM, FunAsrNanoConfig
 
-    from ..models.fun_asr_nano.checkpoint import _new_model, _raise_on_key_problems, load_checkpoint
+    from ..models.fun_asr_nano.checkpoint import _new_model, load_checkpoint
+    from ..models.weights import raise_on_key_problems
 
     base = load_checkpoint(base_path)
     llm_config = load_llm_config(llm_dir)
@@ -291,7 +292,7 @@ def build_swapped(base_path: str, llm_dir: str, options: SwapOptions = SwapOptio
     unexpected = [k for k in state if k not in expected]
     mismatched = [f"{k}: source {tuple(v.shape)}, model {tuple(expected[k].shape)}"
                   for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-    _raise_on_key_problems(missing, unexpected, mismatched, f"swap {base_path} + {llm_dir}")
+    raise_on_key_problems(missing, unexpected, mismatched, f"swap {base_path} + {llm_dir}")
     model.load_state_dict(state, strict=False, assign=True)
     if not options.keep_adaptor:
         model.model.multi_modal_projector.to(torch.float32)

@@ -158,7 +158,7 @@ def export_gguf_folder(model_path: str | os.PathLike, out_dir: str | os.PathLike
     from safetensors.torch import save_file
 
     from ..models.qwen3_asr.checkpoint import load_checkpoint
-    from ..models.qwen3_asr.gguf_layout import AUDIO_PREFIXES, AUDIO_WEIGHTS
+    from ..models.weights import AUDIO_PREFIXES, AUDIO_WEIGHTS
 
     if out_type not in OUT_TYPES:
         raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")

@@ -197,7 +197,7 @@ def load_adapter(model, path: str, adapter_name: str = "default") -> None:
     """
     from safetensors.torch import load_file
 
-    from .fun_asr_nano.checkpoint import _raise_on_key_problems
+    from .weights import raise_on_key_problems
 
     settings = read_adapter_settings(path)
     if adapter_name in adapter_names(model):
@@ -213,7 +213,7 @@ def load_adapter(model, path: str, adapter_name: str = "default") -> None:
     unexpected = [k for k in stored if k not in expected]
     mismatched = [f"{k}: adapter {tuple(v.shape)}, model {tuple(expected[k].shape)}"
                   for k, v in stored.items() if k in expected and v.shape != expected[k].shape]
-    _raise_on_key_problems(missing, unexpected, mismatched, os.path.join(path, ADAPTER_WEIGHTS))
+    raise_on_key_problems(missing, unexpected, mismatched, os.path.join(path, ADAPTER_WEIGHTS))
     with torch.no_grad():
         for key, parameter in expected.items():
             parameter.copy_(stored[key].to(parameter.dtype))

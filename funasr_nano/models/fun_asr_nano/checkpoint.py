@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from ...errors import CheckpointError
+from ..weights import raise_on_key_problems
 from .frontend import FrontendConfig
 from .gguf_layout import gguf_path, is_gguf_folder, load_gguf_folder
 
@@ -288,19 +289,8 @@ def official_to_hf_state_dict(
         logger.info("skipping %d tensors transcription does not use (CTC branch)", len(skipped))
     tied = "lm_head.weight" in expected and "lm_head.weight" not in converted
     missing = [k for k in expected if k not in converted and not (tied and k == "lm_head.weight")]
-    _raise_on_key_problems(missing, unexpected, mismatched, "model.pt")
+    raise_on_key_problems(missing, unexpected, mismatched, "model.pt")
     return converted
-
-
-def _raise_on_key_problems(missing, unexpected, mismatched, where: str) -> None:
-    if not (missing or unexpected or mismatched):
-        return
-    parts = []
-    for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-        if keys:
-            shown = ", ".join(sorted(keys)[:30]) + (f", ... ({len(keys)} in all)" if len(keys) > 30 else "")
-            parts.append(f"{title}: {shown}")
-    raise CheckpointError(f"{where} does not match the model; " + "; ".join(parts))
 
 
 def _resolve(path: str, maybe_relative: str) -> str:
@@ -399,7 +389,7 @@ def _load_hf(path: str, use_low_frame_rate: bool | None):
     except Exception as error:
         raise CheckpointError(f"{path}: cannot load the transformers checkpoint: {error}") from error
     mismatched = [f"{k}: checkpoint {a}, model {b}" for k, a, b in info.get("mismatched_keys", [])]
-    _raise_on_key_problems(list(info.get("missing_keys", [])), list(info.get("unexpected_keys", [])), mismatched, path)
+    raise_on_key_problems(list(info.get("missing_keys", [])), list(info.get("unexpected_keys", [])), mismatched, path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as error:

@@ -16,31 +16,21 @@ import json
 import logging
 import os
 
-import torch
-
 from ...errors import CheckpointError
+from .. import weights
+from ..weights import AUDIO_WEIGHTS, load_audio_weights
 
 logger = logging.getLogger(__name__)
 
-AUDIO_WEIGHTS = "audio.safetensors"
-AUDIO_PREFIXES = ("model.audio_tower.", "model.multi_modal_projector.")
 
-
-class AudioModel(torch.nn.Module):
+class AudioModel(weights.AudioModel):
     """The encoder and adaptor of a ``FunAsrNanoForConditionalGeneration``, with the same module paths
     (``model.audio_tower``, ``model.multi_modal_projector``) and ``config``, without the LLM."""
 
     def __init__(self, config):
-        from transformers import AutoModel
-        from transformers.initialization import no_init_weights
         from transformers.models.fun_asr_nano.modeling_fun_asr_nano import FunAsrNanoMultiModalProjector
 
-        super().__init__()
-        self.config = config
-        self.model = torch.nn.Module()
-        with no_init_weights():  # every tensor is overwritten by the checkpoint right after
-            self.model.audio_tower = AutoModel.from_config(config.audio_config)
-            self.model.multi_modal_projector = FunAsrNanoMultiModalProjector(config)
+        super().__init__(config, FunAsrNanoMultiModalProjector)
 
 
 def is_gguf_folder(names: set[str]) -> bool:
@@ -77,28 +67,14 @@ def load_gguf_folder(path: str):
     Raises:
         CheckpointError: unreadable files, or missing/unexpected/mis-shaped tensors (listed).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer, FunAsrNanoConfig
-
-    from .checkpoint import _raise_on_key_problems
 
     try:
         config = FunAsrNanoConfig.from_pretrained(path)
     except Exception as error:
         raise CheckpointError(f"{path}/config.json is not a Fun-ASR-Nano config: {error}") from error
     model = AudioModel(config)
-    try:
-        stored = load_file(os.path.join(path, AUDIO_WEIGHTS))
-    except (OSError, SafetensorError) as error:
-        raise CheckpointError(f"{path}/{AUDIO_WEIGHTS} cannot be read: {error}") from error
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in stored]
-    unexpected = [k for k in stored if k not in expected]
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
-                  for k, v in stored.items() if k in expected and tuple(v.shape) != tuple(expected[k])]
-    _raise_on_key_problems(missing, unexpected, mismatched, f"{path}/{AUDIO_WEIGHTS}")
-    model.load_state_dict(stored, assign=True)
+    load_audio_weights(model, path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as error:

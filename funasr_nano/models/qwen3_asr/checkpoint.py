@@ -31,12 +31,12 @@ import dataclasses
 import json
 import logging
 import os
-import re
 from typing import Any, Mapping
 
 import torch
 
 from ...errors import CheckpointError
+from ..weights import raise_on_key_problems
 
 logger = logging.getLogger(__name__)
 
@@ -270,18 +270,6 @@ def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor], tied: bool
     if tied:
         out["thinker.lm_head.weight"] = out["thinker.model.embed_tokens.weight"].clone()
     return out
-
-
-def raise_on_key_problems(missing, unexpected, mismatched, where: str) -> None:
-    """Raise :class:`CheckpointError` naming the problems (none: return)."""
-    if not (missing or unexpected or mismatched):
-        return
-    parts = []
-    for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-        if keys:
-            shown = ", ".join(sorted(keys)[:30]) + (f", ... ({len(keys)} in all)" if len(keys) > 30 else "")
-            parts.append(f"{title}: {shown}")
-    raise CheckpointError(f"{where} does not match the model; " + "; ".join(parts))
 
 
 def new_model(config):

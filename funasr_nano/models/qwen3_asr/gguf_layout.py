@@ -19,28 +19,20 @@ import os
 import torch
 
 from ...errors import CheckpointError
+from .. import weights
+from ..weights import AUDIO_WEIGHTS, load_audio_weights
 
 logger = logging.getLogger(__name__)
 
-AUDIO_WEIGHTS = "audio.safetensors"
-AUDIO_PREFIXES = ("model.audio_tower.", "model.multi_modal_projector.")
 
-
-class AudioModel(torch.nn.Module):
+class AudioModel(weights.AudioModel):
     """The audio encoder and projector of a ``Qwen3ASRForConditionalGeneration``, with the same module
     paths (``model.audio_tower``, ``model.multi_modal_projector``) and ``config``, without the LLM."""
 
     def __init__(self, config):
-        from transformers import AutoModel
-        from transformers.initialization import no_init_weights
         from transformers.models.qwen3_asr.modeling_qwen3_asr import Qwen3ASRMultiModalProjector
 
-        super().__init__()
-        self.config = config
-        self.model = torch.nn.Module()
-        with no_init_weights():  # every tensor is overwritten by the checkpoint right after
-            self.model.audio_tower = AutoModel.from_config(config.audio_config)
-            self.model.multi_modal_projector = Qwen3ASRMultiModalProjector(config)
+        super().__init__(config, Qwen3ASRMultiModalProjector)
 
 
 def gguf_path(path: str) -> str | None:
@@ -75,12 +67,10 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
         CheckpointError: unreadable files, missing/unexpected/mis-shaped tensors (listed), a missing
             GGUF file or one whose sections differ from the config's.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     from transformers import Qwen3ASRConfig
 
     from ...export.thinker_gguf import check_thinker_gguf
-    from .checkpoint import LoadedCheckpoint, _chat_template, _feature_config, _load_tokenizer, raise_on_key_problems
+    from .checkpoint import LoadedCheckpoint, _chat_template, _feature_config, _load_tokenizer
 
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
@@ -94,17 +84,7 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     section = tuple(raw["mrope_section"]) if raw.get("mrope_section") else None
     check_thinker_gguf(gguf_file, section)
     model = AudioModel(config)
-    try:
-        stored = load_file(os.path.join(path, AUDIO_WEIGHTS))
-    except (OSError, SafetensorError) as error:
-        raise CheckpointError(f"{path}/{AUDIO_WEIGHTS} cannot be read: {error}") from error
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in stored]
-    unexpected = [k for k in stored if k not in expected]
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected[k])}"
-                  for k, v in stored.items() if k in expected and tuple(v.shape) != tuple(expected[k])]
-    raise_on_key_problems(missing, unexpected, mismatched, f"{path}/{AUDIO_WEIGHTS}")
-    model.load_state_dict(stored, strict=False, assign=True)  # the sinusoidal table is not stored
+    load_audio_weights(model, path)  # the sinusoidal table is computed, not stored
     model.eval().requires_grad_(False).to(device=device, dtype=torch.float32)
     tokenizer = _load_tokenizer(path)
     languages = tuple(str(x) for x in raw.get("support_languages") or ())
