@@ -303,35 +303,17 @@ def read_thinker_state(source: ThinkerSource, config, dtype: torch.dtype | None 
     return state
 
 
-def _chat_template(source_path: str, tokenizer) -> str | None:
-    template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, str) and template:
-        return template
-    jinja = os.path.join(source_path, "chat_template.jinja")
-    if os.path.isfile(jinja):
-        with open(jinja, encoding="utf-8") as f:
-            return f.read()
-    processor_json = os.path.join(source_path, "chat_template.json")
-    if os.path.isfile(processor_json):
-        value = _read_json(processor_json).get("chat_template")
-        return value if isinstance(value, str) else None
-    return None
-
-
 def load_tokenizer(source: ThinkerSource):
-    """The source's tokenizer (transformers fast tokenizer), with the chat template of the folder
-    (``tokenizer_config.json``, or the processor's ``chat_template.jinja`` / ``chat_template.json``).
+    """The source's tokenizer with the chat template the family uses
+    (:func:`funasr_nano.models.qwen3_asr.checkpoint.chat_template`).
 
     Raises:
         CheckpointError: the tokenizer cannot be loaded.
     """
-    from transformers import AutoTokenizer
+    from ..models.qwen3_asr.checkpoint import chat_template, load_tokenizer as load_family_tokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path)
-    except Exception as error:
-        raise CheckpointError(f"{source.path}: cannot load the tokenizer: {error}") from error
-    template = _chat_template(source.path, tokenizer)
+    tokenizer = load_family_tokenizer(source.path)
+    template = chat_template(source.path, tokenizer)
     if template is not None:
         tokenizer.chat_template = template
     else:

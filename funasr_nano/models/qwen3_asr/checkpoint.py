@@ -300,7 +300,13 @@ def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _chat_template(path: str, tokenizer) -> str | None:
+def chat_template(path: str, tokenizer) -> str | None:
+    """The folder's chat template: the processor's ``chat_template.json`` / ``chat_template.jinja`` (what
+    qwen-asr renders), else the tokenizer's; ``None`` if neither has one.
+
+    Raises:
+        CheckpointError: a ``chat_template.json`` without a template.
+    """
     for name in ("chat_template.json", "chat_template.jinja"):
         file = os.path.join(path, name)
         if os.path.isfile(file):
@@ -333,7 +339,12 @@ def _feature_config(path: str) -> dict:
     return {}
 
 
-def _load_tokenizer(path: str):
+def load_tokenizer(path: str):
+    """The folder's tokenizer (transformers fast tokenizer).
+
+    Raises:
+        CheckpointError: it cannot be loaded.
+    """
     from transformers import AutoTokenizer
 
     try:
@@ -398,12 +409,12 @@ def load_checkpoint(path: str, *, device: str | torch.device = "cpu",
         model, section, languages = _load_official(path, config)
     else:
         model = _load_hf(path)
-    tokenizer = _load_tokenizer(path)
+    tokenizer = load_tokenizer(path)
     model.eval().requires_grad_(False)
     model.to(device=device, dtype=torch.float32)
     model.model.language_model.to(dtype)
     model.lm_head.to(dtype)
     logger.info("loaded Qwen3-ASR %s checkpoint %s (LLM %s)", layout, path, dtype)
-    return LoadedCheckpoint(model=model, tokenizer=tokenizer, chat_template=_chat_template(path, tokenizer),
+    return LoadedCheckpoint(model=model, tokenizer=tokenizer, chat_template=chat_template(path, tokenizer),
                             layout=layout, path=path, mrope_section=section, support_languages=languages,
                             feature_config=_feature_config(path))

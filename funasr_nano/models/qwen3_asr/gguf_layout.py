@@ -70,7 +70,7 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     from transformers import Qwen3ASRConfig
 
     from ...export.thinker_gguf import check_thinker_gguf
-    from .checkpoint import LoadedCheckpoint, _chat_template, _feature_config, _load_tokenizer
+    from .checkpoint import LoadedCheckpoint, _feature_config, chat_template, load_tokenizer
 
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
@@ -86,9 +86,9 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     model = AudioModel(config)
     load_audio_weights(model, path)  # the sinusoidal table is computed, not stored
     model.eval().requires_grad_(False).to(device=device, dtype=torch.float32)
-    tokenizer = _load_tokenizer(path)
+    tokenizer = load_tokenizer(path)
     languages = tuple(str(x) for x in raw.get("support_languages") or ())
-    checkpoint = LoadedCheckpoint(model=model, tokenizer=tokenizer, chat_template=_chat_template(path, tokenizer),
+    checkpoint = LoadedCheckpoint(model=model, tokenizer=tokenizer, chat_template=chat_template(path, tokenizer),
                                   layout="gguf", path=path, mrope_section=section, support_languages=languages,
                                   feature_config=_feature_config(path))
     logger.info("loaded Qwen3-ASR GGUF-layout folder %s (LLM %s)", path, os.path.basename(gguf_file))
