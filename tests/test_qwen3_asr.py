@@ -136,3 +136,31 @@ def test_cli_and_writers(tiny_qwen3_asr, tmp_path):
     assert proc.returncode == 2 and "itn=False" in proc.stderr
     assert run_cli("tiny", tmp_path / "tiny", "--family", "qwen3-asr", "--layout", "hf").returncode == 0
     assert isinstance(load_model(tmp_path / "tiny").family, Qwen3AsrModel)
+
+
+def test_stream_partials_continue_in_the_language_the_model_named(qwen, monkeypatch):
+    """Without a forced language, a partial's prefix text follows a prompt that forces the language the
+    previous partial named (the model writes ``language X<asr_text>`` before the text, which the prefix
+    text lacks); the first partial of each segment and every final decode with the plain prompt."""
+    audio = load_audio(shared_file("audio/zh_long.wav"))
+    calls = []
+    decode = qwen.decode_waveforms
+
+    def spy(waveforms, instruction, options=None, *, prefix_texts=None, **kwargs):
+        calls.append((instruction, (prefix_texts or [""])[0]))
+        return decode(waveforms, instruction, options, prefix_texts=prefix_texts, **kwargs)
+
+    def named(tokens, language):  # a model that always names Chinese and writes ten characters
+        return language or "Chinese", "今天天气很好我们出去"
+
+    monkeypatch.setattr(qwen, "decode_waveforms", spy)
+    monkeypatch.setattr(qwen.family, "parse_transcription", named)
+    session = qwen.stream(max_new_tokens=2)
+    for start in range(0, audio.size, 8000):
+        session.feed(audio[start:start + 8000])
+    session.finish()
+    plain = [instruction for instruction, prefix in calls if not prefix]
+    continued = [instruction for instruction, prefix in calls if prefix]
+    assert plain and continued, calls
+    assert all("language Chinese<asr_text>" not in instruction for instruction in plain)
+    assert all(instruction.endswith("language Chinese<asr_text>") for instruction in continued)

@@ -112,8 +112,8 @@ class StreamingSession:
         self.options = options.decoding
         self.streaming_options = streaming_options or StreamingOptions()
         self.language = options.language
-        self.instruction = check_options(model, dataclasses.replace(
-            options, vad=True, vad_options=self.streaming_options.vad_options))
+        self._transcribe_options = dataclasses.replace(options, vad=True, vad_options=self.streaming_options.vad_options)
+        self.instruction = check_options(model, self._transcribe_options)
         # another audio task of the family (``translate``: live speech translation) answers its own
         # prompt instead; segments, partials and finals work the same way
         self.task = task
@@ -129,6 +129,9 @@ class StreamingSession:
         self._since_decode = 0
         self._index = 0
         self._partial_text = ""
+        # the language the last partial's model output named (families that write it: Qwen3-ASR), which
+        # the next partial's prompt forces so that its answer continues the prefix text in that language
+        self._partial_language: str | None = None
         self._finals: list[Segment] = []
         self._finished = False
 
@@ -192,6 +195,7 @@ class StreamingSession:
             events.append(StreamingEvent(True, self._index, segment.start, segment.end, text, segment.tokens))
             self._index += 1
             self._partial_text = ""
+            self._partial_language = None
         return events
 
     def _prefix(self) -> str:
@@ -209,9 +213,17 @@ class StreamingSession:
             return None
         start, samples = open_speech
         prefix = self._prefix()
-        tokens = self.model.decode_waveforms([samples], self.instruction, self.options, prefix_texts=[prefix],
+        instruction, language = self.instruction, self.language
+        if prefix and language is None and self._partial_language and self.task == "transcribe":
+            # the prefix is text without the family's language header (``language X<asr_text>``): force
+            # the language the previous partial named, so the prompt ends where the prefix text begins
+            language = self._partial_language
+            instruction = check_options(self.model, dataclasses.replace(self._transcribe_options, language=language))
+        tokens = self.model.decode_waveforms([samples], instruction, self.options, prefix_texts=[prefix],
                                              task=self.task)[0]
-        text = (prefix + self.model.parse_transcription(tokens, self.language)[1]).strip()
+        named, continuation = self.model.parse_transcription(tokens, language)
+        text = (prefix + continuation).strip()
         self._partial_text = text
+        self._partial_language = named if self.language is None else None
         return StreamingEvent(False, self._index, start / SAMPLE_RATE, (start + samples.size) / SAMPLE_RATE,
                               text, tuple(tokens))
