@@ -48,6 +48,27 @@ class LLMInput:
         return sum(part.shape[0] if isinstance(part, torch.Tensor) else len(part) for part in self.parts)
 
 
+def embed_parts(llm_input: LLMInput, table: torch.nn.Module) -> torch.Tensor:
+    """``(length, hidden)`` input embeddings of one row: token runs through ``table`` (the LLM's input
+    embedding module, ``(vocab, hidden)`` weight), embedding runs as given; all in the table's device and
+    dtype.
+
+    Raises:
+        ValueError: an embedding part that is not ``(n, hidden)``.
+    """
+    weight = table.weight
+    hidden = weight.shape[1]
+    pieces = []
+    for part in llm_input.parts:
+        if isinstance(part, torch.Tensor):
+            if part.ndim != 2 or part.shape[1] != hidden:
+                raise ValueError(f"an embedding part must be (n, {hidden}), got {tuple(part.shape)}")
+            pieces.append(part.to(weight.device, weight.dtype))
+        else:
+            pieces.append(table(torch.tensor(list(part), dtype=torch.long, device=weight.device)))
+    return torch.cat(pieces)
+
+
 class Cancelled(threading.Event):
     """A cancel signal: set it (from any thread) and the engine stops every row at the next token,
     returning what was generated so far."""

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from ..options import DecodingOptions
-from .base import Engine, LLMInput, OnToken
+from .base import Engine, LLMInput, OnToken, embed_parts
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +106,8 @@ class TransformersEngine(Engine):
 
     @torch.inference_mode()
     def embed(self, llm_input: LLMInput) -> torch.Tensor:
-        """``(length, hidden)`` input embeddings of one row, in the LLM's dtype."""
-        table = self.model.get_input_embeddings()
-        pieces = []
-        for part in llm_input.parts:
-            if isinstance(part, torch.Tensor):
-                if part.ndim != 2 or part.shape[1] != self.hidden_size:
-                    raise ValueError(f"an embedding part must be (n, {self.hidden_size}), got {tuple(part.shape)}")
-                pieces.append(part.to(self.device, self.dtype))
-            else:
-                pieces.append(table(torch.tensor(list(part), dtype=torch.long, device=self.device)))
-        return torch.cat(pieces)
+        """``(length, hidden)`` input embeddings of one row, in the LLM's dtype (:func:`.base.embed_parts`)."""
+        return embed_parts(llm_input, self.model.get_input_embeddings())
 
     @torch.inference_mode()
     def generate(self, inputs: Sequence[LLMInput], options: DecodingOptions, *, on_token: OnToken | None = None,

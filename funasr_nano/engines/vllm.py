@@ -30,7 +30,7 @@ import torch
 
 from ..errors import MissingDependencyError
 from ..options import DecodingOptions
-from .base import Engine, LLMInput, OnToken
+from .base import Engine, LLMInput, OnToken, embed_parts
 
 logger = logging.getLogger(__name__)
 
@@ -113,17 +113,9 @@ class VllmEngine(Engine):
 
     @torch.inference_mode()
     def embed(self, llm_input: LLMInput) -> torch.Tensor:
-        """``(length, hidden)`` prompt embeddings of one row, in the LLM's dtype, on the CPU."""
-        weight = self.embed_tokens.weight
-        pieces = []
-        for part in llm_input.parts:
-            if isinstance(part, torch.Tensor):
-                if part.ndim != 2 or part.shape[1] != self.hidden_size:
-                    raise ValueError(f"an embedding part must be (n, {self.hidden_size}), got {tuple(part.shape)}")
-                pieces.append(part.to(weight.device, weight.dtype))
-            else:
-                pieces.append(self.embed_tokens(torch.tensor(list(part), dtype=torch.long, device=weight.device)))
-        return torch.cat(pieces).to("cpu", self._dtype).contiguous()
+        """``(length, hidden)`` prompt embeddings of one row, in the LLM's dtype, on the CPU
+        (:func:`.base.embed_parts`)."""
+        return embed_parts(llm_input, self.embed_tokens).to("cpu", self._dtype).contiguous()
 
     def _sampling_params(self, options: DecodingOptions):
         from vllm import SamplingParams
