@@ -29,7 +29,6 @@ as transformers' ``Qwen3ASRForConditionalGeneration`` saves it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from typing import Any, Mapping
@@ -37,6 +36,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import CheckpointError, InvalidOptionError
+from ..models.weights import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +98,6 @@ class _Sizes:
     kv_rows: int
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{path} cannot be read: {error}") from error
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path} is not a JSON object")
-    return value
-
-
 def _rope_dict(text: Mapping[str, Any]) -> dict:
     """The RoPE settings of a text config, whichever key holds them (``rope_scaling`` in the official
     config, ``rope_parameters`` in transformers 5)."""
@@ -126,7 +115,7 @@ def read_source(path: str | os.PathLike) -> ThinkerSource:
         CheckpointError: no ``config.json``, or a config that is not Qwen3-ASR's (either layout).
     """
     path = os.path.abspath(os.fspath(path))
-    config = _read_json(os.path.join(path, "config.json"))
+    config = read_json_object(os.path.join(path, "config.json"))
     if isinstance(config.get("thinker_config"), Mapping):
         layout, thinker = "official", config["thinker_config"]
         text = thinker.get("text_config")
@@ -243,7 +232,7 @@ def thinker_key_map(config, layout: str) -> dict[str, tuple[str, tuple[int, ...]
 def _weight_files(path: str) -> list[str]:
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(index):
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        shards = sorted(set(read_json_object(index).get("weight_map", {}).values()))
         if not shards:
             raise CheckpointError(f"{index} lists no weight files")
         return [os.path.join(path, name) for name in shards]

@@ -36,7 +36,7 @@ from typing import Any, Mapping
 import torch
 
 from ...errors import CheckpointError
-from ..weights import raise_on_key_problems
+from ..weights import raise_on_key_problems, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -96,16 +96,7 @@ def read_config(path: str) -> dict | None:
         CheckpointError: a ``config.json`` that is not a JSON object.
     """
     file = os.path.join(path, "config.json")
-    if not os.path.isfile(file):
-        return None
-    try:
-        with open(file, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{file} is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{file} must hold a JSON object")
-    return config
+    return read_json_object(file) if os.path.isfile(file) else None
 
 
 def is_qwen3_asr_folder(path: str) -> bool:
