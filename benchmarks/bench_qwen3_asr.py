@@ -30,12 +30,11 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_transcribe import ROOT, _best, make_clips, memory_bandwidth, peak_rss_mb  # noqa: E402
+from bench_transcribe import ROOT, _best, make_clips, memory_bandwidth, peak_rss_mb, print_report  # noqa: E402
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q4_0", "q5_k_m", "q6_k")
 REFERENCE = "qwen-asr"
@@ -211,27 +210,8 @@ def main() -> None:
                 row["bound_fraction"] = row["decode_tok_s"] * row["weight_bytes"] / bandwidth[threads]
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    print(f"\n{args.size} Qwen3-ASR-0.6B; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} "
-          f"cores, load average {os.getloadavg()[0]:.2f}; memory bandwidth (torch copy, read + write) "
-          + ", ".join(f"{b / 1e9:.1f} GB/s on {t} thread(s)" for t, b in bandwidth.items()) + "; "
-          f"best of {args.repeats}")
-    tokens = args.new_tokens
-    print("| impl | clip | threads | prompt | encoder s | prefill s | decode tok/s | of bound | "
-          + " | ".join(f"e2e s ({n} tok)" for n in tokens) + " | " + " | ".join(f"RTF ({n})" for n in tokens)
-          + " | peak RSS MB |")
-    print("|---" * (9 + 2 * len(tokens)) + "|")
-    for r in rows:
-        e2e = " | ".join(f"{r['e2e'][str(n)]:.2f}" for n in tokens)
-        rtf = " | ".join(f"{r['rtf'][str(n)]:.3f}" for n in tokens)
-        print(f"| {r['impl']} | {r['clip_s']:.0f} s | {r['threads']} | {r['prompt_len']} | {r['encoder_s']:.3f} | "
-              f"{r['prefill_s']:.3f} | {r['decode_tok_s']:.1f} | {100 * r['bound_fraction']:.0f} % | {e2e} | {rtf} | "
-              f"{r['peak_rss_mb']:.0f} |")
-    reference = {(r["clip_s"], r["threads"]): r for r in rows if r["impl"] == REFERENCE}
-    for r in rows:
-        base = reference.get((r["clip_s"], r["threads"]))
-        if base is not None and r is not base:
-            ratios = ", ".join(f"{base['e2e'][str(n)] / r['e2e'][str(n)]:.1f}x ({n} tok)" for n in tokens)
-            print(f"{r['impl']:>24} vs {REFERENCE}, {r['clip_s']:.0f} s clip, {r['threads']} thread(s): {ratios}")
+    print_report(rows, f"{args.size} Qwen3-ASR-0.6B", bandwidth, args.repeats, args.new_tokens, baseline=REFERENCE,
+                 prompt_column=True)
 
 
 if __name__ == "__main__":

@@ -212,6 +212,36 @@ def run_worker(args) -> None:
     print(json.dumps(result))
 
 
+def print_report(rows: list[dict], title: str, bandwidth: dict, repeats: int, tokens, *, baseline: str,
+                 prompt_column: bool = False) -> None:
+    """The README table of ``rows`` (one per implementation, clip and thread count; ``prompt_column``: with
+    the prompt length), then each row's end-to-end speed-up over ``baseline``'s row of the same clip and
+    threads."""
+    print(f"\n{title}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f}; memory bandwidth (torch copy, read + write) "
+          + ", ".join(f"{b / 1e9:.1f} GB/s on {t} thread(s)" for t, b in bandwidth.items()) + "; "
+          f"best of {repeats}")
+    prompt = " prompt |" if prompt_column else ""
+    print(f"| impl | clip | threads |{prompt} encoder s | prefill s | decode tok/s | of bound | "
+          + " | ".join(f"e2e s ({n} tok)" for n in tokens) + " | " + " | ".join(f"RTF ({n})" for n in tokens)
+          + " | peak RSS MB |")
+    print("|---" * (8 + prompt_column + 2 * len(tokens)) + "|")
+    for r in rows:
+        e2e = " | ".join(f"{r['e2e'][str(n)]:.2f}" for n in tokens)
+        rtf = " | ".join(f"{r['rtf'][str(n)]:.3f}" for n in tokens)
+        prompt = f" {r['prompt_len']} |" if prompt_column else ""
+        print(f"| {r['impl']} | {r['clip_s']:.0f} s | {r['threads']} |{prompt} {r['encoder_s']:.3f} | "
+              f"{r['prefill_s']:.3f} | {r['decode_tok_s']:.1f} | {100 * r['bound_fraction']:.0f} % | {e2e} | {rtf} | "
+              f"{r['peak_rss_mb']:.0f} |")
+    reference = {(r["clip_s"], r["threads"]): r for r in rows if r["impl"] == baseline}
+    width = max((len(r["impl"]) for r in rows), default=12)
+    for r in rows:
+        base = reference.get((r["clip_s"], r["threads"]))
+        if base is not None and r is not base:
+            ratios = ", ".join(f"{base['e2e'][str(n)] / r['e2e'][str(n)]:.1f}x ({n} tok)" for n in tokens)
+            print(f"{r['impl']:>{width}} vs {baseline}, {r['clip_s']:.0f} s clip, {r['threads']} thread(s): {ratios}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "bench-out"))
@@ -254,26 +284,7 @@ def main() -> None:
                 row["bound_fraction"] = row["decode_tok_s"] * row["weight_bytes"] / bandwidth[threads]
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    print(f"\n{args.size} model; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f}; memory bandwidth (torch copy, read + write) "
-          + ", ".join(f"{b / 1e9:.1f} GB/s on {t} thread(s)" for t, b in bandwidth.items()) + "; "
-          f"best of {args.repeats}")
-    tokens = args.new_tokens
-    print("| impl | clip | threads | encoder s | prefill s | decode tok/s | of bound | "
-          + " | ".join(f"e2e s ({n} tok)" for n in tokens) + " | " + " | ".join(f"RTF ({n})" for n in tokens)
-          + " | peak RSS MB |")
-    print("|---" * (8 + 2 * len(tokens)) + "|")
-    for r in rows:
-        e2e = " | ".join(f"{r['e2e'][str(n)]:.2f}" for n in tokens)
-        rtf = " | ".join(f"{r['rtf'][str(n)]:.3f}" for n in tokens)
-        print(f"| {r['impl']} | {r['clip_s']:.0f} s | {r['threads']} | {r['encoder_s']:.3f} | {r['prefill_s']:.3f} | "
-              f"{r['decode_tok_s']:.1f} | {100 * r['bound_fraction']:.0f} % | {e2e} | {rtf} | {r['peak_rss_mb']:.0f} |")
-    official = {(r["clip_s"], r["threads"]): r for r in rows if r["impl"] == "official"}
-    for r in rows:
-        base = official.get((r["clip_s"], r["threads"]))
-        if base is not None and r is not base:
-            ratios = ", ".join(f"{base['e2e'][str(n)] / r['e2e'][str(n)]:.1f}x ({n} tok)" for n in tokens)
-            print(f"{r['impl']:>12} vs official, {r['clip_s']:.0f} s clip, {r['threads']} thread(s): {ratios}")
+    print_report(rows, f"{args.size} model", bandwidth, args.repeats, args.new_tokens, baseline="official")
 
 
 if __name__ == "__main__":
