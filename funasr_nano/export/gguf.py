@@ -45,6 +45,7 @@ import torch
 
 from ..errors import CheckpointError, MissingDependencyError
 from .gguf_architectures import ARCHITECTURES, GgufArchitecture, architecture_for
+from .llm_checkpoint import llm_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -139,23 +140,6 @@ def import_llama_cpp():
 
 # ----------------------------------------------------------------------------------------------------
 # tensors
-
-
-def llm_state_dict(model) -> dict[str, torch.Tensor]:
-    """The LLM's tensors of a ``FunAsrNanoForConditionalGeneration`` under ``Qwen3ForCausalLM``'s names
-    (``model.layers.0.self_attn.q_proj.weight``, ..., ``lm_head.weight``).
-
-    Raises:
-        ValueError: the LLM still holds LoRA layers (merge them first).
-    """
-    language_model = model.model.language_model
-    names = [name for name, _ in language_model.named_parameters()] + list(language_model.state_dict())
-    if any("lora_" in name or "base_layer" in name for name in names):
-        raise ValueError("the LLM holds LoRA layers; merge the LoRA adapter before exporting to GGUF: "
-                         "funasr-nano lora merge")
-    state = {f"model.{name}": tensor for name, tensor in language_model.state_dict().items()}
-    state["lm_head.weight"] = model.lm_head.weight
-    return state
 
 
 def _check_tied(config, state: Mapping[str, torch.Tensor]) -> None:

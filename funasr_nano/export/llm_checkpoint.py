@@ -19,27 +19,25 @@ from ..errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
-LLM_PREFIX = "model.language_model."
-
-
-def llm_state_dict(model, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """The causal LM's tensors of a ``FunAsrNanoForConditionalGeneration`` under ``*ForCausalLM`` names.
+def llm_state_dict(model) -> dict[str, torch.Tensor]:
+    """The LLM's tensors of a ``FunAsrNanoForConditionalGeneration`` under ``*ForCausalLM``'s names
+    (``model.layers.0.self_attn.q_proj.weight``, ..., ``lm_head.weight``, also when tied), not copied.
 
     Raises:
-        CheckpointError: no LLM tensors (e.g. a GGUF-layout model, whose LLM is not in torch).
+        CheckpointError: no LLM in torch (a GGUF-layout model).
+        ValueError: the LLM still holds LoRA layers (merge them first).
     """
-    text_config = model.config.text_config
-    tied = bool(getattr(text_config, "tie_word_embeddings", False))
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name.startswith(LLM_PREFIX):
-            state["model." + name[len(LLM_PREFIX):]] = tensor
-        elif name == "lm_head.weight" and not tied:
-            state[name] = tensor
-    if "model.embed_tokens.weight" not in state:
+    language_model = getattr(getattr(model, "model", None), "language_model", None)
+    if language_model is None:
         raise CheckpointError("the model holds no LLM weights in torch (a GGUF-layout folder?); load a checkpoint "
                               "in the official or transformers layout")
-    return {name: tensor.detach().to(dtype or tensor.dtype).contiguous().clone() for name, tensor in state.items()}
+    names = [name for name, _ in language_model.named_parameters()] + list(language_model.state_dict())
+    if any("lora_" in name or "base_layer" in name for name in names):
+        raise ValueError("the LLM holds LoRA layers; merge the LoRA adapter before exporting to GGUF: "
+                         "funasr-nano lora merge")
+    state = {f"model.{name}": tensor for name, tensor in language_model.state_dict().items()}
+    state["lm_head.weight"] = model.lm_head.weight
+    return state
 
 
 def write_llm_checkpoint(model, tokenizer, out_dir: str | os.PathLike, dtype: torch.dtype | None = None) -> str:
@@ -55,7 +53,10 @@ def write_llm_checkpoint(model, tokenizer, out_dir: str | os.PathLike, dtype: to
     from safetensors.torch import save_file
 
     out_dir = os.fspath(out_dir)
-    state = llm_state_dict(model, dtype)
+    state = llm_state_dict(model)
+    if getattr(model.config.text_config, "tie_word_embeddings", False):
+        del state["lm_head.weight"]  # not written, as save_pretrained does for tied weights
+    state = {name: tensor.detach().to(dtype or tensor.dtype).contiguous().clone() for name, tensor in state.items()}
     os.makedirs(out_dir, exist_ok=True)
     config = model.config.text_config.to_dict()
     config["architectures"] = [config.get("architectures", [None])[0] or "Qwen3ForCausalLM"]
