@@ -1,4 +1,4 @@
-"""Throughput of batched vs one-by-one decoding on CPU (fp32), on the real recordings in ../shared.
+"""Throughput of batched vs one-by-one decoding on CPU (fp32), on the real recordings in tests/data/audio.
 
     python benchmarks/batching.py --size tiny            # the test-suite model
     python benchmarks/batching.py --size mid --batch-sizes 1 4 8
@@ -25,7 +25,7 @@ from funasr_nano import DecodingOptions, load_model
 from funasr_nano.models.fun_asr_nano.prompt import transcription_instruction
 from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "audio"
+SHARED = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "audio"
 SIZES = {
     "tiny": TinyConfig(),
     # half of Fun-ASR-Nano's LLM width, 8 of its 28 layers, the real 151,936-token vocabulary; a 14-block

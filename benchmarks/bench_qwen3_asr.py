@@ -6,7 +6,7 @@ Builds the full-size Qwen3-ASR-0.6B architecture (18-layer 896-wide AuT encoder,
 [24, 20, 20]; sizes from the released config.json) with random weights in the official layout
 (``funasr_nano.testing.tiny_qwen3_asr``; speed does not depend on the weights' values), exports it with
 ``funasr-nano export gguf`` at the requested types, and for a 5 s and a 30 s clip made from the real
-recordings in ../shared/audio measures, in a fresh process per (implementation, clip, threads), the
+recordings in tests/data/audio measures, in a fresh process per (implementation, clip, threads), the
 fields of ``bench_transcribe.py``:
 
   encoder_s    log-mel + audio encoder + projector

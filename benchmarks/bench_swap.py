@@ -11,7 +11,7 @@ Llama-3.2-1B, Gemma-2-2B: the published architectures and vocabulary sizes):
                  then the GGUF layout with the LLM in q8_0 (bf16 GGUF quantized by llama.cpp's quantizer);
                  intermediate folders are deleted as soon as they are used
   measure NAME   (exclusive lock, a fresh process) load the GGUF folder with the llama.cpp engine on
-                 ``--threads`` threads and measure on a real 6 s recording (../shared/audio/zh_binhai.wav):
+                 ``--threads`` threads and measure on a real 6 s recording (tests/data/audio/zh_binhai.wav):
                    encoder_s     fbank + encoder + adaptor (torch, fp32)
                    prefill_s     the prompt (system, instruction, speech markers, audio positions) and the
                                  first token, best of 3
@@ -43,7 +43,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("FUNASR_NANO_SHARED", ROOT.parent / "shared"))
+SHARED = ROOT / "tests" / "data"  # the recordings shipped with the tests (tests/data/README.md)
 sys.path.insert(0, str(ROOT))
 
 

@@ -3,7 +3,7 @@
 Builds the full-size Fun-ASR-Nano-2512 architecture (70-block SAN-M encoder, 2-block adaptor,
 Qwen3-0.6B; 0.8 B parameters) with random weights in the official layout (speed does not depend on the
 weights' values), exports it to GGUF folders (``funasr-nano export gguf``) at the requested types, and
-for a 5 s and a 30 s clip made from the real recordings in ../shared/audio measures, in a fresh process
+for a 5 s and a 30 s clip made from the real recordings in tests/data/audio measures, in a fresh process
 per (implementation, clip, threads):
 
   encoder_s    fbank + LFR + encoder + adaptor
@@ -37,7 +37,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("FUNASR_NANO_SHARED", ROOT.parent / "shared"))
+SHARED = ROOT / "tests" / "data"  # the recordings shipped with the tests (tests/data/README.md)
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q4_0", "q5_k_m", "q6_k")
 
 

@@ -1,6 +1,6 @@
 """Decoding throughput of the engines on the same weights: transformers, llama.cpp and vLLM.
 
-Eight 5 s utterances cut from the real recordings in ../shared/audio are transcribed with a fixed number of
+Eight 5 s utterances cut from the real recordings in tests/data/audio are transcribed with a fixed number of
 new tokens (``min_new_tokens = max_new_tokens``, repetition guard off: random weights never stop by
 themselves), ``batch`` rows at a time through ``SpeechModel.decode_waveforms`` (encoder and adaptor
 included, as in a real call), and also as 8 concurrent single-row calls from threads (what a server sees:
@@ -32,7 +32,7 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("FUNASR_NANO_SHARED", ROOT.parent / "shared"))
+SHARED = ROOT / "tests" / "data"  # the recordings shipped with the tests (tests/data/README.md)
 VLLM_PYTHON = pathlib.Path(os.environ.get("FUNASR_NANO_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
 UTTERANCES = 8
 

@@ -1,29 +1,30 @@
-"""Shared fixtures: tiny random checkpoints in both layouts, the real recordings in ../shared."""
+"""Shared fixtures: tiny random checkpoints in both layouts, the real recordings in tests/data/audio."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest
 
 from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
 
+pytest_plugins = ["tests.skip_guard"]  # an unexpected skip fails the run
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("FUNASR_NANO_SHARED", ROOT.parent / "shared"))
-EXAMPLES = ROOT / "examples"
+DATA = ROOT / "tests" / "data"  # recordings and data the tests read, shipped with their sources (README.md there)
 
 
 def shared_file(relative: str) -> pathlib.Path:
-    """A file of the shared data folder (../shared); a recording the repository also ships in examples/
-    is taken from there when ../shared is absent; otherwise the test is skipped."""
-    path = SHARED / relative
-    if path.exists():
-        return path
-    shipped = EXAMPLES / pathlib.PurePath(relative).name
-    if shipped.exists():
-        return shipped
-    pytest.skip(f"{path} is missing (the shared data folder sits beside the repository)")
+    """A test data file shipped in ``tests/data`` (``"audio/zh_mid.wav"``): the real recordings of the
+    shared data folder, copied into the repository so that a plain clone runs every test.
+
+    Raises:
+        FileNotFoundError: the file is not in ``tests/data`` (a test asking for data nobody shipped).
+    """
+    path = DATA / relative
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: tests read their data from tests/data (see its README.md)")
+    return path
 
 
 @pytest.fixture(scope="session")
