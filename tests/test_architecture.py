@@ -12,6 +12,7 @@ import torch
 from funasr_nano import DecodingOptions, InvalidOptionError, TranscribeOptions, UnsupportedLanguageError, load_model
 from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint
 from funasr_nano.models.lora import LoraSettings, add_lora, lora_layers, save_adapter
+from funasr_nano.options import resolve
 from funasr_nano.pipeline.decoding import TokenStream
 from funasr_nano.testing.tiny import write_tiny_checkpoint
 
@@ -52,11 +53,11 @@ def test_options_resolve_once():
 def test_hotword_string_is_one_hotword(model, binhai):
     as_string = model.transcribe(binhai, hotwords="滨海新区", max_new_tokens=6)
     as_list = model.transcribe(binhai, hotwords=["滨海新区"], max_new_tokens=6)
-    split = model.transcribe(binhai, hotwords=list("滨海新区"), max_new_tokens=6)
     assert as_string.tokens == as_list.tokens
-    instruction = model.family.transcription_instruction(None, ("滨海新区",), True)
-    assert "[滨海新区]" in instruction
-    assert as_string.tokens != split.tokens or "[滨, 海, 新, 区]" not in instruction
+    assert resolve(TranscribeOptions, None, {"hotwords": "滨海新区"}).hotwords == ("滨海新区",)
+    assert "[滨海新区]" in model.family.transcription_instruction(None, ("滨海新区",), True)
+    # four one-character hotwords are another prompt: the string was not taken character by character
+    assert "[滨, 海, 新, 区]" in model.family.transcription_instruction(None, tuple("滨海新区"), True)
 
 
 def test_transcribe_segments_checks_arguments_at_the_call(model, binhai):

@@ -43,10 +43,35 @@ def test_guard_stops_a_looping_model(tiny_official, binhai):
     assert repeated_tail(list(guarded.tokens), DecodingOptions()) is None
 
 
-def test_beam_search_runs(model, binhai):
+def test_beam_search_is_transformers_beam_search_and_finds_a_likelier_text(model, binhai):
+    """num_beams=3 gives what transformers' own beam search gives on the same prompt embeddings, a different
+    text from greedy search here, and one the LLM scores as more likely (sum of token log-probabilities)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from funasr_nano.audio.io import load_audio
+
     greedy = model.transcribe(binhai, options=DecodingOptions(max_new_tokens=8, repetition_guard=False))
     beam = model.transcribe(binhai, options=DecodingOptions(max_new_tokens=8, num_beams=3, repetition_guard=False))
-    assert 0 < len(beam.tokens) <= 8 and len(greedy.tokens) == 8
+    family, engine = model.family, model.engine
+    row = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(load_audio(binhai)))
+    prompt = engine.embed(row)[None]
+    config = GenerationConfig(max_new_tokens=8, num_beams=3, do_sample=False, eos_token_id=list(engine.stop_token_ids),
+                              pad_token_id=engine.pad_token_id)
+    with torch.no_grad():
+        reference = engine.model.generate(inputs_embeds=prompt, attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long),
+                                          generation_config=config)[0].tolist()
+
+    def log_probability(tokens):
+        with torch.no_grad():
+            embeds = torch.cat([prompt, engine.model.get_input_embeddings()(torch.tensor([tokens]))], dim=1)
+            scores = engine.model(inputs_embeds=embeds).logits[0].log_softmax(-1)
+        start = prompt.shape[1] - 1
+        return sum(scores[start + i, token].item() for i, token in enumerate(tokens))
+
+    assert list(beam.tokens) == reference
+    assert list(beam.tokens) != list(greedy.tokens)
+    assert log_probability(list(beam.tokens)) > log_probability(list(greedy.tokens))
 
 
 def test_postprocess():

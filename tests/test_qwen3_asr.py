@@ -117,6 +117,10 @@ def test_long_audio_batches_and_streaming(qwen, tmp_path):
     events += session.finish()
     finals = [e for e in events if e.final]
     assert finals and session.transcription().language == "Chinese"
+    # the finals are the offline VAD transcription's segments (boundaries, tokens, text), as the README says
+    offline = qwen.transcribe(audio, vad=True, max_new_tokens=4, language="Chinese")
+    assert [e.to_segment() for e in finals] == list(offline.segments)
+    assert session.transcription().text == offline.text
 
 
 def run_cli(*args):
