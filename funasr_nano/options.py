@@ -45,6 +45,9 @@ class DecodingOptions:
             ``guard_max_ngram``) repeated at least ``guard_min_repeats`` times over at least
             ``guard_min_tokens`` tokens, generation stops and the repeats are cut to one copy.
             FunASR has no such guard; it only changes output that was looping anyway.
+        guard_max_ngram: the longest repeated n-gram (tokens) that the repetition guard looks for.
+        guard_min_repeats: how many back-to-back copies of the n-gram count as a loop (>= 2).
+        guard_min_tokens: the least number of tokens the repeats must span before the guard stops.
     """
 
     max_new_tokens: int = 512

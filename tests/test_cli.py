@@ -26,7 +26,7 @@ def test_corrupt_file_among_good_ones(tiny_official, binhai, tmp_path):
 
 def test_single_file_txt_and_bad_model(tiny_official, binhai, tmp_path):
     proc = run_cli("transcribe", binhai, "--model", tiny_official, "--max-new-tokens", "4", "--no-itn",
-                   "--language", "zh", "--hotwords", "滨海", "新区")
+                   "--language", "zh", "--hotwords", "滨海,新区")
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
     proc = run_cli("transcribe", binhai, "--model", tmp_path)
     assert proc.returncode == 2 and "not a Fun-ASR-Nano checkpoint" in proc.stderr

@@ -267,3 +267,66 @@ def test_a_new_field_needs_no_second_definition():
     assert options_from_args(NewOptions, parser.parse_args([])) == NewOptions()
     assert options_from_args(NewOptions, parser.parse_args(["--patience", "2", "--loud"])) == NewOptions(2.0, True)
 
+
+
+def test_list_flags_take_commas_and_never_swallow_the_input_files():
+    parser = build_parser()
+    args = parser.parse_args(["transcribe", "--hotwords", "滨海新区, 达摩院", "a.wav", "b.wav", "--hotword", "x,y"])
+    assert args.files == ["a.wav", "b.wav"]
+    assert options_from_args(TranscribeOptions, args).hotwords == ("滨海新区", "达摩院", "x,y")
+    for old, new in (("--beam-size", "--num-beams"), ("--max-segment", "--max-segment-duration")):
+        a = options_from_args(TranscribeOptions, parser.parse_args(["transcribe", "a.wav", old, "3"]))
+        assert a == options_from_args(TranscribeOptions, parser.parse_args(["transcribe", "a.wav", new, "3"]))
+        assert a != TranscribeOptions()
+    args = parser.parse_args(["translate", "a.wav", "--no-stream-by-sentence"])
+    assert options_from_args(TranslationOptions, args).stream_by_sentence is False
+
+
+def _all_flags(parser: argparse.ArgumentParser, path=()):
+    for action in parser._actions:  # argparse has no public walk over its actions
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_flags(sub, (*path, name))
+        elif action.option_strings:
+            yield " ".join(path), action
+
+
+def test_every_flag_of_every_command_says_what_it_does():
+    flags = list(_all_flags(build_parser()))
+    assert len({command for command, _ in flags}) >= 10
+    missing = [f"{command} {action.option_strings[0]}" for command, action in flags
+               if not (action.help or "").strip() or action.help == argparse.SUPPRESS]
+    assert missing == []
+
+
+def test_the_demo_model_says_so_and_quiet_hides_it(binhai, tiny_official):
+    notice = "embedded demo model"
+    proc = run_cli("transcribe", binhai, "--max-new-tokens", "2")
+    assert proc.returncode == 0 and notice in proc.stderr.decode()
+    assert [line for line in proc.stderr.decode().splitlines() if notice in line][0].startswith("warning: ")
+    proc = run_cli("transcribe", binhai, "--max-new-tokens", "2", "-q")
+    assert proc.returncode == 0 and notice not in proc.stderr.decode()
+    proc = run_cli("transcribe", binhai, "--max-new-tokens", "2", "--model", tiny_official)
+    assert proc.returncode == 0 and notice not in proc.stderr.decode()
+
+
+def test_translate_picks_a_mode_the_model_can_run(binhai, tiny_official, tmp_path, capsys):
+    """Without --mode: unified on a model trained for it (the demo model), cascade with the model's own LLM
+    on one trained for text translation only, cascade when --translator is given; --translator with
+    --mode unified is refused."""
+    import yaml
+
+    proc = run_cli("translate", binhai, "--max-new-tokens", "3", "-q", "-v")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "translation mode: unified" in proc.stderr.decode() and proc.stdout.strip()
+    text_only = shutil.copytree(tiny_official, tmp_path / "text-only")
+    config = yaml.safe_load((text_only / "config.yaml").read_text(encoding="utf-8"))
+    config["tasks"] = ["transcribe", "text_translate"]
+    (text_only / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    proc = run_cli("translate", binhai, "--model", text_only, "--max-new-tokens", "3", "-v")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "translation mode: cascade" in proc.stderr.decode()
+    assert main(["translate", str(binhai), "--model", str(tiny_official), "--translator", "/nonexistent"]) == 2
+    assert "no such folder" in capsys.readouterr().err  # cascade: it went for the translator
+    assert main(["translate", str(binhai), "--mode", "unified", "--translator", "/nonexistent"]) == 2
+    assert "only used with --mode cascade" in capsys.readouterr().err

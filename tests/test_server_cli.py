@@ -27,6 +27,7 @@ def serve(*args: str) -> subprocess.Popen:
 def test_serve_on_a_free_port_then_stop():
     process = serve("--port", "0", "--max-batch-size", "4", "--model-name", "demo")
     try:
+        assert "embedded demo model" in process.stderr.readline()  # no --model: the notice comes first
         line = process.stderr.readline()
         match = re.search(r"serving demo \(transformers engine\) on (http://127\.0\.0\.1:\d+)", line)
         assert match, line

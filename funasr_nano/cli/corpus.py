@@ -10,7 +10,7 @@ import logging
 
 from ..errors import InvalidOptionError, UnsupportedLanguageError
 from ..options import TranscribeOptions
-from .options import add_model_flags, add_option_flags, naming_flags, options_from_args
+from .options import add_model_flags, add_option_flags, naming_flags, notice_demo_model, options_from_args
 from .output import printable, write_stdout
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -34,7 +34,6 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                         help="with --ray: actors, each with its own model (default: 1)")
     parser.add_argument("--retry-failed", action="store_true", help="transcribe again the files with an error row")
     parser.add_argument("--parquet", metavar="PATH", help="also write all rows of OUT as Parquet to PATH at the end")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_flags(parser)
     add_option_flags(parser, TranscribeOptions)
     parser.set_defaults(run=run)
@@ -58,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
         _import_ray()  # a missing extra is a usage error before the inputs are listed
     items = list_inputs(args.source)
+    notice_demo_model(args)
     spec = ModelSpec(path=args.model, device=args.device, dtype=args.dtype, engine=args.engine, threads=args.threads,
                      encoder_precision=args.encoder_precision)
     with tqdm(unit="file", disable=args.quiet, desc="files", dynamic_ncols=True) as bar:

@@ -3,12 +3,14 @@
 
 Every field of an option dataclass becomes one flag, with nothing repeated here:
 
-* the name is the field's, ``_`` -> ``-`` (``max_new_tokens`` -> ``--max-new-tokens``), unless
-  :data:`RENAMED` gives the historical one (``num_beams`` -> ``--beam-size``);
+* the name is the field's, ``_`` -> ``-`` (``max_new_tokens`` -> ``--max-new-tokens``); :data:`ALIASES`
+  adds historical names beside it (``--num-beams`` also answers to ``--beam-size``);
 * the type comes from the annotation: ``int``/``float``/``str`` (or ``X | None``) take one value,
-  ``tuple[str, ...]`` takes several (``--hotwords A B``), ``bool`` is a switch that flips the default
-  (``itn=True`` -> ``--no-itn``), ``bool | None`` is a ``--vad``/``--no-vad`` pair, and a nested
-  dataclass (``decoding``, ``vad_options``) contributes its own fields as a flag group;
+  ``tuple[str, ...]`` takes a comma-separated list (``--hotwords A,B``) and, for a plural name, a
+  repeatable singular flag (``--hotword A --hotword B``) -- never several words, which would swallow the
+  input files that follow; ``bool`` is a switch that flips the default (``itn=True`` -> ``--no-itn``),
+  ``bool | None`` is a ``--vad``/``--no-vad`` pair, and a nested dataclass (``decoding``,
+  ``vad_options``) contributes its own fields as a flag group;
 * the default is the dataclass's: a flag that is not given is not passed, so the dataclass fills it
   in (``--help`` shows it, read from the dataclass);
 * the help text is the field's entry in the class docstring's ``Attributes:`` section.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import logging
 import re
 import types
 import typing
@@ -30,11 +33,19 @@ from typing import Any, Mapping
 from ..errors import InvalidOptionError, UnsupportedLanguageError
 from ..options import TRANSLATION_MODES
 
-# Flags whose names are not the field's own: "<Class>.<field>" -> flag (without the dashes).
-RENAMED: Mapping[str, str] = types.MappingProxyType({
-    "DecodingOptions.num_beams": "beam-size",
-    "VadOptions.max_segment_duration": "max-segment",
-    "TranslationOptions.stream_by_sentence": "by-segment",  # historical: --by-segment turns it off
+logger = logging.getLogger("funasr_nano.cli")
+
+# Historical flag names kept beside the field's own: "<Class>.<field>" -> aliases (without the dashes).
+ALIASES: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
+    "DecodingOptions.num_beams": ("beam-size",),
+    "VadOptions.max_segment_duration": ("max-segment",),
+    "TranslationOptions.stream_by_sentence": ("by-segment",),  # --no-stream-by-sentence
+})
+# Defaults that the dataclass cannot state: "<Class>.<field>" -> what --help says instead.
+DEFAULT_HELP: Mapping[str, str] = types.MappingProxyType({
+    "TranslationOptions.mode": "cascade when --translator is given; else unified when the model was trained for "
+                               "speech translation, cascade with its own LLM when it was trained for text "
+                               "translation",
 })
 # Help of switches whose docstring entry describes the field, not the flag that flips it.
 HELP: Mapping[str, str] = types.MappingProxyType({
@@ -118,29 +129,47 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "
             title = GROUP_TITLES.get(hint.__name__, hint.__name__)
             add_option_flags(parser.add_argument_group(title), hint, dest + ".")
             continue
-        name = RENAMED.get(key, field.name.replace("_", "-"))
+        name = _flag_name(field, hint, key)
+        aliases = [f"--{alias}" for alias in ALIASES.get(key, ())]
         text = HELP.get(key, docs.get(field.name, ""))
+        if not text:
+            raise TypeError(f"{key}: no help text (document the field in {cls.__name__}'s Attributes: section)")
         common = {"dest": dest, "default": argparse.SUPPRESS}
         if hint is bool:
-            if key not in RENAMED:
-                name = f"no-{name}" if default else name
-            parser.add_argument(f"--{name}", action="store_false" if default else "store_true",
+            parser.add_argument(f"--{name}", *aliases, action="store_false" if default else "store_true",
                                 help=_help(text, default, False), **common)
         elif hint == typing.Optional[bool]:
             pair = parser.add_mutually_exclusive_group()
-            pair.add_argument(f"--{name}", action="store_const", const=True, help=_help(text, default, False), **common)
+            pair.add_argument(f"--{name}", *aliases, action="store_const", const=True,
+                              help=_help(text, default, False), **common)
             pair.add_argument(f"--no-{name}", action="store_const", const=False,
                               help=HELP.get(f"{key}:off", f"turn --{name} off"), **common)
         elif hint == tuple[str, ...]:
-            parser.add_argument(f"--{name}", nargs="+", action="extend", metavar="W", help=_help(text, default, True),
-                                **common)
+            parser.add_argument(f"--{name}", *aliases, type=_comma_list, action="extend", metavar="A,B",
+                                help=_help(text + " (a comma-separated list)", default, True), **common)
+            if name.endswith("s"):  # --hotword W, repeatable
+                parser.add_argument(f"--{name[:-1]}", type=lambda value: [value], action="extend", metavar="W",
+                                    help=f"one entry of --{name} (repeatable; may contain commas)", **common)
         elif _scalar_type(hint) is not None:
             scalar = _scalar_type(hint)
             metavar = {int: "N", float: "X", str: "S"}[scalar] if key not in CHOICES else None
-            parser.add_argument(f"--{name}", type=scalar, choices=CHOICES.get(key), metavar=metavar,
-                                help=_help(text, default, True), **common)
+            shown = f"{text} (default: {DEFAULT_HELP[key]})".replace("%", "%%") if key in DEFAULT_HELP else None
+            parser.add_argument(f"--{name}", *aliases, type=scalar, choices=CHOICES.get(key), metavar=metavar,
+                                help=shown or _help(text, default, True), **common)
         else:
             raise TypeError(f"{key}: no command-line form for a field of type {hint}")
+
+
+def _comma_list(value: str) -> list[str]:
+    """``"滨海新区, 达摩院"`` -> ``["滨海新区", "达摩院"]`` (empty entries dropped: ``"a,,b"`` is two)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _flag_name(field: dataclasses.Field, hint: Any, key: str) -> str:
+    """The flag of a field (without the dashes): its name, ``no-`` in front for a switch that is on by
+    default."""
+    name = field.name.replace("_", "-")
+    return f"no-{name}" if hint is bool and _default(field) else name
 
 
 def flag_names(cls: type) -> dict[str, str]:
@@ -152,10 +181,7 @@ def flag_names(cls: type) -> dict[str, str]:
         if dataclasses.is_dataclass(hint):
             names.update(flag_names(hint))
             continue
-        name = RENAMED.get(key, field.name.replace("_", "-"))
-        if hint is bool and key not in RENAMED and _default(field):
-            name = f"no-{name}"
-        names[field.name] = f"--{name}"
+        names[field.name] = f"--{_flag_name(field, hint, key)}"
     return names
 
 
@@ -199,9 +225,35 @@ def options_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> 
         raise naming_flags(error, cls) from None
 
 
+# What a user who gave no --model reads (once, on stderr; -q hides it): the embedded model is no real model.
+DEMO_NOTICE = ("no --model given: using the embedded demo model, trained here on synthetic espeak-ng Mandarin only "
+               "(real recordings come out as nonsense); for real transcripts download Fun-ASR-Nano-2512 "
+               "(https://huggingface.co/FunAudioLLM/Fun-ASR-Nano-2512) and pass --model DIR (-q hides this line)")
+
+
+def notice_demo_model(args: argparse.Namespace) -> None:
+    """Warn (stderr) that the embedded demo model is in use, unless ``--model`` or ``-q`` was given."""
+    if args.model is None and not args.quiet:
+        logger.warning("%s", DEMO_NOTICE)
+
+
+def load_model_from_args(args: argparse.Namespace):
+    """The :class:`~funasr_nano.SpeechModel` that the flags of :func:`add_model_flags` name (after
+    :func:`notice_demo_model`).
+
+    Raises:
+        CheckpointError, InvalidOptionError: as :func:`funasr_nano.load_model`.
+    """
+    from ..load import load_model
+
+    notice_demo_model(args)
+    return load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine, n_threads=args.threads,
+                      encoder_precision=args.encoder_precision)
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device``, ``--dtype``, ``--engine``, ``--threads`` (checked by
-    :func:`funasr_nano.load_model`)."""
+    """``--model``, ``--device``, ``--dtype``, ``--engine``, ``--threads``, ``--encoder-precision``
+    (checked by :func:`funasr_nano.load_model`) and ``-q``."""
     from ..load import ENGINES
 
     parser.add_argument("--model", metavar="DIR",
@@ -213,6 +265,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="what decodes the LLM (default: llama.cpp for a folder written by `funasr-nano export "
                              "gguf`, transformers otherwise)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="llama.cpp engine threads (default: all cores)")
+                        help="CPU threads of whatever computes: torch's (encoder; the LLM on the transformers "
+                             "engine) and the llama.cpp or vLLM engine's (default: all cores)")
     parser.add_argument("--encoder-precision", default="fp32", choices=["fp32", "bf16", "int8"],
                         help="encoder and adaptor arithmetic: fp32 (as FunASR), bf16, int8 (faster; default: fp32)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars, and no notice that the embedded demo model is in use")

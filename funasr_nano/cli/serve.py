@@ -13,7 +13,7 @@ import logging
 import socket
 
 from ..errors import InvalidOptionError, MissingDependencyError
-from .options import add_model_flags, add_option_flags, options_from_args
+from .options import add_model_flags, add_option_flags, load_model_from_args, options_from_args
 
 logger = logging.getLogger("funasr_nano.cli")
 
@@ -52,8 +52,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..load import load_model
-
     from ..server.config import ServerOptions
 
     options = options_from_args(ServerOptions, args)  # bad values fail here, before loading the model
@@ -72,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     sock = bind(options.host, options.port)
     try:
-        model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
-                           n_threads=args.threads, encoder_precision=args.encoder_precision)
+        model = load_model_from_args(args)
         try:
             app = create_app(model, options)
             host, port = sock.getsockname()[:2]

@@ -15,8 +15,9 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     tiny = commands.add_parser("tiny", help="write a tiny random checkpoint (for trying the tools without weights)",
                                parents=parents)
     tiny.add_argument("path", metavar="DIR")
-    tiny.add_argument("--layout", default="official", choices=["official", "hf"])
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--layout", default="official", choices=["official", "hf"],
+                      help="official (model.pt + config.yaml, as ModelScope) or hf (transformers) (default: official)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     tiny.add_argument("--family", default="fun-asr-nano", choices=["fun-asr-nano", "qwen3-asr"],
                       help="the model family to write (default: fun-asr-nano)")
     tiny.set_defaults(run=_tiny)
@@ -42,7 +43,8 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     synth.add_argument("--pitch", type=int, nargs=2, default=synth_defaults.pitch, metavar=("LOW", "HIGH"),
                        help=f"pitch range 0-99 (default: {synth_defaults.pitch})")
     synth.add_argument("--noise", type=float, default=synth_defaults.noise, help="white-noise level via sox (0 = none)")
-    synth.add_argument("--seed", type=int, default=synth_defaults.seed)
+    synth.add_argument("--seed", type=int, default=synth_defaults.seed,
+                       help=f"seed of the voice, speed, pitch and noise draws (default: {synth_defaults.seed})")
     synth.add_argument("--jobs", type=int, help="parallel processes (default: all cores)")
 
     train = commands.add_parser("train", help="train the adaptor / encoder / LLM / LoRA from a YAML config",

@@ -15,7 +15,7 @@ import logging
 from ..errors import InvalidOptionError, UnsupportedLanguageError
 from ..options import TranscribeOptions
 from ..writers import FORMATS, get_writer, write_result
-from .options import add_model_flags, add_option_flags, naming_flags, options_from_args
+from .options import add_model_flags, add_option_flags, load_model_from_args, naming_flags, options_from_args
 from .output import Failures, plan_output_names, prepare_output_dir, printable, write_stdout
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -32,7 +32,6 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--output-dir", metavar="DIR",
                         help="write DIR/<file stem>.<format> per input instead of printing (a stem shared by "
                              "several inputs gets -1, -2, ...)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_option_flags(parser, TranscribeOptions)
     parser.set_defaults(run=run)
 
@@ -70,15 +69,13 @@ def emit(args: argparse.Namespace, path: str, name: str | None, result, failures
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..load import load_model
     from ..results import TranscriptionFailure
 
     check_format(args)
     options = options_from_args(TranscribeOptions, args)  # bad values fail here, before loading the model
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, FORMATS if args.format == "all" else (args.format,))
-    model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
-                       n_threads=args.threads, encoder_precision=args.encoder_precision)
+    model = load_model_from_args(args)
     try:
         results = model.transcribe_batch(args.files, options)  # options checked against the model here
     except (InvalidOptionError, UnsupportedLanguageError) as error:

@@ -15,7 +15,7 @@ import os
 from ..errors import InvalidOptionError
 from ..options import TranslationOptions
 from ..writers import get_writer, write_file, write_result
-from .options import add_model_flags, add_option_flags, options_from_args
+from .options import add_model_flags, add_option_flags, load_model_from_args, options_from_args
 from .output import Failures, OutputError, plan_output_names, prepare_output_dir, printable, write_stdout
 from .transcribe import check_format
 
@@ -92,18 +92,32 @@ def _translate_one(args: argparse.Namespace, model, path: str, options: Translat
     return result
 
 
+def choose_mode(model, translator: str | None) -> str:
+    """The mode ``translate`` runs without ``--mode``: cascade with ``--translator`` when one is given;
+    unified when the model (or a loaded adapter) was trained for speech translation; cascade with the
+    model's own LLM when it was trained for text translation; else unified, which then names what is
+    missing."""
+    if translator:
+        return "cascade"
+    if model.supports_task("translate"):
+        return "unified"
+    return "cascade" if model.supports_task("text_translate") else "unified"
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..load import load_model
     from ..pipeline.translate import resolve_translator
 
-    if args.translator and getattr(args, "mode", TranslationOptions.mode) != "cascade":
+    mode_given = hasattr(args, "mode")
+    if args.translator and mode_given and args.mode != "cascade":
         raise InvalidOptionError("--translator is only used with --mode cascade")
     check_format(args)
     options = options_from_args(TranslationOptions, args)  # bad values fail here, before loading the model
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, (args.format,))
-    model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
-                       n_threads=args.threads, encoder_precision=args.encoder_precision)
+    model = load_model_from_args(args)
+    if not mode_given:
+        options = dataclasses.replace(options, mode=choose_mode(model, args.translator))
+        logger.info("translation mode: %s", options.mode)
     translator = resolve_translator(model, options.mode, args.translator)  # loaded once, before any file
     failures = Failures(verbose=args.verbose)
     for path, name in zip(args.files, names):

@@ -39,13 +39,9 @@ class ModelSpec:
     encoder_precision: str = "fp32"
 
     def load(self):
-        """The :class:`~funasr_nano.SpeechModel` (sets this process's torch threads first)."""
-        import torch
-
+        """The :class:`~funasr_nano.SpeechModel` (``threads`` set this process's torch threads too)."""
         from ..load import load_model
 
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
         return load_model(self.path, device=self.device, dtype=self.dtype, engine=self.engine, n_threads=self.threads,
                           encoder_precision=self.encoder_precision)
 
