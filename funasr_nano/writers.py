@@ -2,7 +2,7 @@
 
 Every writer takes a :class:`~funasr_nano.results.Transcription` and a text file object. Subtitle
 timestamps are made well formed: clipped at 0, each cue's end after its start, and cues in time
-order without overlap (segments from :mod:`funasr_nano.vad` already are).
+order without overlap (segments from :mod:`funasr_nano.audio.vad` already are).
 """
 
 from __future__ import annotations

@@ -355,7 +355,7 @@ class VadSegmenter:
 
 def speech_chunks(blocks: Iterable[np.ndarray], options: VadOptions | None = None,
                   vad: SileroVAD | None = None) -> Iterator[SpeechChunk]:
-    """Lazily cut a stream of 16 kHz float32 blocks (e.g. :func:`funasr_nano.audio.iter_audio`) into
+    """Lazily cut a stream of 16 kHz float32 blocks (e.g. :func:`funasr_nano.audio.io.iter_audio`) into
     padded speech segments of at most ``options.max_segment_duration`` seconds."""
     segmenter = VadSegmenter(options, vad)
     for block in blocks:

@@ -69,11 +69,6 @@ def embed_parts(llm_input: LLMInput, table: torch.nn.Module) -> torch.Tensor:
     return torch.cat(pieces)
 
 
-class Cancelled(threading.Event):
-    """A cancel signal: set it (from any thread) and the engine stops every row at the next token,
-    returning what was generated so far."""
-
-
 class Engine(abc.ABC):
     """Decodes :class:`LLMInput` batches into token ids.
 

@@ -29,7 +29,7 @@ def _official_config(source: str) -> dict:
 
 
 def write_checkpoint(path: str, loaded, layout: str | None = None) -> str:
-    """Write ``loaded`` (a :class:`funasr_nano.checkpoint.LoadedCheckpoint`, or any object with
+    """Write ``loaded`` (a :class:`funasr_nano.models.fun_asr_nano.checkpoint.LoadedCheckpoint`, or any object with
     ``model``, ``tokenizer``, ``layout`` and ``path``) to the folder ``path``.
 
     Args:
@@ -40,7 +40,7 @@ def write_checkpoint(path: str, loaded, layout: str | None = None) -> str:
 
     Raises:
         ValueError: an unknown layout, official output from a transformers-layout source, or a model
-            that still holds LoRA layers (merge or strip them first, see :mod:`funasr_nano.lora`).
+            that still holds LoRA layers (merge or strip them first, see :mod:`funasr_nano.models.lora`).
     """
     from ..models.lora import language_model, lora_layers
 

@@ -310,7 +310,7 @@ def parse_lora_argument(lora: str | os.PathLike | dict | None) -> dict[str, str]
     """Normalize :func:`funasr_nano.load_model`'s ``lora`` argument to ``{adapter name: folder}``.
 
     A single folder is the adapter for every task (named ``default``); a mapping goes from task name
-    (see :data:`funasr_nano.prompt.TASKS`) to folder.
+    (see :data:`funasr_nano.models.fun_asr_nano.prompt.TASKS`) to folder.
     """
     if lora is None:
         return {}

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from ..engines.base import Engine
     from ..models.base import SpeechLLM
     from .streaming import StreamingOptions, StreamingSession
+    import os
+
     from .translate import Translation, TranslationEvent
+    from .translators import Translator
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ class SpeechModel:
 
     Args:
         family: the loaded model (e.g. :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
-        engine: decodes its LLM inputs (e.g. :class:`funasr_nano.engines.TransformersEngine`).
+        engine: decodes its LLM inputs (e.g. :class:`funasr_nano.engines.transformers.TransformersEngine`).
         adapters: LoRA adapters loaded into the engine's LLM: ``{name: folder}``; ``"default"`` applies
             to every task, a task name to that task only.
     """
@@ -181,7 +184,8 @@ class SpeechModel:
 
     # -- translation and tasks -------------------------------------------------------------------------
 
-    def translate(self, audio: AudioInput, options: TranslationOptions | None = None, *, translator=None,
+    def translate(self, audio: AudioInput, options: TranslationOptions | None = None, *,
+                  translator: Translator | str | os.PathLike | None = None,
                   sample_rate: int | None = None, **overrides: Any) -> "Translation":
         """Translate speech (see :mod:`funasr_nano.pipeline.translate`).
 

@@ -84,7 +84,7 @@ def _plan(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions,
     use_vad = options.vad
     if use_vad is None:
         if duration is None:  # the header does not say: count the samples (the decode is not kept)
-            duration = sum(block.size for block in iter_audio(audio, sample_rate=sample_rate)) / SAMPLE_RATE
+            duration = _stream_duration(audio, sample_rate)
         use_vad = duration > options.max_duration
     if not use_vad and duration is not None and duration > options.max_duration:
         raise too_long(audio, duration, options.max_duration)

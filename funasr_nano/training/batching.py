@@ -3,7 +3,7 @@ resumable by position), how they become tensors (:class:`Collator` -> :class:`Ba
 (:class:`SpeechLLMLoss`).
 
 The tensors follow FunASR's ``FunASRNano.data_load_speech`` (funasr 1.4.16): ChatML prompt with the
-audio slot (:mod:`funasr_nano.prompt`), then the target + the end-of-turn token tokenized separately; labels
+audio slot (:mod:`funasr_nano.models.fun_asr_nano.prompt`), then the target + the end-of-turn token tokenized separately; labels
 are -100 everywhere but on the target tokens.
 """
 

@@ -20,7 +20,7 @@ class TrainConfig:
 
     Attributes:
         model: the checkpoint to start from (official or transformers layout).
-        train_manifests: JSONL manifests (see :mod:`funasr_nano.data`).
+        train_manifests: JSONL manifests (see :mod:`funasr_nano.training.data`).
         output_dir: where checkpoints and the final model go.
         dev_manifest: evaluation manifest (loss; CER for transcription; BLEU for translation).
         train_encoder, train_adaptor, train_llm: which modules learn. The official recipe trains the
@@ -52,7 +52,7 @@ class TrainConfig:
         feature_cache_mb: bound on the memory those cached features take, MiB (the least recently
             used are dropped first).
         ctc_weight: weight of an auxiliary CTC loss on the adaptor output through the LLM's output
-            layer, blank = the pad token (see :class:`funasr_nano.batching.SpeechLLMLoss`); helps a model
+            layer, blank = the pad token (see :class:`funasr_nano.training.batching.SpeechLLMLoss`); helps a model
             trained from scratch align audio and text. 0 = off (the official recipe has none).
         seed: seeds weights added (LoRA), data order and dropout.
     """

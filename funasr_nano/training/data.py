@@ -42,7 +42,7 @@ class Example:
     """One training or evaluation example.
 
     Attributes:
-        task: a name from :data:`funasr_nano.prompt.TASKS`, or ``"custom"`` for an official-format
+        task: a name from :data:`funasr_nano.models.fun_asr_nano.prompt.TASKS`, or ``"custom"`` for an official-format
             line whose instruction is none of theirs.
         instruction: the user-turn text (before the audio slot when there is audio).
         target: the assistant's answer (the end-of-turn token is appended when tokenizing).

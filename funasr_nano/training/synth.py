@@ -7,7 +7,7 @@ in with sox (repeatable mode, ``sox -R``). espeak-ng writes 22.05 kHz; the audio
 16 kHz with soxr (as :func:`funasr_nano.load_audio` does) and written as 16-bit PCM.
 
 Synthesis is resumable: a wav file that already exists is kept (files are written to a temporary name
-and renamed, so a finished name means a finished file). The manifest (:mod:`funasr_nano.data`, simple
+and renamed, so a finished name means a finished file). The manifest (:mod:`funasr_nano.training.data`, simple
 format) gets a ``transcribe`` line per sentence and, when the input has an English translation, a
 ``translate`` line with the transcript as ``source_text``.
 """

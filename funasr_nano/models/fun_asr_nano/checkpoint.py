@@ -64,11 +64,11 @@ class LoadedCheckpoint:
         tokenizer: the LLM's tokenizer (``transformers`` fast tokenizer).
         frontend: feature extraction settings from the checkpoint.
         use_low_frame_rate: the official adaptor setting that decides how many audio positions enter
-            the LLM (see :func:`funasr_nano.prompt.num_audio_tokens`).
+            the LLM (see :func:`funasr_nano.models.fun_asr_nano.prompt.num_audio_tokens`).
         layout: ``"official"`` or ``"hf"``.
         path: the folder it was loaded from.
         llm_gguf: the GGUF layout's LLM file (``model`` then holds the encoder and adaptor only).
-        tasks: the tasks of :data:`funasr_nano.prompt.TASKS` the model was trained for (``tasks`` in
+        tasks: the tasks of :data:`funasr_nano.models.fun_asr_nano.prompt.TASKS` the model was trained for (``tasks`` in
             ``config.yaml`` / ``config.json``, written by ``funasr-nano train``); released checkpoints
             carry none and do transcription only.
     """

@@ -174,12 +174,6 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; use one of {sorted(TASKS)}") from None
 
 
-def build_text_prompt_ids(tokenizer, user_text: str, *, chat: ChatFormat | None = None) -> PromptIds:
-    """Tokenize a prompt without audio (text-only tasks): the same pieces as :func:`build_prompt_ids`
-    with an empty audio slot."""
-    return build_prompt_ids(tokenizer, user_text, 0, chat=chat)
-
-
 def postprocess_text(text: str) -> str:
     """FunASR's post-processing of decoded text (``FunASRNano.inference_llm``): ``/sil`` markers
     removed, whitespace runs folded to one space."""
