@@ -7,7 +7,8 @@
 * ``GET /v1/realtime`` (WebSocket, OpenAI's realtime transcription events: :mod:`.realtime`);
 * ``GET /v1/models``, ``GET /v1/models/{id}`` and ``GET /health`` (status and counters).
 
-Limits: request bodies over ``max_upload_mb`` get 413 (checked against ``Content-Length`` before
+With API keys (``ServerOptions.api_key``/``api_key_file``), every route but ``public_paths`` needs
+one (:mod:`.auth`). Limits: request bodies over ``max_upload_mb`` get 413 (checked against ``Content-Length`` before
 reading, and counted while reading); more than ``max_queue`` requests at once get 429 with
 ``Retry-After``; every error is OpenAI's error JSON (:mod:`.errors`).
 """
@@ -205,6 +206,7 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     Raises:
         TranslatorError: ``translation_mode`` cascade with a translator that cannot be used.
+        InvalidOptionError: an ``api_key_file`` that cannot be read or holds no key.
     """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -213,7 +215,10 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     from . import realtime, routes
 
+    from .auth import APIKeyAuth, load_api_keys
+
     options = options or ServerOptions()
+    keys = load_api_keys(options.api_key, options.api_key_file)  # before loading anything: a bad file fails first
     state = ServerState(model, options)
 
     @contextlib.asynccontextmanager
@@ -274,6 +279,8 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
     routes.add_routes(app, state)
     realtime.add_routes(app, state)
     app.add_middleware(_BodyLimit, limit=options.max_upload_bytes)
+    if keys:  # outermost: a request without a key reaches nothing else
+        app.add_middleware(APIKeyAuth, keys=keys, public_paths=options.public_paths)
     return app
 
 

@@ -36,6 +36,12 @@ class ServerOptions:
             own LLM on its text translation task).
         model_name: the model id clients see in GET /v1/models (default: the model folder's name, or
             funasr-nano-demo for the embedded demo model).
+        api_key: API keys clients must send (Authorization: Bearer KEY, or the realtime subprotocol
+            openai-insecure-api-key.KEY); repeatable; never logged (also: api_key_file, FUNASR_NANO_API_KEY).
+        api_key_file: a file of API keys, one per line (blank lines and # comments skipped).
+        public_paths: paths served without an API key.
+        allow_unauthenticated: serve a non-loopback host without an API key (anyone who reaches the port
+            can use the server).
     """
 
     host: str = "127.0.0.1"
@@ -49,6 +55,10 @@ class ServerOptions:
     translation_mode: str = "unified"
     translator: str | None = None
     model_name: str | None = None
+    api_key: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    api_key_file: str | None = None
+    public_paths: tuple[str, ...] = ("/health",)
+    allow_unauthenticated: bool = False
 
     def __post_init__(self):
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -70,6 +80,12 @@ class ServerOptions:
             raise InvalidOptionError(f"translation_mode must be one of {TRANSLATION_MODES}, not {self.translation_mode!r}")
         if self.translator is not None and self.translation_mode != "cascade":
             raise InvalidOptionError("translator is only used with translation_mode cascade")
+        if not isinstance(self.api_key, tuple) or any(not isinstance(key, str) or not key or
+                                                      any(c.isspace() for c in key) for key in self.api_key):
+            raise InvalidOptionError("api_key must be non-empty strings without spaces")  # never the key itself
+        for path in self.public_paths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise InvalidOptionError(f"public_paths must be paths starting with '/', got {path!r}")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -321,7 +321,9 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket):
         """Live transcription (OpenAI's realtime transcription events; module docstring)."""
-        await websocket.accept()
+        # a browser fails the handshake unless one offered subprotocol is chosen: "realtime" (OpenAI's),
+        # never the openai-insecure-api-key.<key> one (the key is checked by the auth middleware)
+        await websocket.accept(subprotocol="realtime" if "realtime" in websocket.scope.get("subprotocols", ()) else None)
         if not state.sessions.enter():
             connection = RealtimeConnection(websocket, state)
             await connection.send_error(APIError(429, f"the server is busy ({state.options.max_sessions} realtime "
