@@ -5,7 +5,8 @@
 
 * ``POST /v1/audio/transcriptions`` and ``POST /v1/audio/translations`` (:mod:`.routes`);
 * ``GET /v1/realtime`` (WebSocket, OpenAI's realtime transcription events: :mod:`.realtime`);
-* ``GET /v1/models``, ``GET /v1/models/{id}`` and ``GET /health`` (status and counters).
+* ``GET /v1/models``, ``GET /v1/models/{id}`` and ``GET /health`` (status and counters);
+* ``GET /metrics`` (Prometheus' text format: :mod:`.metrics`).
 
 With API keys (``ServerOptions.api_key``/``api_key_file``), every route but ``public_paths`` needs
 one (:mod:`.auth`). Limits: request bodies over ``max_upload_mb`` get 413 (checked against ``Content-Length`` before
@@ -88,10 +89,12 @@ class ServerState:
         self.translator = None
         if options.translation_mode == "cascade":  # loaded (and checked) once, before serving
             self.translator = resolve_translator(self.model, "cascade", options.translator)
-        self.counters = {"requests": 0, "cancelled": 0, "errors_4xx": 0, "errors_5xx": 0, "realtime_sessions": 0}
+        self.counters = {"requests": 0, "cancelled": 0, "client_closed": 0, "errors_4xx": 0, "errors_5xx": 0,
+                         "realtime_sessions": 0}
         self._latency = 1.0  # seconds, moving average of served requests (for Retry-After)
         self._lock = threading.Lock()
         self.started = time.time()
+        self.metrics = None  # the application's Metrics (set by create_app)
         self._numbers = iter(range(1, 1 << 62))
 
     @staticmethod
@@ -217,9 +220,12 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     from .auth import APIKeyAuth, load_api_keys
 
+    from .metrics import Metrics, MetricsMiddleware
+
     options = options or ServerOptions()
     keys = load_api_keys(options.api_key, options.api_key_file)  # before loading anything: a bad file fails first
     state = ServerState(model, options)
+    state.metrics = Metrics(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -233,6 +239,9 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
     @app.exception_handler(APIError)
     async def api_error(request: Request, error: APIError):
         state.count("errors_5xx" if error.status >= 500 else "errors_4xx")
+        if error.status == 499:  # the client went away: nobody reads the answer
+            state.count("client_closed")
+            logger.info("%s %s: %s", request.method, request.url.path, error.message)
         return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(HTTPException)
@@ -264,6 +273,14 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
         """Status, limits and counters (requests, cancellations, batch sizes)."""
         return state.health()
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics():
+        """The counters in Prometheus' text format (:mod:`.metrics`)."""
+        from fastapi.responses import Response
+
+        body, content_type = state.metrics.exposition()
+        return Response(body, media_type=content_type)
+
     @app.get("/v1/models")
     async def models():
         """The one model this server serves (OpenAI's model list)."""
@@ -281,6 +298,7 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
     app.add_middleware(_BodyLimit, limit=options.max_upload_bytes)
     if keys:  # outermost: a request without a key reaches nothing else
         app.add_middleware(APIKeyAuth, keys=keys, public_paths=options.public_paths)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: counts every refusal too
     return app
 
 

@@ -40,6 +40,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,7 @@ class SessionConfig:
 class _Item:
     item_id: str
     sent: str = ""
+    began: float = dataclasses.field(default_factory=time.perf_counter)  # its speech_started event
 
 
 class RealtimeConnection:
@@ -251,6 +253,8 @@ class RealtimeConnection:
             self.previous_item_id = item.item_id
 
     async def _delta(self, item: _Item, text: str) -> None:
+        if not item.sent:
+            self.state.metrics.first_delta.labels("/v1/realtime").observe(time.perf_counter() - item.began)
         await self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item.item_id,
                          "content_index": 0, "delta": text[len(item.sent):]})
         item.sent = text
@@ -259,6 +263,7 @@ class RealtimeConnection:
         """Close the live session: its remaining events are sent; returns its audio's seconds."""
         events, duration = await self.state.run(self._finish)
         await self.handle_events(events)
+        self.state.metrics.audio_seconds.labels("/v1/realtime").inc(duration)
         self.offset += duration
         self.session = None
         self.items = {}
