@@ -3,7 +3,9 @@
 
 The server flags derive from :class:`funasr_nano.server.ServerOptions`, as the transcription flags
 derive from the option dataclasses. The socket is bound before the model loads, so a port in use is
-one clear error (exit 2); ``--port 0`` picks a free port, and the address is logged.
+one clear error (exit 2); ``--port 0`` picks a free port, and the address is logged. Without an API key
+a non-loopback ``--host`` is refused unless ``--allow-unauthenticated`` (:mod:`funasr_nano.server.auth`).
+SIGTERM/SIGINT drain the server, then it exits 0 (:mod:`funasr_nano.server.runner`).
 """
 
 from __future__ import annotations
@@ -78,14 +80,16 @@ def run(args: argparse.Namespace) -> int:
         import importlib.util
 
         import fastapi  # noqa: F401
-        import uvicorn
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
 
         if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
             raise ImportError("No module named 'python_multipart'")  # FastAPI's form parser
     except ImportError as error:
-        raise MissingDependencyError(f"the server needs FastAPI, uvicorn and python-multipart ({error}); install them "
-                                     "with: pip install 'funasr-nano[server]'") from None
+        raise MissingDependencyError(f"the server needs FastAPI, uvicorn, python-multipart and prometheus-client "
+                                     f"({error}); install them with: pip install 'funasr-nano[server]'") from None
     from ..server import create_app
+    from ..server.runner import GracefulServer, uvicorn_config
 
     sock = bind(options.host, options.port)
     try:
@@ -101,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
                         "uploads up to %g MB; %s)", app.state.server.model_id, model.engine.name, url_host, port,
                         options.batch_window, options.max_batch_size, options.max_queue, options.max_upload_mb,
                         f"{len(keys)} API key{'s' if len(keys) > 1 else ''}" if keys else "no API key")
-            config = uvicorn.Config(app, log_level="info" if args.verbose else "warning", access_log=args.verbose,
-                                    timeout_graceful_shutdown=5)
-            uvicorn.Server(config).run(sockets=[sock])
+            config = uvicorn_config(app, options, log_level="info" if args.verbose else "warning",
+                                    access_log=args.verbose)
+            GracefulServer(config, app.state.server).run(sockets=[sock])
         finally:
             model.close()
     finally:

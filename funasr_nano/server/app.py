@@ -44,6 +44,10 @@ class UploadTooLarge(Exception):
     """A request body grew past the upload limit while it was read."""
 
 
+class UploadTimeout(Exception):
+    """A request body was not complete within the request timeout."""
+
+
 class Admission:
     """At most ``limit`` holders at once; :meth:`enter` never waits."""
 
@@ -95,6 +99,8 @@ class ServerState:
         self._lock = threading.Lock()
         self.started = time.time()
         self.metrics = None  # the application's Metrics (set by create_app)
+        self.draining = False  # set on SIGTERM (runner.GracefulServer): new work gets 503
+        self.open_requests = 0  # audio requests begun (uploading, queued, decoding), streamed ones until sent
         self._numbers = iter(range(1, 1 << 62))
 
     @staticmethod
@@ -127,6 +133,30 @@ class ServerState:
         with self._lock:
             return max(1, math.ceil(self._latency))
 
+    def begin_request(self) -> None:
+        """Count an audio request in flight (the drain waits for it).
+
+        Raises:
+            APIError: 503 while draining.
+        """
+        if self.draining:
+            raise self.shutting_down()
+        with self._lock:
+            self.open_requests += 1
+
+    def end_request(self) -> None:
+        with self._lock:
+            self.open_requests -= 1
+
+    def busy(self) -> bool:
+        """Whether requests or realtime sessions are still in flight."""
+        return self.open_requests > 0 or self.requests.active > 0 or self.sessions.active > 0
+
+    def shutting_down(self) -> APIError:
+        return APIError(503, "the server is shutting down; retry on another instance or after the restart",
+                        type="server_error", code="service_unavailable",
+                        headers={"Retry-After": str(max(1, math.ceil(self.options.shutdown_timeout)))})
+
     def too_busy(self, what: str) -> APIError:
         return APIError(429, f"the server is busy ({self.options.max_queue} {what} in progress); retry later",
                         type="rate_limit_exceeded", code="rate_limit_exceeded",
@@ -149,7 +179,9 @@ class ServerState:
             "limits": {"max_queue": self.options.max_queue, "max_upload_mb": self.options.max_upload_mb,
                        "max_batch_size": self.options.max_batch_size, "batch_window": self.options.batch_window,
                        "arrival_wait": self.options.arrival_wait,
-                       "max_sessions": self.options.max_sessions},
+                       "max_sessions": self.options.max_sessions, "max_connections": self.options.max_connections,
+                       "request_timeout": self.options.request_timeout,
+                       "shutdown_timeout": self.options.shutdown_timeout},
             "counters": dict(self.counters),
             "batching": {"calls": stats.calls, "batches": stats.batches, "rows": stats.rows,
                          "max_rows": stats.max_rows,
@@ -166,11 +198,13 @@ class ServerState:
 class _BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes is refused with 413, before reading when
     ``Content-Length`` says so, else as soon as the bytes read pass the limit (the route turns
-    :class:`UploadTooLarge` into the 413)."""
+    :class:`UploadTooLarge` into the 413); a body not complete ``timeout`` seconds after the app first
+    asks for it raises :class:`UploadTimeout` (the route's 408)."""
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, timeout: float):
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -183,14 +217,24 @@ class _BodyLimit:
             response = JSONResponse(error.body(), status_code=413, headers={"Connection": "close"})
             return await response(scope, receive, send)
         received = 0
+        deadline = None
+        complete = False
 
         async def counting_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, complete
+            if complete:  # after the body, receive only reports a disconnect: no deadline
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise UploadTimeout() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise UploadTooLarge()
+                complete = not message.get("more_body", False)
             return message
 
         return await self.app(scope, counting_receive, send)
@@ -270,8 +314,12 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     @app.get("/health")
     async def health():
-        """Status, limits and counters (requests, cancellations, batch sizes)."""
-        return state.health()
+        """Status, limits and counters (requests, cancellations, batch sizes); 503 while draining."""
+        status = state.health()
+        if state.draining:
+            status["status"] = "draining"
+            return JSONResponse(status, status_code=503, headers=state.shutting_down().headers)
+        return status
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics():
@@ -295,7 +343,7 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     routes.add_routes(app, state)
     realtime.add_routes(app, state)
-    app.add_middleware(_BodyLimit, limit=options.max_upload_bytes)
+    app.add_middleware(_BodyLimit, limit=options.max_upload_bytes, timeout=options.request_timeout)
     if keys:  # outermost: a request without a key reaches nothing else
         app.add_middleware(APIKeyAuth, keys=keys, public_paths=options.public_paths)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: counts every refusal too

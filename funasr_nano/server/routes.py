@@ -56,14 +56,14 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
 
     Raises:
         APIError: 413 over the upload limit; 400 for a body that is not a form, a malformed form, or
-            a missing, empty or repeated ``file``; 499 (:func:`client_closed`) when the client goes away
+            a missing, empty or repeated ``file``; 408 for a body slower than ``request_timeout``; 499 (:func:`client_closed`) when the client goes away
             before the body is complete.
     """
     from starlette.datastructures import UploadFile
     from starlette.formparsers import MultiPartException
     from starlette.requests import ClientDisconnect
 
-    from .app import UploadTooLarge, too_large
+    from .app import UploadTimeout, UploadTooLarge, too_large
 
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -75,6 +75,10 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
         raise too_large(state.options.max_upload_bytes) from None
     except ClientDisconnect:
         raise client_closed("while sending its upload") from None
+    except UploadTimeout:
+        raise APIError(408, f"the request body was not complete within {state.options.request_timeout:g} s "
+                            "(funasr-nano serve --request-timeout)", code="request_timeout",
+                       headers={"Connection": "close"}) from None
     except MultiPartException as error:
         raise APIError(400, f"malformed multipart form: {error.message}", code="invalid_form") from None
     values: dict[str, list] = {}
@@ -294,6 +298,22 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
     @app.post("/v1/audio/transcriptions", openapi_extra=transcription_extra)
     async def transcriptions(request: Request):
         """Speech -> text in the language spoken (OpenAI's ``audio.transcriptions.create``)."""
+        state.begin_request()  # 503 while draining
+        try:
+            return await transcribe(request)
+        finally:
+            state.end_request()
+
+    @app.post("/v1/audio/translations", openapi_extra=translation_extra)
+    async def translations(request: Request):
+        """Speech -> English text (OpenAI's ``audio.translations.create``), unified or cascade."""
+        state.begin_request()
+        try:
+            return await translate(request)
+        finally:
+            state.end_request()
+
+    async def transcribe(request: Request):
         began = time.perf_counter()
         # the upload is read before admission: a client stalled mid-upload holds no admission slot
         values, upload = await read_form(request, state)
@@ -331,9 +351,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
         finally:
             release()
 
-    @app.post("/v1/audio/translations", openapi_extra=translation_extra)
-    async def translations(request: Request):
-        """Speech -> English text (OpenAI's ``audio.translations.create``), unified or cascade."""
+    async def translate(request: Request):
         began = time.perf_counter()
         values, upload = await read_form(request, state)  # before admission, as transcriptions
         options, response_format = translation_request(values, state)
