@@ -64,6 +64,22 @@ def test_stalled_uploads_do_not_lock_out_honest_requests(demo):
                 sock.close()
 
 
+def test_uploads_have_their_own_bound(demo):
+    with running_server(demo, ServerOptions(max_uploads=3, batch_window=0.0)) as (url, app):
+        stalled = [partial_upload(url) for _ in range(3)]
+        try:
+            wait_for(lambda: app.state.server.uploads.active == 3)
+            client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+            with pytest.raises(openai.RateLimitError) as caught:
+                client.audio.transcriptions.create(file=EXAMPLE, model="m")
+            assert "3 uploads in progress" in caught.value.body["message"]
+        finally:
+            for sock in stalled:
+                sock.close()
+        wait_for(lambda: app.state.server.uploads.active == 0)
+        assert client.audio.transcriptions.create(file=EXAMPLE, model="m").text == demo.transcribe(EXAMPLE).text
+
+
 def test_oversized_hotwords_are_named(demo):
     with running_server(demo, ServerOptions(batch_window=0.0)) as (url, app):
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)

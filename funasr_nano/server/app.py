@@ -87,6 +87,7 @@ class ServerState:
         self.model_id = options.model_name or self._default_name(model)
         self.requests = Admission(options.max_queue)
         self.sessions = Admission(options.max_sessions)
+        self.uploads = Admission(options.max_uploads)  # bodies being received (before admission)
         # every admitted request and session has a thread: no hidden queue in front of the scheduler
         self.executor = concurrent.futures.ThreadPoolExecutor(options.max_queue + options.max_sessions,
                                                               thread_name_prefix="funasr-nano-request")
@@ -157,8 +158,8 @@ class ServerState:
                         type="server_error", code="service_unavailable",
                         headers={"Retry-After": str(max(1, math.ceil(self.options.shutdown_timeout)))})
 
-    def too_busy(self, what: str) -> APIError:
-        return APIError(429, f"the server is busy ({self.options.max_queue} {what} in progress); retry later",
+    def too_busy(self, what: str, limit: int) -> APIError:
+        return APIError(429, f"the server is busy ({limit} {what} in progress); retry later",
                         type="rate_limit_exceeded", code="rate_limit_exceeded",
                         headers={"Retry-After": str(self.retry_after())})
 
@@ -180,6 +181,7 @@ class ServerState:
                        "max_batch_size": self.options.max_batch_size, "batch_window": self.options.batch_window,
                        "arrival_wait": self.options.arrival_wait,
                        "max_sessions": self.options.max_sessions, "max_connections": self.options.max_connections,
+                       "max_uploads": self.options.max_uploads,
                        "request_timeout": self.options.request_timeout,
                        "shutdown_timeout": self.options.shutdown_timeout},
             "counters": dict(self.counters),

@@ -47,6 +47,8 @@ class ServerOptions:
         request_timeout: seconds a client has to send a request's body, from its headers to its last
             byte (a slower upload gets 408).
         keep_alive_timeout: seconds an idle keep-alive HTTP connection stays open.
+        max_uploads: request bodies being received at once (uploads are read before a request takes one
+            of the max_queue slots, so that stalled uploads cannot hold them); one more gets 429.
         max_connections: open connections (HTTP and WebSocket) at once; more get 503.
         realtime_idle_timeout: seconds a realtime session may stay silent (no client event) before the
             server closes it.
@@ -72,6 +74,7 @@ class ServerOptions:
     shutdown_timeout: float = 30.0
     request_timeout: float = 60.0
     keep_alive_timeout: float = 5.0
+    max_uploads: int = 256
     max_connections: int = 1024
     realtime_idle_timeout: float = 300.0
     ws_ping_interval: float = 20.0
@@ -91,7 +94,7 @@ class ServerOptions:
         for name in ("batch_window", "arrival_wait"):
             if getattr(self, name) > 5:
                 raise InvalidOptionError(f"{name} must be at most 5 s (it delays batches), got {getattr(self, name)}")
-        for name in ("max_queue", "max_batch_size", "max_sessions", "max_connections"):
+        for name in ("max_queue", "max_batch_size", "max_sessions", "max_uploads", "max_connections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name} must be an integer >= 1, got {value!r}")

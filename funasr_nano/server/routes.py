@@ -56,7 +56,7 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
 
     Raises:
         APIError: 413 over the upload limit; 400 for a body that is not a form, a malformed form, or
-            a missing, empty or repeated ``file``; 408 for a body slower than ``request_timeout``; 499 (:func:`client_closed`) when the client goes away
+            a missing, empty or repeated ``file``; 429 with ``max_uploads`` uploads in progress; 408 for a body slower than ``request_timeout``; 499 (:func:`client_closed`) when the client goes away
             before the body is complete.
     """
     from starlette.datastructures import UploadFile
@@ -69,6 +69,8 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise APIError(400, "send the request as multipart/form-data with the audio in the field 'file' "
                             f"(got content type {content_type or 'none'!r})", code="invalid_content_type")
+    if not state.uploads.enter():  # uploads have their own bound, apart from the decoding slots
+        raise state.too_busy("uploads", state.options.max_uploads)
     try:
         form = await request.form(max_files=2, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     except UploadTooLarge:
@@ -81,6 +83,8 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
                        headers={"Connection": "close"}) from None
     except MultiPartException as error:
         raise APIError(400, f"malformed multipart form: {error.message}", code="invalid_form") from None
+    finally:
+        state.uploads.leave()
     values: dict[str, list] = {}
     for key, value in form.multi_items():
         name = key[:-2] if key.endswith("[]") else key
@@ -284,7 +288,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
 
     async def admitted(request: Request, kind: str):
         if not state.requests.enter():
-            raise state.too_busy("requests")
+            raise state.too_busy("requests", state.options.max_queue)
         context = RequestContext(name=f"{kind} {state.next_number()}", preparing=True)
         state.preparing.add(context)
         state.count("requests")
