@@ -55,12 +55,23 @@ def test_sigterm_drains_the_request_in_flight_then_exits_0():
     process = serve("--port", "0", "--shutdown-timeout", "60")
     try:
         url = started(process)
+        realtime = url.replace("http://", "ws://") + "/v1/realtime"
+        session = websockets_sync.connect(realtime, open_timeout=30)
+        assert json.loads(session.recv(timeout=30))["type"] == "session.created"
         results: list = []
         thread = long_request(url, results)
         wait_for(lambda: in_flight(url))
         process.send_signal(signal.SIGTERM)
         health = wait_for(lambda: (lambda r: r if r.status_code == 503 else None)(httpx.get(url + "/health", timeout=10)))
         assert health.json()["status"] == "draining"
+        from websockets.exceptions import ConnectionClosed
+
+        with pytest.raises(ConnectionClosed) as closed:  # an idle session is closed between items
+            session.recv(timeout=10)
+        assert closed.value.rcvd.code == 1012
+        with pytest.raises(websockets_sync.InvalidStatus) as refused_session:
+            websockets_sync.connect(realtime, open_timeout=30)
+        assert refused_session.value.response.status_code == 503
         refused = httpx.post(url + "/v1/audio/transcriptions", files={"file": ("a.wav", EXAMPLE.read_bytes())},
                              timeout=30)
         assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
