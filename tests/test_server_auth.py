@@ -104,7 +104,7 @@ def test_key_sources_and_their_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     for flags, message in ((["--api-key-file", str(empty)], "holds no key"),
                            (["--api-key-file", str(tmp_path / "missing")], "cannot read it"),
-                           (["--api-key", "a b"], "api_key must be non-empty strings without spaces")):
+                           (["--api-key", "a b"], "api_key must be a tuple of non-empty strings without spaces")):
         assert main(["serve", "--port", "0", *flags]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err

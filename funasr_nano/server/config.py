@@ -104,7 +104,7 @@ class ServerOptions:
             raise InvalidOptionError("translator is only used with translation_mode cascade")
         if not isinstance(self.api_key, tuple) or any(not isinstance(key, str) or not key or
                                                       any(c.isspace() for c in key) for key in self.api_key):
-            raise InvalidOptionError("api_key must be non-empty strings without spaces")  # never the key itself
+            raise InvalidOptionError("api_key must be a tuple of non-empty strings without spaces")  # never a key
         for path in self.public_paths:
             if not isinstance(path, str) or not path.startswith("/"):
                 raise InvalidOptionError(f"public_paths must be paths starting with '/', got {path!r}")
