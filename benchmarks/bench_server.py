@@ -21,8 +21,16 @@ request generates exactly ``--new-tokens`` tokens). "Batching on" is the default
 (``--max-batch-size 16``, 10 ms window); "off" is ``--max-batch-size 1`` (requests decoded one at a
 time in arrival order).
 
+``--engines transformers llama.cpp`` serves the same model on each engine in one run (llama.cpp: the
+checkpoint exported to GGUF ``--gguf-type``, default q8_0, ``--threads`` threads), for ratios measured
+under the same conditions. ``--stream`` sends ``stream=true`` and also reports the time to the first
+``transcript.text.delta`` (``ttfd_p50_s``, ``ttfd_p95_s``). ``rss_mb`` is the server's resident memory
+after the level. ``--soak SECONDS`` then runs the last concurrency level for that long and prints the
+resident memory every ``--soak-every`` seconds (does it keep growing?).
+
 Usage:  python benchmarks/bench_server.py --model demo [--batching on off] [--concurrency 1 4 16]
-            [--requests 8 16 32] [--time-limit 540] [--out bench-out]
+            [--requests 8 16 32] [--engines transformers llama.cpp] [--stream] [--soak 600]
+            [--time-limit 540] [--out bench-out]
 Every level is bounded by its request count and the whole run by --time-limit (seconds; a level
 that would start after it is skipped and reported so). Run it alone on the machine.
 """
@@ -49,7 +57,7 @@ HELDOUT = ROOT / "tests" / "data" / "demo_heldout"
 
 def start_server(model_dir: str | None, batching: bool, extra: list[str]) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "funasr_nano.cli", "serve", "--port", "0", "--host", "127.0.0.1",
-               "--max-queue", "64", *extra]
+               "--max-queue", "64", "--max-uploads", "64", *extra]
     if model_dir:
         command += ["--model", model_dir]
     command += [] if batching else ["--max-batch-size", "1"]
@@ -65,12 +73,37 @@ def start_server(model_dir: str | None, batching: bool, extra: list[str]) -> tup
             return process, match.group(1)
 
 
-def peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak (``VmHWM``) or current (``VmRSS``) resident memory, MB."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 3) if values else None
+
+
+def post(http, url: str, name: str, data: bytes, fields: dict, stream: bool) -> tuple[int, str, float | None]:
+    """``(status, error text, seconds to the first delta or None)`` of one transcription request."""
+    began = time.perf_counter()
+    form = {"model": "bench", **fields, **({"stream": "true"} if stream else {})}
+    if not stream:
+        response = http.post(url + "/v1/audio/transcriptions", files={"file": (name, data)}, data=form)
+        return response.status_code, response.text[:200], None
+    first = None
+    with http.stream("POST", url + "/v1/audio/transcriptions", files={"file": (name, data)}, data=form) as response:
+        if response.status_code != 200:
+            return response.status_code, response.read().decode()[:200], None
+        for line in response.iter_lines():
+            if first is None and line.startswith("data:") and "transcript.text.delta" in line:
+                first = time.perf_counter() - began
+            if '"error"' in line:
+                return 500, line[:200], first
+    return 200, "", first
 
 
 def audio_seconds(path: pathlib.Path) -> float:
@@ -79,7 +112,10 @@ def audio_seconds(path: pathlib.Path) -> float:
     return soundfile.info(str(path)).duration
 
 
-def run_level(url: str, clips: list[pathlib.Path], fields: dict, concurrency: int, requests: int) -> dict:
+def run_level(url: str, clips: list[pathlib.Path], fields: dict, concurrency: int, requests: int,
+              stream: bool = False, until: float | None = None) -> dict:
+    """``concurrency`` closed-loop clients sending ``requests`` requests (or, with ``until``, as many as
+    they can until that ``time.monotonic()``)."""
     import httpx2 as httpx
 
     host = urllib.parse.urlparse(url).hostname
@@ -87,29 +123,31 @@ def run_level(url: str, clips: list[pathlib.Path], fields: dict, concurrency: in
         raise SystemExit(f"refusing to load {host}: this benchmark only talks to 127.0.0.1")
     payloads = [(path.name, path.read_bytes(), audio_seconds(path)) for path in clips]
     latencies: list[float] = []
+    first_deltas: list[float] = []
     seconds: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    counter = iter(range(requests))
+    counter = iter(range(requests if until is None else 1 << 62))
 
     def client() -> None:
         with httpx.Client(timeout=600) as http:
-            while True:
+            while until is None or time.monotonic() < until:
                 with lock:
                     number = next(counter, None)
                 if number is None:
                     return
                 name, data, duration = payloads[number % len(payloads)]
                 began = time.perf_counter()
-                response = http.post(url + "/v1/audio/transcriptions", files={"file": (name, data)},
-                                     data={"model": "bench", **fields})
+                status, text, first = post(http, url, name, data, fields, stream)
                 elapsed = time.perf_counter() - began
                 with lock:
-                    if response.status_code == 200:
+                    if status == 200:
                         latencies.append(elapsed)
                         seconds.append(duration)
+                        if first is not None:
+                            first_deltas.append(first)
                     else:
-                        errors.append(f"{response.status_code} {response.text[:200]}")
+                        errors.append(f"{status} {text}")
 
     before = httpx.get(url + "/health").json()["batching"]
     began = time.perf_counter()
@@ -120,17 +158,33 @@ def run_level(url: str, clips: list[pathlib.Path], fields: dict, concurrency: in
         thread.join()
     wall = time.perf_counter() - began
     after = httpx.get(url + "/health").json()["batching"]
-    latencies.sort()
     batches = after["batches"] - before["batches"]
-    return {
+    row = {
         "concurrency": concurrency, "requests": len(latencies), "errors": len(errors), "error_sample": errors[:2],
         "p50_s": round(statistics.median(latencies), 3) if latencies else None,
-        "p95_s": round(latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))], 3)
-        if latencies else None,
+        "p95_s": percentile(latencies, 0.95),
         "req_s": round(len(latencies) / wall, 3), "audio_s_s": round(sum(seconds) / wall, 3),
         "batch_rows": round((after["rows"] - before["rows"]) / batches, 2) if batches else None,
         "wall_s": round(wall, 2),
     }
+    if stream:
+        row.update(ttfd_p50_s=round(statistics.median(first_deltas), 3) if first_deltas else None,
+                   ttfd_p95_s=percentile(first_deltas, 0.95))
+    return row
+
+
+def soak(process, url: str, clips, fields: dict, concurrency: int, seconds: float, every: float, stream: bool) -> list:
+    """RSS of the server every ``every`` seconds while ``concurrency`` clients load it for ``seconds``."""
+    samples = [(0.0, round(peak_rss_mb(process.pid, "VmRSS")))]
+    began = time.monotonic()
+    total = {"requests": 0, "errors": 0}
+    while time.monotonic() - began < seconds:
+        row = run_level(url, clips, fields, concurrency, 0, stream, until=min(began + seconds, time.monotonic() + every))
+        total["requests"] += row["requests"]
+        total["errors"] += row["errors"]
+        samples.append((round(time.monotonic() - began), round(peak_rss_mb(process.pid, "VmRSS"))))
+        print(json.dumps({"soak_s": samples[-1][0], "rss_mb": samples[-1][1], **total}), flush=True)
+    return samples
 
 
 def main() -> None:
@@ -144,6 +198,12 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=540.0, help="seconds for the whole run")
     parser.add_argument("--out", default=str(ROOT / "bench-out"))
     parser.add_argument("--serve-args", default="", help="extra flags for funasr-nano serve")
+    parser.add_argument("--engines", nargs="+", default=["transformers"], choices=["transformers", "llama.cpp"])
+    parser.add_argument("--gguf-type", default="q8_0", help="llama.cpp: the GGUF the checkpoint is exported to")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp engine threads")
+    parser.add_argument("--stream", action="store_true", help="stream=true: also time the first delta")
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of load at the last level, RSS sampled")
+    parser.add_argument("--soak-every", type=float, default=30.0)
     args = parser.parse_args()
     deadline = time.monotonic() + args.time_limit
     out = pathlib.Path(args.out)
@@ -171,40 +231,62 @@ def main() -> None:
         raise SystemExit("give one --requests value per --concurrency value")
 
     rows = []
-    for mode in args.batching:
-        if time.monotonic() > deadline:
-            print(f"skipped batching {mode}: time limit", file=sys.stderr)
-            continue
-        began = time.perf_counter()
-        process, url = start_server(model_dir, mode == "on", args.serve_args.split())
-        try:
-            load_s = time.perf_counter() - began
-            run_level(url, clips[:1], fields, 1, 1)  # warm-up
-            for concurrency, count in zip(args.concurrency, requests):
-                if time.monotonic() > deadline:
-                    print(f"skipped batching {mode} x{concurrency}: time limit", file=sys.stderr)
-                    continue
-                row = {"model": args.model, "batching": mode, **run_level(url, clips, fields, concurrency, count),
-                       "peak_rss_mb": round(peak_rss_mb(process.pid)), "load_s": round(load_s, 1)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-        finally:
-            process.send_signal(signal.SIGTERM)
+    soaks = {}
+    for engine in args.engines:
+        if engine == "llama.cpp":
+            if model_dir is None:
+                raise SystemExit("--engines llama.cpp needs --model full or a checkpoint folder")
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            from bench_transcribe import ensure_gguf
+
+            serve_dir = str(ensure_gguf(out, pathlib.Path(model_dir), "full", args.gguf_type)) \
+                if args.model == "full" else model_dir
+            engine_args = ["--engine", "llama.cpp", "--threads", str(args.threads)]
+        else:
+            serve_dir, engine_args = model_dir, ["--engine", "transformers"]
+        for mode in args.batching:
+            if time.monotonic() > deadline:
+                print(f"skipped {engine} batching {mode}: time limit", file=sys.stderr)
+                continue
+            began = time.perf_counter()
+            process, url = start_server(serve_dir, mode == "on", engine_args + args.serve_args.split())
             try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                load_s = time.perf_counter() - began
+                run_level(url, clips[:1], fields, 1, 1)  # warm-up
+                for concurrency, count in zip(args.concurrency, requests):
+                    if time.monotonic() > deadline:
+                        print(f"skipped {engine} batching {mode} x{concurrency}: time limit", file=sys.stderr)
+                        continue
+                    row = {"model": args.model, "engine": engine, "batching": mode,
+                           **run_level(url, clips, fields, concurrency, count, args.stream),
+                           "rss_mb": round(peak_rss_mb(process.pid, "VmRSS")),
+                           "peak_rss_mb": round(peak_rss_mb(process.pid)), "load_s": round(load_s, 1)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                if args.soak > 0:
+                    soaks[(engine, mode)] = soak(process, url, clips, fields, args.concurrency[-1], args.soak,
+                                                 args.soak_every, args.stream)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
     with open(out / "bench_server.jsonl", "a") as log:
         for row in rows:
             log.write(json.dumps({**row, "machine": platform.machine(), "cpus": os.cpu_count()}) + "\n")
-    print("\n| model | batching | clients | requests | errors | p50 s | p95 s | req/s | audio-s/s | rows/batch | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | engine | batching | clients | requests | errors | p50 s | p95 s | first delta p50/p95 s | req/s "
+          "| audio-s/s | rows/batch | RSS MB | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['model']} | {row['batching']} | {row['concurrency']} | {row['requests']} | {row['errors']} | "
-              f"{row['p50_s']} | {row['p95_s']} | {row['req_s']} | {row['audio_s_s']} | {row['batch_rows']} | "
-              f"{row['peak_rss_mb']} |")
+        first = f"{row['ttfd_p50_s']} / {row['ttfd_p95_s']}" if "ttfd_p50_s" in row else "-"
+        print(f"| {row['model']} | {row['engine']} | {row['batching']} | {row['concurrency']} | {row['requests']} | "
+              f"{row['errors']} | {row['p50_s']} | {row['p95_s']} | {first} | {row['req_s']} | {row['audio_s_s']} | "
+              f"{row['batch_rows']} | {row['rss_mb']} | {row['peak_rss_mb']} |")
+    for (engine, mode), samples in soaks.items():
+        print(f"\nsoak {engine} batching {mode}: RSS MB " + ", ".join(f"{t} s: {mb}" for t, mb in samples))
 
 
 if __name__ == "__main__":

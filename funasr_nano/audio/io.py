@@ -51,6 +51,29 @@ _UNKNOWN_FRAMES = 2**62  # libsndfile reports SF_COUNT_MAX frames when the heade
 _MAX_BLOCK_VALUES = 2**24  # samples x channels read at once by iter_audio (64 MB of float32), whatever the header
 
 
+def check_audio_path(path: Union[str, os.PathLike], name: str) -> None:
+    """Refuse a path that is not a regular file, saying what it is.
+
+    Raises:
+        AudioDecodeError: no such file; a directory; a FIFO, socket or device (``/dev/null``), which
+            cannot be decoded as a file (its length is unknown, or it is always empty).
+    """
+    import stat
+
+    try:
+        mode = os.stat(os.fspath(path)).st_mode
+    except FileNotFoundError:
+        raise AudioDecodeError(f"{name}: no such file") from None
+    except OSError as error:
+        raise AudioDecodeError(f"{name}: cannot read it ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
+        raise AudioDecodeError(f"{name}: is a directory, not an audio file")
+    if not stat.S_ISREG(mode):
+        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise AudioDecodeError(f"{name}: is {what}, not an audio file")
+
+
 def describe_source(source: AudioInput) -> str:
     """A short, printable name for ``source`` to put in log lines and error messages.
 
@@ -265,8 +288,8 @@ def _decode_av(data, name: str) -> tuple[np.ndarray, int]:
 def _decode(source: Union[str, os.PathLike, bytes, bytearray], name: str) -> tuple[np.ndarray, int]:
     """Decode a whole file with libsndfile, else FFmpeg. ``AudioDecodeError`` from a decoder is final
     (it read the header and refused it); any other error means "try the next decoder"."""
-    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(os.fspath(source)):
-        raise AudioDecodeError(f"{name}: no such file")
+    if isinstance(source, (str, os.PathLike)):
+        check_audio_path(source, name)
     errors = []
     for label, decoder, opener in (("soundfile", _decode_soundfile, _soundfile_input),
                                    ("av", _decode_av, _av_input)):
@@ -352,8 +375,8 @@ def probe_duration(source: AudioInput, *, sample_rate: int | None = None) -> flo
         return source.shape[0] / rate
     if not isinstance(source, (str, os.PathLike, bytes, bytearray)):
         raise TypeError(f"audio must be a path, bytes or a numpy array, not {type(source).__name__}")
-    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(os.fspath(source)):
-        raise AudioDecodeError(f"{name}: no such file")
+    if isinstance(source, (str, os.PathLike)):
+        check_audio_path(source, name)
     try:
         info = soundfile.info(_soundfile_input(source))
     except Exception:  # not a libsndfile format: ask FFmpeg for the container's duration
@@ -480,8 +503,8 @@ def iter_audio(source: AudioInput, *, sample_rate: int | None = None,
         return
     if not isinstance(source, (str, os.PathLike, bytes, bytearray)):
         raise TypeError(f"audio must be a path, bytes or a numpy array, not {type(source).__name__}")
-    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(os.fspath(source)):
-        raise AudioDecodeError(f"{name}: no such file")
+    if isinstance(source, (str, os.PathLike)):
+        check_audio_path(source, name)
     blocks = _blocks_file(source, name, block_duration)
     resampler, rate_seen = None, None
     try:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import math
 import os
 import threading
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -78,6 +79,10 @@ class VadOptions:
     max_merge_gap: float = 2.0
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # NaN passes every comparison below: refused first
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidOptionError(f"{field.name} must be a finite number, got {value}")
         if not 0.0 < self.threshold < 1.0:
             raise InvalidOptionError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.neg_threshold is not None and not 0.0 < self.neg_threshold <= self.threshold:

@@ -3,14 +3,19 @@
 
 The server flags derive from :class:`funasr_nano.server.ServerOptions`, as the transcription flags
 derive from the option dataclasses. The socket is bound before the model loads, so a port in use is
-one clear error (exit 2); ``--port 0`` picks a free port, and the address is logged.
+one clear error (exit 2); ``--port 0`` picks a free port, and the address is logged. Without an API key
+a non-loopback ``--host`` is refused unless ``--allow-unauthenticated`` (:mod:`funasr_nano.server.auth`).
+SIGTERM/SIGINT drain the server, then it exits 0 (:mod:`funasr_nano.server.runner`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import socket
+from typing import Mapping
 
 from ..errors import InvalidOptionError, MissingDependencyError
 from .options import add_model_flags, add_option_flags, load_model_from_args, options_from_args
@@ -51,22 +56,38 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def with_environment_key(options, environ: Mapping[str, str]):
+    """``options`` with the key of the environment variable ``FUNASR_NANO_API_KEY`` (if set) added."""
+    from ..server.auth import ENV_VAR
+
+    key = environ.get(ENV_VAR, "").strip()
+    if not key:
+        return options
+    return dataclasses.replace(options, api_key=options.api_key + (key,))
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..server.auth import check_exposure, load_api_keys
     from ..server.config import ServerOptions
 
     options = options_from_args(ServerOptions, args)  # bad values fail here, before loading the model
+    options = with_environment_key(options, os.environ)
+    keys = load_api_keys(options.api_key, options.api_key_file)
+    check_exposure(options.host, keys, options.allow_unauthenticated)
     try:
         import importlib.util
 
         import fastapi  # noqa: F401
-        import uvicorn
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
 
         if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
             raise ImportError("No module named 'python_multipart'")  # FastAPI's form parser
     except ImportError as error:
-        raise MissingDependencyError(f"the server needs FastAPI, uvicorn and python-multipart ({error}); install them "
-                                     "with: pip install 'funasr-nano[server]'") from None
+        raise MissingDependencyError(f"the server needs FastAPI, uvicorn, python-multipart and prometheus-client "
+                                     f"({error}); install them with: pip install 'funasr-nano[server]'") from None
     from ..server import create_app
+    from ..server.runner import GracefulServer, uvicorn_config
 
     sock = bind(options.host, options.port)
     try:
@@ -78,11 +99,12 @@ def run(args: argparse.Namespace) -> int:
             for name in ("funasr_nano.cli", "funasr_nano.server"):
                 logging.getLogger(name).setLevel(logging.INFO)
             logger.info("serving %s (%s engine) on http://%s:%d (batch window %g s, up to %d per batch; queue %d; "
-                        "uploads up to %g MB)", app.state.server.model_id, model.engine.name, url_host, port,
-                        options.batch_window, options.max_batch_size, options.max_queue, options.max_upload_mb)
-            config = uvicorn.Config(app, log_level="info" if args.verbose else "warning", access_log=args.verbose,
-                                    timeout_graceful_shutdown=5)
-            uvicorn.Server(config).run(sockets=[sock])
+                        "uploads up to %g MB; %s)", app.state.server.model_id, model.engine.name, url_host, port,
+                        options.batch_window, options.max_batch_size, options.max_queue, options.max_upload_mb,
+                        f"{len(keys)} API key{'s' if len(keys) > 1 else ''}" if keys else "no API key")
+            config = uvicorn_config(app, options, log_level="info" if args.verbose else "warning",
+                                    access_log=args.verbose)
+            GracefulServer(config, app.state.server).run(sockets=[sock])
         finally:
             model.close()
     finally:

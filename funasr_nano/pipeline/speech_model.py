@@ -96,7 +96,13 @@ class SpeechModel:
             ValueError: naming the lengths.
         """
         samples = int(seconds * SAMPLE_RATE)
-        positions = self.family.llm_input(instruction, None).length + self.family.audio_positions(samples)
+        text_positions = self.family.llm_input(instruction, None).length
+        positions = text_positions + self.family.audio_positions(samples)
+        if positions + max_new_tokens > self.engine.max_positions and 2 * text_positions >= positions:
+            raise InvalidOptionError(  # the text (hotwords) is what does not fit, not the audio
+                f"hotwords: the prompt's text (hotwords, context) takes {text_positions} positions; with "
+                f"{seconds:g} s of audio and max_new_tokens={max_new_tokens} it does not fit the LLM's context "
+                f"window of {self.engine.max_positions} positions; send fewer or shorter hotwords")
         if positions + max_new_tokens > self.engine.max_positions:
             raise InvalidOptionError(
                 f"{seconds:g} s of audio ({positions} prompt positions) plus max_new_tokens={max_new_tokens} do not "

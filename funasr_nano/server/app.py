@@ -5,9 +5,11 @@
 
 * ``POST /v1/audio/transcriptions`` and ``POST /v1/audio/translations`` (:mod:`.routes`);
 * ``GET /v1/realtime`` (WebSocket, OpenAI's realtime transcription events: :mod:`.realtime`);
-* ``GET /v1/models``, ``GET /v1/models/{id}`` and ``GET /health`` (status and counters).
+* ``GET /v1/models``, ``GET /v1/models/{id}`` and ``GET /health`` (status and counters);
+* ``GET /metrics`` (Prometheus' text format: :mod:`.metrics`).
 
-Limits: request bodies over ``max_upload_mb`` get 413 (checked against ``Content-Length`` before
+With API keys (``ServerOptions.api_key``/``api_key_file``), every route but ``public_paths`` needs
+one (:mod:`.auth`). Limits: request bodies over ``max_upload_mb`` get 413 (checked against ``Content-Length`` before
 reading, and counted while reading); more than ``max_queue`` requests at once get 429 with
 ``Retry-After``; every error is OpenAI's error JSON (:mod:`.errors`).
 """
@@ -40,6 +42,10 @@ DEMO_MODEL_NAME = "funasr-nano-demo"
 
 class UploadTooLarge(Exception):
     """A request body grew past the upload limit while it was read."""
+
+
+class UploadTimeout(Exception):
+    """A request body was not complete within the request timeout."""
 
 
 class Admission:
@@ -81,16 +87,21 @@ class ServerState:
         self.model_id = options.model_name or self._default_name(model)
         self.requests = Admission(options.max_queue)
         self.sessions = Admission(options.max_sessions)
+        self.uploads = Admission(options.max_uploads)  # bodies being received (before admission)
         # every admitted request and session has a thread: no hidden queue in front of the scheduler
         self.executor = concurrent.futures.ThreadPoolExecutor(options.max_queue + options.max_sessions,
                                                               thread_name_prefix="funasr-nano-request")
         self.translator = None
         if options.translation_mode == "cascade":  # loaded (and checked) once, before serving
             self.translator = resolve_translator(self.model, "cascade", options.translator)
-        self.counters = {"requests": 0, "cancelled": 0, "errors_4xx": 0, "errors_5xx": 0, "realtime_sessions": 0}
+        self.counters = {"requests": 0, "cancelled": 0, "client_closed": 0, "errors_4xx": 0, "errors_5xx": 0,
+                         "realtime_sessions": 0}
         self._latency = 1.0  # seconds, moving average of served requests (for Retry-After)
         self._lock = threading.Lock()
         self.started = time.time()
+        self.metrics = None  # the application's Metrics (set by create_app)
+        self.draining = False  # set on SIGTERM (runner.GracefulServer): new work gets 503
+        self.open_requests = 0  # audio requests begun (uploading, queued, decoding), streamed ones until sent
         self._numbers = iter(range(1, 1 << 62))
 
     @staticmethod
@@ -123,8 +134,32 @@ class ServerState:
         with self._lock:
             return max(1, math.ceil(self._latency))
 
-    def too_busy(self, what: str) -> APIError:
-        return APIError(429, f"the server is busy ({self.options.max_queue} {what} in progress); retry later",
+    def begin_request(self) -> None:
+        """Count an audio request in flight (the drain waits for it).
+
+        Raises:
+            APIError: 503 while draining.
+        """
+        if self.draining:
+            raise self.shutting_down()
+        with self._lock:
+            self.open_requests += 1
+
+    def end_request(self) -> None:
+        with self._lock:
+            self.open_requests -= 1
+
+    def busy(self) -> bool:
+        """Whether requests or realtime sessions are still in flight."""
+        return self.open_requests > 0 or self.requests.active > 0 or self.sessions.active > 0
+
+    def shutting_down(self) -> APIError:
+        return APIError(503, "the server is shutting down; retry on another instance or after the restart",
+                        type="server_error", code="service_unavailable",
+                        headers={"Retry-After": str(max(1, math.ceil(self.options.shutdown_timeout)))})
+
+    def too_busy(self, what: str, limit: int) -> APIError:
+        return APIError(429, f"the server is busy ({limit} {what} in progress); retry later",
                         type="rate_limit_exceeded", code="rate_limit_exceeded",
                         headers={"Retry-After": str(self.retry_after())})
 
@@ -145,7 +180,10 @@ class ServerState:
             "limits": {"max_queue": self.options.max_queue, "max_upload_mb": self.options.max_upload_mb,
                        "max_batch_size": self.options.max_batch_size, "batch_window": self.options.batch_window,
                        "arrival_wait": self.options.arrival_wait,
-                       "max_sessions": self.options.max_sessions},
+                       "max_sessions": self.options.max_sessions, "max_connections": self.options.max_connections,
+                       "max_uploads": self.options.max_uploads,
+                       "request_timeout": self.options.request_timeout,
+                       "shutdown_timeout": self.options.shutdown_timeout},
             "counters": dict(self.counters),
             "batching": {"calls": stats.calls, "batches": stats.batches, "rows": stats.rows,
                          "max_rows": stats.max_rows,
@@ -162,11 +200,13 @@ class ServerState:
 class _BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes is refused with 413, before reading when
     ``Content-Length`` says so, else as soon as the bytes read pass the limit (the route turns
-    :class:`UploadTooLarge` into the 413)."""
+    :class:`UploadTooLarge` into the 413); a body not complete ``timeout`` seconds after the app first
+    asks for it raises :class:`UploadTimeout` (the route's 408)."""
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, timeout: float):
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -179,14 +219,24 @@ class _BodyLimit:
             response = JSONResponse(error.body(), status_code=413, headers={"Connection": "close"})
             return await response(scope, receive, send)
         received = 0
+        deadline = None
+        complete = False
 
         async def counting_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, complete
+            if complete:  # after the body, receive only reports a disconnect: no deadline
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise UploadTimeout() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise UploadTooLarge()
+                complete = not message.get("more_body", False)
             return message
 
         return await self.app(scope, counting_receive, send)
@@ -205,6 +255,7 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     Raises:
         TranslatorError: ``translation_mode`` cascade with a translator that cannot be used.
+        InvalidOptionError: an ``api_key_file`` that cannot be read or holds no key.
     """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -213,8 +264,14 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     from . import realtime, routes
 
+    from .auth import APIKeyAuth, load_api_keys
+
+    from .metrics import Metrics, MetricsMiddleware
+
     options = options or ServerOptions()
+    keys = load_api_keys(options.api_key, options.api_key_file)  # before loading anything: a bad file fails first
     state = ServerState(model, options)
+    state.metrics = Metrics(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -228,6 +285,9 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
     @app.exception_handler(APIError)
     async def api_error(request: Request, error: APIError):
         state.count("errors_5xx" if error.status >= 500 else "errors_4xx")
+        if error.status == 499:  # the client went away: nobody reads the answer
+            state.count("client_closed")
+            logger.info("%s %s: %s", request.method, request.url.path, error.message)
         return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(HTTPException)
@@ -256,8 +316,20 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     @app.get("/health")
     async def health():
-        """Status, limits and counters (requests, cancellations, batch sizes)."""
-        return state.health()
+        """Status, limits and counters (requests, cancellations, batch sizes); 503 while draining."""
+        status = state.health()
+        if state.draining:
+            status["status"] = "draining"
+            return JSONResponse(status, status_code=503, headers=state.shutting_down().headers)
+        return status
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics():
+        """The counters in Prometheus' text format (:mod:`.metrics`)."""
+        from fastapi.responses import Response
+
+        body, content_type = state.metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/v1/models")
     async def models():
@@ -273,7 +345,10 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 
     routes.add_routes(app, state)
     realtime.add_routes(app, state)
-    app.add_middleware(_BodyLimit, limit=options.max_upload_bytes)
+    app.add_middleware(_BodyLimit, limit=options.max_upload_bytes, timeout=options.request_timeout)
+    if keys:  # outermost: a request without a key reaches nothing else
+        app.add_middleware(APIKeyAuth, keys=keys, public_paths=options.public_paths)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: counts every refusal too
     return app
 
 

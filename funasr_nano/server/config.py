@@ -36,6 +36,24 @@ class ServerOptions:
             own LLM on its text translation task).
         model_name: the model id clients see in GET /v1/models (default: the model folder's name, or
             funasr-nano-demo for the embedded demo model).
+        api_key: API keys clients must send (Authorization: Bearer KEY, or the realtime subprotocol
+            openai-insecure-api-key.KEY); repeatable; never logged (also: api_key_file, FUNASR_NANO_API_KEY).
+        api_key_file: a file of API keys, one per line (blank lines and # comments skipped).
+        public_paths: paths served without an API key.
+        allow_unauthenticated: serve a non-loopback host without an API key (anyone who reaches the port
+            can use the server).
+        shutdown_timeout: seconds SIGTERM/SIGINT waits for requests in flight and realtime items to
+            finish (new ones get 503) before the server exits; a second signal exits at once.
+        request_timeout: seconds a client has to send a request's body, from its headers to its last
+            byte (a slower upload gets 408).
+        keep_alive_timeout: seconds an idle keep-alive HTTP connection stays open.
+        max_uploads: request bodies being received at once (uploads are read before a request takes one
+            of the max_queue slots, so that stalled uploads cannot hold them); one more gets 429.
+        max_connections: open connections (HTTP and WebSocket) at once; more get 503.
+        realtime_idle_timeout: seconds a realtime session may stay silent (no client event) before the
+            server closes it.
+        ws_ping_interval: seconds between WebSocket pings (a client that does not answer within as many
+            seconds is disconnected).
     """
 
     host: str = "127.0.0.1"
@@ -49,20 +67,34 @@ class ServerOptions:
     translation_mode: str = "unified"
     translator: str | None = None
     model_name: str | None = None
+    api_key: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    api_key_file: str | None = None
+    public_paths: tuple[str, ...] = ("/health",)
+    allow_unauthenticated: bool = False
+    shutdown_timeout: float = 30.0
+    request_timeout: float = 60.0
+    keep_alive_timeout: float = 5.0
+    max_uploads: int = 256
+    max_connections: int = 1024
+    realtime_idle_timeout: float = 300.0
+    ws_ping_interval: float = 20.0
 
     def __post_init__(self):
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidOptionError(f"port must be in [0, 65535], got {self.port!r}")
-        for name in ("max_upload_mb", "batch_window", "arrival_wait"):
+        for name in ("max_upload_mb", "batch_window", "arrival_wait", "shutdown_timeout", "request_timeout",
+                     "keep_alive_timeout", "realtime_idle_timeout", "ws_ping_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise InvalidOptionError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.max_upload_mb <= 0:
-            raise InvalidOptionError(f"max_upload_mb must be > 0, got {self.max_upload_mb!r}")
+        for name in ("max_upload_mb", "request_timeout", "keep_alive_timeout", "realtime_idle_timeout",
+                     "ws_ping_interval"):
+            if getattr(self, name) <= 0:
+                raise InvalidOptionError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("batch_window", "arrival_wait"):
             if getattr(self, name) > 5:
                 raise InvalidOptionError(f"{name} must be at most 5 s (it delays batches), got {getattr(self, name)}")
-        for name in ("max_queue", "max_batch_size", "max_sessions"):
+        for name in ("max_queue", "max_batch_size", "max_sessions", "max_uploads", "max_connections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name} must be an integer >= 1, got {value!r}")
@@ -70,6 +102,12 @@ class ServerOptions:
             raise InvalidOptionError(f"translation_mode must be one of {TRANSLATION_MODES}, not {self.translation_mode!r}")
         if self.translator is not None and self.translation_mode != "cascade":
             raise InvalidOptionError("translator is only used with translation_mode cascade")
+        if not isinstance(self.api_key, tuple) or any(not isinstance(key, str) or not key or
+                                                      any(c.isspace() for c in key) for key in self.api_key):
+            raise InvalidOptionError("api_key must be a tuple of non-empty strings without spaces")  # never a key
+        for path in self.public_paths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise InvalidOptionError(f"public_paths must be paths starting with '/', got {path!r}")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -40,6 +40,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,8 @@ DEFAULT_RATE = 24000  # OpenAI's realtime PCM16 rate
 TASKS = ("transcribe", "translate")
 MAX_WAITING_MESSAGES = 256  # client messages read ahead of the decoder (then the socket pushes back)
 TRY_AGAIN_LATER = 1013  # WebSocket close code
+SERVICE_RESTART = 1012  # WebSocket close code: the server is draining (between items)
+POLL_SECONDS = 0.25  # how often an idle session checks for the drain and its idle limit
 
 
 def _id(prefix: str) -> str:
@@ -86,6 +89,7 @@ class SessionConfig:
 class _Item:
     item_id: str
     sent: str = ""
+    began: float = dataclasses.field(default_factory=time.perf_counter)  # its speech_started event
 
 
 class RealtimeConnection:
@@ -103,6 +107,11 @@ class RealtimeConnection:
         self.previous_item_id: str | None = None
         self.carry = b""  # an odd byte of PCM16 waiting for its partner
         self.appended = 0  # bytes appended since the last commit or clear
+
+    @property
+    def between_items(self) -> bool:
+        """No item in progress (no live session, no audio since the last commit or clear)."""
+        return self.session is None and not self.appended
 
     # -- events out -----------------------------------------------------------------------------------
 
@@ -251,6 +260,8 @@ class RealtimeConnection:
             self.previous_item_id = item.item_id
 
     async def _delta(self, item: _Item, text: str) -> None:
+        if not item.sent:
+            self.state.metrics.first_delta.labels("/v1/realtime").observe(time.perf_counter() - item.began)
         await self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item.item_id,
                          "content_index": 0, "delta": text[len(item.sent):]})
         item.sent = text
@@ -259,6 +270,7 @@ class RealtimeConnection:
         """Close the live session: its remaining events are sent; returns its audio's seconds."""
         events, duration = await self.state.run(self._finish)
         await self.handle_events(events)
+        self.state.metrics.audio_seconds.labels("/v1/realtime").inc(duration)
         self.offset += duration
         self.session = None
         self.items = {}
@@ -321,7 +333,15 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket):
         """Live transcription (OpenAI's realtime transcription events; module docstring)."""
-        await websocket.accept()
+        if state.draining:
+            from fastapi.responses import JSONResponse
+
+            error = state.shutting_down()
+            return await websocket.send_denial_response(JSONResponse(error.body(), status_code=503,
+                                                                     headers=error.headers))
+        # a browser fails the handshake unless one offered subprotocol is chosen: "realtime" (OpenAI's),
+        # never the openai-insecure-api-key.<key> one (the key is checked by the auth middleware)
+        await websocket.accept(subprotocol="realtime" if "realtime" in websocket.scope.get("subprotocols", ()) else None)
         if not state.sessions.enter():
             connection = RealtimeConnection(websocket, state)
             await connection.send_error(APIError(429, f"the server is busy ({state.options.max_sessions} realtime "
@@ -349,8 +369,22 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
         reader = asyncio.ensure_future(read())
         try:
             await connection.send({"type": "session.created", "session": connection.session_json()})
+            idle_since = time.monotonic()
             while True:
-                message = await inbox.get()
+                try:
+                    message = await asyncio.wait_for(inbox.get(), POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    if state.draining and connection.between_items:
+                        await websocket.close(code=SERVICE_RESTART, reason="the server is shutting down")
+                        break
+                    if time.monotonic() - idle_since > state.options.realtime_idle_timeout:
+                        await connection.send_error(APIError(
+                            408, f"no event for {state.options.realtime_idle_timeout:g} s: closing the idle session "
+                                 "(funasr-nano serve --realtime-idle-timeout)", code="idle_timeout"))
+                        await websocket.close(code=1000, reason="idle")
+                        break
+                    continue
+                idle_since = time.monotonic()
                 if message is StopAsyncIteration:
                     break
                 client_event_id = None

@@ -56,23 +56,35 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
 
     Raises:
         APIError: 413 over the upload limit; 400 for a body that is not a form, a malformed form, or
-            a missing, empty or repeated ``file``.
+            a missing, empty or repeated ``file``; 429 with ``max_uploads`` uploads in progress; 408 for a body slower than ``request_timeout``; 499 (:func:`client_closed`) when the client goes away
+            before the body is complete.
     """
     from starlette.datastructures import UploadFile
     from starlette.formparsers import MultiPartException
+    from starlette.requests import ClientDisconnect
 
-    from .app import UploadTooLarge, too_large
+    from .app import UploadTimeout, UploadTooLarge, too_large
 
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise APIError(400, "send the request as multipart/form-data with the audio in the field 'file' "
                             f"(got content type {content_type or 'none'!r})", code="invalid_content_type")
+    if not state.uploads.enter():  # uploads have their own bound, apart from the decoding slots
+        raise state.too_busy("uploads", state.options.max_uploads)
     try:
         form = await request.form(max_files=2, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     except UploadTooLarge:
         raise too_large(state.options.max_upload_bytes) from None
+    except ClientDisconnect:
+        raise client_closed("while sending its upload") from None
+    except UploadTimeout:
+        raise APIError(408, f"the request body was not complete within {state.options.request_timeout:g} s "
+                            "(funasr-nano serve --request-timeout)", code="request_timeout",
+                       headers={"Connection": "close"}) from None
     except MultiPartException as error:
         raise APIError(400, f"malformed multipart form: {error.message}", code="invalid_form") from None
+    finally:
+        state.uploads.leave()
     values: dict[str, list] = {}
     for key, value in form.multi_items():
         name = key[:-2] if key.endswith("[]") else key
@@ -86,6 +98,12 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
         if any(not isinstance(item, str) for item in items):
             raise APIError(400, f"{name} must be a text field, not a file", param=name, code="invalid_value")
     return values, uploads[0]
+
+
+def client_closed(when: str) -> APIError:
+    """The error of a client that went away (nginx's 499 "client closed request"): a 4xx-class event,
+    logged at info level without a traceback; nobody reads the answer."""
+    return APIError(499, f"client closed request {when}", code="client_closed_request")
 
 
 def _single(values: dict[str, list], name: str, default: str | None = None) -> str | None:
@@ -270,7 +288,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
 
     async def admitted(request: Request, kind: str):
         if not state.requests.enter():
-            raise state.too_busy("requests")
+            raise state.too_busy("requests", state.options.max_queue)
         context = RequestContext(name=f"{kind} {state.next_number()}", preparing=True)
         state.preparing.add(context)
         state.count("requests")
@@ -284,14 +302,31 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
     @app.post("/v1/audio/transcriptions", openapi_extra=transcription_extra)
     async def transcriptions(request: Request):
         """Speech -> text in the language spoken (OpenAI's ``audio.transcriptions.create``)."""
+        state.begin_request()  # 503 while draining
+        try:
+            return await transcribe(request)
+        finally:
+            state.end_request()
+
+    @app.post("/v1/audio/translations", openapi_extra=translation_extra)
+    async def translations(request: Request):
+        """Speech -> English text (OpenAI's ``audio.translations.create``), unified or cascade."""
+        state.begin_request()
+        try:
+            return await translate(request)
+        finally:
+            state.end_request()
+
+    async def transcribe(request: Request):
+        began = time.perf_counter()
+        # the upload is read before admission: a client stalled mid-upload holds no admission slot
+        values, upload = await read_form(request, state)
+        options, response_format, stream = transcription_request(values, state)
+        audio = await upload.read()
+        name = upload.filename or "file"
         context = await admitted(request, "transcription")
         release = _once(lambda: leave(context))
-        began = time.perf_counter()
         try:
-            values, upload = await read_form(request, state)
-            options, response_format, stream = transcription_request(values, state)
-            audio = await upload.read()
-            name = upload.filename or "file"
             if stream:
                 options = _with_batch_size(options, 1)  # segments one at a time: each streams in order
                 try:
@@ -314,21 +349,20 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
                 raise _audio_error(error, name, [f.name for f in transcribe_fields]) from None
             body, media_type = formats.render(result, response_format, task="transcribe",
                                               temperature=options.decoding.temperature)
+            state.metrics.audio_seconds.labels(request.url.path).inc(result.duration)
             state.served(time.perf_counter() - began)
             return Response(body, media_type=media_type)
         finally:
             release()
 
-    @app.post("/v1/audio/translations", openapi_extra=translation_extra)
-    async def translations(request: Request):
-        """Speech -> English text (OpenAI's ``audio.translations.create``), unified or cascade."""
-        context = await admitted(request, "translation")
+    async def translate(request: Request):
         began = time.perf_counter()
+        values, upload = await read_form(request, state)  # before admission, as transcriptions
+        options, response_format = translation_request(values, state)
+        audio = await upload.read()
+        name = upload.filename or "file"
+        context = await admitted(request, "translation")
         try:
-            values, upload = await read_form(request, state)
-            options, response_format = translation_request(values, state)
-            audio = await upload.read()
-            name = upload.filename or "file"
             translator = state.translator if options.mode == "cascade" else None
             try:
                 translation = await run_cancellable(request, state, context, _translate, state, audio, options,
@@ -342,6 +376,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
                 segments=tuple(Segment(s.start, s.end, s.text, ()) for s in translation.segments))
             body, media_type = formats.render(result, response_format, task="translate",
                                               temperature=options.temperature)
+            state.metrics.audio_seconds.labels(request.url.path).inc(translation.duration)
             state.served(time.perf_counter() - began)
             return Response(body, media_type=media_type)
         finally:
@@ -441,6 +476,14 @@ async def _stream_events(state: "ServerState", context: RequestContext, segments
     current: list[int] = []
     sent = ""
     finished = False
+    route = "/v1/audio/transcriptions"
+    last_end = 0.0  # seconds: the audio's length when the header did not say
+    first_delta = state.metrics.first_delta.labels(route)
+
+    def delta(text: str) -> str:
+        if not sent:
+            first_delta.observe(time.perf_counter() - began)
+        return formats.sse(formats.delta_event(text))
 
     def visible() -> str:
         partial = stable_text(model.decode_text(current[: stable_length(current, decoding)])) if current else ""
@@ -459,6 +502,7 @@ async def _stream_events(state: "ServerState", context: RequestContext, segments
                     current = value
                 elif kind == "segment":
                     done_texts.append(value.text)
+                    last_end = value.end
                     current = []
                 elif kind == "end":
                     end = True
@@ -474,16 +518,17 @@ async def _stream_events(state: "ServerState", context: RequestContext, segments
             if end:
                 text = done_texts[0] if (not info.vad and done_texts) else join_texts(done_texts)
                 if text.startswith(sent) and len(text) > len(sent):
-                    yield formats.sse(formats.delta_event(text[len(sent):]))
+                    yield delta(text[len(sent):])
                 elif not text.startswith(sent):
                     logger.warning("%s: streamed text %r is not a prefix of the final text %r", context.name, sent, text)
                 yield formats.sse(formats.done_event(text))
+                state.metrics.audio_seconds.labels(route).inc(info.duration if info.duration is not None else last_end)
                 finished = True
                 state.served(time.perf_counter() - began)
                 return
             now = visible()
             if now.startswith(sent) and len(now) > len(sent):
-                yield formats.sse(formats.delta_event(now[len(sent):]))
+                yield delta(now[len(sent):])
                 sent = now
     finally:
         if not finished:  # the client went away (the response was cancelled)

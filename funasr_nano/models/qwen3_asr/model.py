@@ -86,7 +86,13 @@ class Qwen3AsrModel(SpeechLLM):
             raise CheckpointError(f"{self.path}: the tokenizer lacks {STOP_TOKENS} or the audio token")
         self._stop_token_ids = sorted(int(t) for t in stop)
         # the prompt must hold exactly one audio slot
-        probe = render_prompt(self.tokenizer, self.chat_template, "", None)
+        try:
+            probe = render_prompt(self.tokenizer, self.chat_template, "", None)
+        except Exception as error:  # jinja2's TemplateError, or a TypeError of a text-only template
+            raise CheckpointError(
+                f"{self.path}: the chat template cannot render an audio message ({type(error).__name__}: {error}); "
+                "it must be Qwen3-ASR's multimodal template (chat_template.json, whose user content is a list "
+                "of parts), not a text-only chat template") from None
         if probe.count(self.audio_token) != 1:
             raise CheckpointError(f"{self.path}: the chat template renders {probe.count(self.audio_token)} "
                                   f"{self.audio_token} tokens for one audio item, expected 1")
