@@ -1,7 +1,9 @@
 """Export commands: ``export gguf MODEL OUT_DIR [--type q8_0]`` (a GGUF-layout model folder for the
 llama.cpp engine: :func:`funasr_nano.export.gguf_folder.export_gguf` for Fun-ASR-Nano,
 :func:`funasr_nano.export.thinker_gguf.export_gguf_folder` for Qwen3-ASR) and ``export hf MODEL OUT_DIR``
-(Qwen3-ASR's LLM as a standalone transformers checkpoint, :func:`funasr_nano.export.thinker.export_thinker_hf`)."""
+(Qwen3-ASR's LLM as a standalone transformers checkpoint, :func:`funasr_nano.export.thinker.export_thinker_hf`)
+and ``export gguf-lora ADAPTER_DIR OUT_FILE --model MODEL`` (a peft LoRA adapter as a GGUF LoRA file,
+:func:`funasr_nano.export.gguf_lora.write_lora_gguf`)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,15 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     gguf.add_argument("--mrope-section", type=int, nargs=3, metavar=("T", "H", "W"),
                       help="Qwen3-ASR only: the LLM's M-RoPE sections when the checkpoint does not record them "
                            "(the -hf layout; Qwen3-ASR: 24 20 20)")
+    lora = subcommands.add_parser(
+        "gguf-lora", parents=parents,
+        help="a peft LoRA adapter as a GGUF LoRA file, applied at run time by the llama.cpp engine (no merging)")
+    lora.add_argument("adapter", metavar="ADAPTER_DIR", help="peft adapter folder (e.g. funasr-nano train's lora/)")
+    lora.add_argument("output", metavar="OUT_FILE", help="the .gguf file to write")
+    lora.add_argument("--model", required=True,
+                      help=f"the base checkpoint the adapter was trained on (any layout, '{DEMO}' for the demo model)")
+    lora.add_argument("--type", dest="out_type", default="f32", choices=("f32", "f16"),
+                      help="the adapter's tensor type (default: f32)")
     hf = subcommands.add_parser(
         "hf", parents=parents,
         help="Qwen3-ASR: its LLM (the thinker) alone, as a transformers checkpoint AutoModelForCausalLM loads")
@@ -47,6 +58,8 @@ def _export(args: argparse.Namespace) -> int:
     qwen3_asr = args.model != DEMO and is_qwen3_asr_folder(args.model)
     if args.export_command == "hf":
         return _export_hf(args, qwen3_asr)
+    if args.export_command == "gguf-lora":
+        return _export_gguf_lora(args)
     if qwen3_asr:
         from ..export.thinker_gguf import export_gguf_folder
 
@@ -75,4 +88,16 @@ def _export_hf(args: argparse.Namespace, qwen3_asr: bool) -> int:
                                  "(a Fun-ASR-Nano checkpoint's LLM is a Qwen3 folder already)")
     path = export_thinker_hf(args.model, args.output, dtype=resolve_dtype(args.dtype) if args.dtype else None)
     write_stdout(f"wrote {printable(path)}; load it with AutoModelForCausalLM.from_pretrained({printable(path)!r})")
+    return 0
+
+
+def _export_gguf_lora(args: argparse.Namespace) -> int:
+    from ..export.gguf_lora import write_lora_gguf
+    from ..load import DEFAULT_MODEL
+    from ..models.fun_asr_nano.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(DEFAULT_MODEL if args.model == DEMO else args.model)
+    path = write_lora_gguf(args.adapter, loaded.model.config.text_config, args.output, args.out_type)
+    write_stdout(f"wrote {printable(path)}; load it beside the GGUF-layout model with "
+                 f"load_model(MODEL_DIR, lora={{'translate': {printable(path)!r}}})")
     return 0
