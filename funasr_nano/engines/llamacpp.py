@@ -237,6 +237,49 @@ class LlamaCppEngine(Engine):
         """Rows of the output layer (logits per position)."""
         return self._n_vocab
 
+    @property
+    def eos_token_id(self) -> int:
+        """The vocabulary's end-of-sequence token (``tokenizer.ggml.eos_token_id``; -1: none)."""
+        return int(self._llama.llama_vocab_eos(self._vocab))
+
+    @property
+    def bos_token_id(self) -> int:
+        """The vocabulary's beginning-of-sequence token (-1: none)."""
+        return int(self._llama.llama_vocab_bos(self._vocab))
+
+    def token_text(self, token_id: int) -> str:
+        """A token's text as stored in the vocabulary (``""`` for -1)."""
+        if token_id < 0:
+            return ""
+        return self._llama.llama_vocab_get_text(self._vocab, token_id).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
+        """``text`` as token ids of the GGUF's vocabulary (``llama_tokenize``; no BOS is added: chat
+        templates write their own); ``parse_special``: special-token texts (``<|im_start|>``) become
+        their ids."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        for _ in range(2):
+            tokens = (self._llama.llama_token * capacity)()
+            n = self._llama.llama_tokenize(self._vocab, data, len(data), tokens, capacity, False, parse_special)
+            if n >= 0:
+                return list(tokens[:n])
+            capacity = -n
+        raise RuntimeError(f"llama_tokenize failed for {len(data)} bytes")
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        """Token ids -> text, control (special) tokens left out, as transformers' ``decode(...,
+        skip_special_tokens=True)``; bytes that do not form UTF-8 become U+FFFD."""
+        pieces = bytearray()
+        buffer = ctypes.create_string_buffer(256)
+        for token in token_ids:
+            n = self._llama.llama_token_to_piece(self._vocab, int(token), buffer, len(buffer), 0, False)
+            if n < 0:
+                buffer = ctypes.create_string_buffer(-n)
+                n = self._llama.llama_token_to_piece(self._vocab, int(token), buffer, len(buffer), 0, False)
+            pieces += buffer.raw[:n]
+        return pieces.decode("utf-8", errors="replace")
+
     def set_threads(self, n_threads: int) -> None:
         """Change the CPU threads used from the next call on."""
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
