@@ -173,3 +173,39 @@ def test_bad_adapters_are_one_clear_error(demo_pair, tiny_official, tiny_adapter
     # a GGUF LoRA on the transformers engine
     with pytest.raises(InvalidOptionError, match="a GGUF LoRA file runs on the llama.cpp engine"):
         load_model(tiny_official, lora=str(tmp_path / "tiny.gguf"))
+
+
+def test_llama_q_k_rows_are_permuted_like_the_base(tmp_path):
+    """A peft adapter of a plain Llama causal LM (q/k rows rearranged for llama.cpp's RoPE, lora_b too)
+    on the llama.cpp engine gives peft's tokens."""
+    from peft import LoraConfig, get_peft_model
+
+    from funasr_nano.engines.base import LLMInput
+    from funasr_nano.engines.llamacpp import LlamaCppEngine
+    from funasr_nano.export.text_llm_gguf import export_text_llm_gguf
+    from funasr_nano.testing.tiny_chat import write_tiny_chat_llm
+    from transformers import AutoModelForCausalLM
+
+    source = write_tiny_chat_llm(tmp_path / "llama", "llama", seed=4)
+    base_gguf = export_text_llm_gguf(source, tmp_path / "gguf", "f32")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(source),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "k_proj"]))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_" in name:
+                weight.copy_(0.3 * torch.randn(weight.shape, generator=generator))
+    model.save_pretrained(tmp_path / "adapter")
+    lora = write_lora_gguf(tmp_path / "adapter", model.base_model.model.config, tmp_path / "adapter.gguf")
+    prompt = list(range(3, 40))
+    with torch.no_grad():
+        output = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=16, do_sample=False,
+                                min_new_tokens=16, pad_token_id=0)
+    expected = output[0, len(prompt):].tolist()
+    with model.disable_adapter(), torch.no_grad():
+        plain = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=16, do_sample=False,
+                               min_new_tokens=16, pad_token_id=0)[0, len(prompt):].tolist()
+    assert plain != expected, "the adapter should change the output"
+    with LlamaCppEngine(base_gguf, n_threads=1, lora_adapters={"a": lora}) as engine:
+        options = DecodingOptions(max_new_tokens=16, min_new_tokens=16, repetition_guard=False)
+        assert engine.generate([LLMInput((prompt,), adapter="a"), LLMInput((prompt,))], options) == [expected, plain]

@@ -15,7 +15,8 @@ format is what llama.cpp's ``convert_lora_to_gguf.py`` writes and ``src/llama-ad
 
 Base names come from the same explicit key map as the base model's export
 (:mod:`funasr_nano.export.gguf_architectures`): peft's ``base_model.model.layers.3.self_attn.q_proj``
-is the LLM's ``model.layers.3.self_attn.q_proj.weight``, llama.cpp's ``blk.3.attn_q.weight``. Where
+(an adapter of the speech model's LLM; ``base_model.model.model.layers...`` for one of a plain causal
+LM) is the LLM's ``model.layers.3.self_attn.q_proj.weight``, llama.cpp's ``blk.3.attn_q.weight``. Where
 the base export rearranges a projection's rows (Llama's q/k RoPE pairs), ``lora_b`` gets the same row
 permutation, since ``P (B A) = (P B) A``; ``lora_a`` is unchanged.
 
@@ -82,7 +83,10 @@ def lora_tensors(adapter_dir: str | os.PathLike, text_config) -> dict[str, torch
         if not key.startswith(PEFT_PREFIX) or side not in LORA_SUFFIXES or not suffix.endswith(".weight"):
             unmapped.append(key)
             continue
-        base_name = "model." + stem[len(PEFT_PREFIX):] + ".weight"  # the *ForCausalLM name
+        # the *ForCausalLM name: peft wraps the speech model's LLM (base_model.model.layers...) or a
+        # causal LM (base_model.model.model.layers...)
+        inner = stem[len(PEFT_PREFIX):]
+        base_name = (inner if inner.startswith("model.") else "model." + inner) + ".weight"
         if base_name not in mapping or len(mapping[base_name][1]) != 2 or base_name == "model.embed_tokens.weight":
             unmapped.append(key)
             continue
