@@ -31,8 +31,9 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                              "sentence.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length: cut at pauses)")
     add_model_flags(parser)
-    parser.add_argument("--translator", metavar="DIR",
-                        help="cascade: a chat LLM or Marian/NLLB folder (default: the speech model's own LLM)")
+    parser.add_argument("--translator", metavar="PATH",
+                        help="cascade: a chat LLM or Marian/NLLB folder, or a chat LLM GGUF file (llama.cpp; "
+                             "funasr-nano export gguf LLM_DIR OUT_DIR writes one) (default: the speech model's own LLM)")
     parser.add_argument("--format", default="txt", choices=FORMATS, help="output format (default: txt)")
     parser.add_argument("--output-dir", metavar="DIR", help="write DIR/<file stem>.<format> per input")
     parser.add_argument("--stream", action="store_true",
