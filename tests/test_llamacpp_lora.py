@@ -68,6 +68,14 @@ def test_demo_translate_adapter_gives_the_peft_tokens(demo_pair):
         reference.translate(DEMO_CLIP, mode="unified").text
 
 
+def test_cli_translate_with_a_gguf_lora(demo_pair, capsys):
+    reference, gguf, folder = demo_pair
+    capsys.readouterr()
+    assert main(["translate", "--model", str(folder / "gguf"), "--threads", "1", "--mode", "unified",
+                 "--lora", str(folder / "translate.gguf"), DEMO_CLIP]) == 0
+    assert capsys.readouterr().out.strip() == reference.translate(DEMO_CLIP, mode="unified").text
+
+
 def test_base_and_adapter_rows_from_threads_give_the_serial_results(demo_pair, binhai):
     _, gguf, _ = demo_pair
     clips = [DEMO_CLIP, str(binhai), str(shared_file("audio/zh_welcome.wav"))]

@@ -34,6 +34,9 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--translator", metavar="PATH",
                         help="cascade: a chat LLM or Marian/NLLB folder, or a chat LLM GGUF file (llama.cpp; "
                              "funasr-nano export gguf LLM_DIR OUT_DIR writes one) (default: the speech model's own LLM)")
+    parser.add_argument("--lora", metavar="PATH",
+                        help="unified: the translate LoRA adapter (a peft folder, or a GGUF LoRA file for a GGUF-layout "
+                             "model: funasr-nano export gguf-lora), applied to the translate task only")
     parser.add_argument("--format", default="txt", choices=FORMATS, help="output format (default: txt)")
     parser.add_argument("--output-dir", metavar="DIR", help="write DIR/<file stem>.<format> per input")
     parser.add_argument("--stream", action="store_true",
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, (args.format,))
     model = load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine,
-                       n_threads=args.threads, encoder_precision=args.encoder_precision)
+                       n_threads=args.threads, encoder_precision=args.encoder_precision,
+                       lora={"translate": args.lora} if args.lora else None)
     translator = resolve_translator(model, options.mode, args.translator)  # loaded once, before any file
     failures = Failures(verbose=args.verbose)
     for path, name in zip(args.files, names):
