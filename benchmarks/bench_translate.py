@@ -10,6 +10,9 @@ For every ``translate`` line of a manifest (audio + English reference), runs bot
 
 Usage:
   python benchmarks/bench_translate.py [--model DIR] [--manifest M] [--translator DIR] [--limit N]
+  python benchmarks/bench_translate.py --size full [--threads 2] [--out bench-out/translate-full]
+      [--workers transcribe,unified,cascade-llama,cascade-hf,official,together] [--lock /tmp/cpu.lock]
+      (full-size random models, each mode in a fresh process: see benchmarks/translate_full.py)
 
 Defaults: the embedded demo model and its shipped held-out subset (tests/data/demo_heldout). ``--translator`` sets the cascade's
 text translator (a chat LLM or Marian/NLLB folder); without it the cascade uses the speech model's
@@ -58,7 +61,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="use the first N utterances")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--size", choices=("demo", "full"), default="demo",
+                        help="demo: the demo model on its held-out set; full: full-size random models (timing only)")
+    parser.add_argument("--out", default=str(ROOT / "bench-out" / "translate-full"), help="--size full: model folder")
+    parser.add_argument("--workers", default="transcribe,unified,cascade-llama,cascade-hf,official,together",
+                        help="--size full: which workers to run")
+    parser.add_argument("--lock", help="--size full: run each worker under flock -x LOCK (short exclusive holds)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--quant", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.size == "full":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from translate_full import main as full_main
+
+        if args.threads == os.cpu_count() and not args.worker:
+            args.threads = 2
+        return full_main(args)
 
     import sacrebleu
     import torch

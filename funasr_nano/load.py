@@ -29,8 +29,8 @@ DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo"
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
 ENGINES = ("transformers", "llama.cpp", "vllm")
-MERGE_FIRST = ("the llama.cpp engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge), "
-               "then export it to GGUF")
+GGUF_LORA_NEEDS_LLAMA_CPP = ("a GGUF LoRA file runs on the llama.cpp engine (a GGUF-layout folder); the transformers "
+                             "engine takes the peft adapter folder")
 MERGE_FIRST_VLLM = "the vllm engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge)"
 
 
@@ -106,9 +106,7 @@ def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str
     if engine == "llama.cpp":
         from .engines.llamacpp import LlamaCppEngine
 
-        if adapters:
-            raise InvalidOptionError(MERGE_FIRST)
-        decoder = LlamaCppEngine(checkpoint.llm_gguf, family.stop_token_ids, n_threads=n_threads)
+        decoder = _llama_cpp_engine(checkpoint, family, adapters or {}, n_threads)
     elif engine == "vllm":
         from .engines.vllm import vllm_engine_for
 
@@ -120,6 +118,26 @@ def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str
 
         decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
     return SpeechModel(family, decoder, adapters)
+
+
+def _llama_cpp_engine(checkpoint, family, adapters: Mapping[str, str], n_threads: int | None):
+    """The llama.cpp engine of a GGUF-layout checkpoint with LoRA ``adapters`` (``{name: GGUF LoRA file or
+    peft folder}``); a peft folder is converted to a temporary GGUF LoRA first
+    (:func:`funasr_nano.export.gguf_lora.write_lora_gguf`; llama.cpp copies an adapter's tensors when it
+    loads it, so the file is removed right after)."""
+    import tempfile
+
+    from .engines.llamacpp import LlamaCppEngine
+
+    with tempfile.TemporaryDirectory(prefix="funasr-nano-lora-") as tmp:
+        files = {}
+        for name, source in adapters.items():
+            if os.path.isdir(source):
+                from .export.gguf_lora import write_lora_gguf
+
+                source = write_lora_gguf(source, checkpoint.model.config.text_config, os.path.join(tmp, f"{name}.gguf"))
+            files[name] = source
+        return LlamaCppEngine(checkpoint.llm_gguf, family.stop_token_ids, n_threads=n_threads, lora_adapters=files)
 
 
 QWEN3_ASR_NO_VLLM = ("the vllm engine runs Fun-ASR-Nano models only (not yet tested with Qwen3-ASR's "
@@ -211,7 +229,9 @@ def load_model(
         lora: a LoRA adapter folder (peft format, e.g. written by ``funasr-nano train``) used for every
             task, or ``{task name: folder}`` to choose adapters by task (a task without an entry runs
             on the base model, or on the ``"default"`` entry if there is one). Adapters are applied per
-            batch row, so calls for different tasks run concurrently.
+            batch row, so calls for different tasks run concurrently. On the llama.cpp engine an entry
+            may also be a GGUF LoRA file (``funasr-nano export gguf-lora``); a peft folder is converted
+            at load time. The base weights are never merged (see :mod:`funasr_nano.engines.llamacpp`).
 
     Raises:
         CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
@@ -241,15 +261,21 @@ def load_model(
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:
         return from_checkpoint(checkpoint, engine, n_threads=n_threads, encoder_precision=encoder_precision)
-    if _check_engine(engine, checkpoint.llm_gguf, checkpoint.path) in ("llama.cpp", "vllm"):  # before the weights
-        raise InvalidOptionError(MERGE_FIRST if engine != "vllm" else MERGE_FIRST_VLLM)
+    resolved_engine = _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
+    if resolved_engine == "vllm":  # before the weights
+        raise InvalidOptionError(MERGE_FIRST_VLLM)
     from .models.fun_asr_nano.prompt import get_task
     from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument
 
     adapters = parse_lora_argument(lora)
-    for name, folder in adapters.items():
+    for name in adapters:
         if name != "default":
             get_task(name)  # a mapping's keys are task names
+    if resolved_engine == "llama.cpp":  # GGUF LoRA files (or peft folders, converted) beside the GGUF
+        return from_checkpoint(checkpoint, engine, adapters, n_threads=n_threads, encoder_precision=encoder_precision)
+    for name, folder in adapters.items():
+        if os.path.isfile(folder) and folder.endswith(".gguf"):
+            raise InvalidOptionError(f"{folder}: {GGUF_LORA_NEEDS_LLAMA_CPP}")
         load_adapter(checkpoint.model, folder, name)
     enable_row_adapters(checkpoint.model)
     checkpoint.model.to(torch_device)

@@ -228,7 +228,7 @@ def test_refusals(low_frame_rate):
     item = setup.llm_input(INSTRUCTIONS[0])
     with pytest.raises(ValueError, match="beam"):
         setup.engine.generate([item], DecodingOptions(num_beams=2))
-    with pytest.raises(ValueError, match="merge the LoRA adapter before exporting to GGUF: funasr-nano lora merge"):
+    with pytest.raises(ValueError, match="no LoRA adapter named 'translate'; the engine has none loaded"):
         setup.engine.generate([LLMInput(item.parts, adapter="translate")], GREEDY)
     with pytest.raises(ValueError, match=r"\(n, 64\)"):
         setup.engine.generate([LLMInput(([1, 2], torch.zeros(3, 32)))], GREEDY)

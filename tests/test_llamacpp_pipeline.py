@@ -80,7 +80,7 @@ def test_engine_and_layout_mismatches_are_clear(tiny_official, tmp_path):
     export_gguf(tiny_official, tmp_path / "q8", "q8_0")
     with pytest.raises(InvalidOptionError, match="llama.cpp engine"):
         load_model(tmp_path / "q8", engine="transformers")
-    with pytest.raises(InvalidOptionError, match="merge the LoRA adapter"):
+    with pytest.raises(CheckpointError, match="not a LoRA adapter folder"):
         load_model(tmp_path / "q8", lora=tmp_path)
     with pytest.raises(InvalidOptionError, match="unknown GGUF type"):
         export_gguf(tiny_official, tmp_path / "x", "q9_9")

@@ -237,9 +237,9 @@ def notice_demo_model(args: argparse.Namespace) -> None:
         logger.warning("%s", DEMO_NOTICE)
 
 
-def load_model_from_args(args: argparse.Namespace):
+def load_model_from_args(args: argparse.Namespace, lora=None):
     """The :class:`~funasr_nano.SpeechModel` that the flags of :func:`add_model_flags` name (after
-    :func:`notice_demo_model`).
+    :func:`notice_demo_model`); ``lora`` as :func:`funasr_nano.load_model`'s.
 
     Raises:
         CheckpointError, InvalidOptionError: as :func:`funasr_nano.load_model`.
@@ -248,7 +248,7 @@ def load_model_from_args(args: argparse.Namespace):
 
     notice_demo_model(args)
     return load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine, n_threads=args.threads,
-                      encoder_precision=args.encoder_precision)
+                      encoder_precision=args.encoder_precision, lora=lora)
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

@@ -31,8 +31,12 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                              "sentence.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length: cut at pauses)")
     add_model_flags(parser)
-    parser.add_argument("--translator", metavar="DIR",
-                        help="cascade: a chat LLM or Marian/NLLB folder (default: the speech model's own LLM)")
+    parser.add_argument("--translator", metavar="PATH",
+                        help="cascade: a chat LLM or Marian/NLLB folder, or a chat LLM GGUF file (llama.cpp; "
+                             "funasr-nano export gguf LLM_DIR OUT_DIR writes one) (default: the speech model's own LLM)")
+    parser.add_argument("--lora", metavar="PATH",
+                        help="unified: the translate LoRA adapter (a peft folder, or a GGUF LoRA file for a GGUF-layout "
+                             "model: funasr-nano export gguf-lora), applied to the translate task only")
     parser.add_argument("--format", default="txt", choices=FORMATS, help="output format (default: txt)")
     parser.add_argument("--output-dir", metavar="DIR", help="write DIR/<file stem>.<format> per input")
     parser.add_argument("--stream", action="store_true",
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(TranslationOptions, args)  # bad values fail here, before loading the model
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, (args.format,))
-    model = load_model_from_args(args)
+    model = load_model_from_args(args, lora={"translate": args.lora} if args.lora else None)
     if not mode_given:
         options = dataclasses.replace(options, mode=choose_mode(model, args.translator))
         logger.info("translation mode: %s", options.mode)

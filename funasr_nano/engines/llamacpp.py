@@ -14,8 +14,17 @@ they are filled as llama.cpp's multimodal helper fills them for audio (``tools/m
 one position, which llama.cpp spreads over the axes itself.
 
 Decoding is greedy (the first arg-max, as ``torch.argmax``) or, with ``temperature > 0``, sampling
-from ``softmax(logits / temperature)``. Beam search and LoRA adapters are not supported: merge an
-adapter into the weights before exporting (``funasr-nano lora merge``).
+from ``softmax(logits / temperature)``. Beam search is not supported.
+
+LoRA adapters (GGUF LoRA files, :mod:`funasr_nano.export.gguf_lora`) are loaded once beside the model
+(``llama_adapter_lora_init``: their tensors are copied into llama.cpp's buffers; the base weights are
+shared, never merged) and applied at run time. llama.cpp sets adapters per context
+(``llama_set_adapters_lora``), so the engine groups the rows of a call by adapter and, before decoding a
+group, sets that group's adapter (or none, for base rows) on its one context; a group's KV cache is
+cleared first, so no row reads another adapter's cache. Calls are serialised by the engine's lock, so
+concurrent calls for different adapters (transcription on the base weights, unified translation on a
+translate adapter) give the results they give alone; setting the same adapters again is free
+(llama.cpp compares first).
 
 Install: ``pip install 'funasr-nano[llama]'`` (llama-cpp-python compiles llama.cpp, a few minutes).
 """
@@ -27,7 +36,7 @@ import ctypes
 import logging
 import os
 import threading
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -101,6 +110,8 @@ class LlamaCppEngine(Engine):
         kv_cache_type: ``"f32"`` or ``"f16"`` K/V cache; default ``f32`` for an f32 file (so that its
             output matches the transformers model token for token) and ``f16`` otherwise.
         seed: seed of the sampler (``temperature > 0``); ``None``: a fresh one per call.
+        lora_adapters: ``{name: GGUF LoRA file}`` loaded beside the model; an input's ``adapter``
+            names one of them.
 
     Attributes:
         n_pos_per_embd: position entries llama.cpp reads per embedding input: 4 for an M-RoPE model
@@ -108,7 +119,8 @@ class LlamaCppEngine(Engine):
 
     Raises:
         ImportError: llama-cpp-python is not installed (the message names the ``llama`` extra).
-        CheckpointError: a missing, truncated or corrupt GGUF file, or one llama.cpp cannot load.
+        CheckpointError: a missing, truncated or corrupt GGUF file, or one llama.cpp cannot load; a
+            LoRA file that is not a GGUF LoRA adapter, or one made for another base model.
         ValueError: bad sizes.
     """
 
@@ -116,9 +128,12 @@ class LlamaCppEngine(Engine):
 
     def __init__(self, model_path: str | os.PathLike, stop_token_ids: Sequence[int] | None = None, *,
                  n_threads: int | None = None, n_ctx: int = 2048, n_seq_max: int = 4, n_batch: int = 512,
-                 kv_cache_type: str | None = None, seed: int | None = None):
+                 kv_cache_type: str | None = None, seed: int | None = None,
+                 lora_adapters: Mapping[str, str | os.PathLike] | None = None):
         self._llama = llama_cpp = import_llama_cpp()
         self._model = self._ctx = None
+        self._adapters: dict[str, object] = {}
+        self._active_adapter: str | None = None
         self._token_batch = self._embd_batch = self._embd_batch_owner = None
         self._lock = threading.Lock()
         for label, value in (("n_ctx", n_ctx), ("n_seq_max", n_seq_max), ("n_batch", n_batch)):
@@ -144,6 +159,12 @@ class LlamaCppEngine(Engine):
         if not self._model:
             raise CheckpointError(f"{self.model_path}: llama.cpp cannot load this GGUF file "
                                   f"(see the {NATIVE_LOGGER} log for its reason)")
+        try:
+            for name, file in dict(lora_adapters or {}).items():
+                self._adapters[str(name)] = self._load_adapter(os.fspath(file), metadata)
+        except BaseException:
+            self.close()
+            raise
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._n_embd = int(llama_cpp.llama_model_n_embd(self._model))
@@ -207,9 +228,57 @@ class LlamaCppEngine(Engine):
         return self._n_ctx_train
 
     @property
+    def adapter_names(self) -> tuple[str, ...]:
+        """Names of the LoRA adapters loaded beside the model."""
+        return tuple(sorted(self._adapters))
+
+    @property
     def vocab_size(self) -> int:
         """Rows of the output layer (logits per position)."""
         return self._n_vocab
+
+    @property
+    def eos_token_id(self) -> int:
+        """The vocabulary's end-of-sequence token (``tokenizer.ggml.eos_token_id``; -1: none)."""
+        return int(self._llama.llama_vocab_eos(self._vocab))
+
+    @property
+    def bos_token_id(self) -> int:
+        """The vocabulary's beginning-of-sequence token (-1: none)."""
+        return int(self._llama.llama_vocab_bos(self._vocab))
+
+    def token_text(self, token_id: int) -> str:
+        """A token's text as stored in the vocabulary (``""`` for -1)."""
+        if token_id < 0:
+            return ""
+        return self._llama.llama_vocab_get_text(self._vocab, token_id).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
+        """``text`` as token ids of the GGUF's vocabulary (``llama_tokenize``; no BOS is added: chat
+        templates write their own); ``parse_special``: special-token texts (``<|im_start|>``) become
+        their ids."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        for _ in range(2):
+            tokens = (self._llama.llama_token * capacity)()
+            n = self._llama.llama_tokenize(self._vocab, data, len(data), tokens, capacity, False, parse_special)
+            if n >= 0:
+                return list(tokens[:n])
+            capacity = -n
+        raise RuntimeError(f"llama_tokenize failed for {len(data)} bytes")
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        """Token ids -> text, control (special) tokens left out, as transformers' ``decode(...,
+        skip_special_tokens=True)``; bytes that do not form UTF-8 become U+FFFD."""
+        pieces = bytearray()
+        buffer = ctypes.create_string_buffer(256)
+        for token in token_ids:
+            n = self._llama.llama_token_to_piece(self._vocab, int(token), buffer, len(buffer), 0, False)
+            if n < 0:
+                buffer = ctypes.create_string_buffer(-n)
+                n = self._llama.llama_token_to_piece(self._vocab, int(token), buffer, len(buffer), 0, False)
+            pieces += buffer.raw[:n]
+        return pieces.decode("utf-8", errors="replace")
 
     def set_threads(self, n_threads: int) -> None:
         """Change the CPU threads used from the next call on."""
@@ -224,7 +293,7 @@ class LlamaCppEngine(Engine):
         """See :meth:`Engine.generate`.
 
         Raises:
-            ValueError: ``num_beams > 1``, a LoRA adapter, an empty input, token ids outside the
+            ValueError: ``num_beams > 1``, a LoRA adapter that is not loaded, an empty input, token ids outside the
                 vocabulary, embeddings of the wrong width, or a row longer than ``n_ctx``.
             RuntimeError: llama.cpp failed to decode (its reason is in the log).
         """
@@ -234,12 +303,18 @@ class LlamaCppEngine(Engine):
         rows = [self._prepare(index, item) for index, item in enumerate(inputs)]
         rng = np.random.default_rng(self.seed)
         results: list[list[int]] = [[] for _ in rows]
+        by_adapter: dict[str | None, list[int]] = {}
+        for index, item in enumerate(inputs):  # llama.cpp sets adapters per context: one group per adapter
+            by_adapter.setdefault(item.adapter, []).append(index)
+        plan = [(adapter, group) for adapter, indices in by_adapter.items()
+                for group in self._groups(rows, options.max_new_tokens, indices)]
         with self._lock:
             if self._ctx is None:
                 raise RuntimeError("the llama.cpp engine is closed")
-            for group in self._groups(rows, options.max_new_tokens):
+            for adapter, group in plan:
                 if cancel is not None and cancel.is_set():
                     break
+                self._use_adapter(adapter)
                 self._decode_group(group, rows, results, options, on_token, cancel, rng)
         return results
 
@@ -258,8 +333,12 @@ class LlamaCppEngine(Engine):
                     setattr(self, attribute, None)
             self._embd_batch_owner = None
             if getattr(self, "_ctx", None):
+                llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
                 llama_cpp.llama_free(self._ctx)
             self._ctx = None
+            for adapter in getattr(self, "_adapters", {}).values():
+                llama_cpp.llama_adapter_lora_free(adapter)
+            self._adapters = {}
             if getattr(self, "_model", None):
                 llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -278,12 +357,40 @@ class LlamaCppEngine(Engine):
 
     # -- internals ----------------------------------------------------------------------------------
 
+    def _load_adapter(self, file: str, model_metadata: Mapping) -> object:
+        """``llama_adapter_lora_init`` of one GGUF LoRA file, checked first by
+        :func:`funasr_nano.export.gguf_lora.check_lora_gguf`."""
+        from ..export.gguf_lora import check_lora_gguf
+
+        check_lora_gguf(file, model_metadata.get("general.architecture"))
+        adapter = self._llama.llama_adapter_lora_init(self._model, file.encode())
+        if not adapter:
+            raise CheckpointError(f"{file}: llama.cpp cannot apply this LoRA adapter to {self.model_path}: its "
+                                  "tensors do not fit the model's (an adapter for another base model?), see the "
+                                  f"{NATIVE_LOGGER} log for the tensor")
+        return adapter
+
+    def _use_adapter(self, name: str | None) -> None:
+        """Set adapter ``name`` (``None``: none) on the context, scale 1 (llama.cpp applies alpha / r)."""
+        if name == self._active_adapter:
+            return
+        llama_cpp = self._llama
+        if name is None:
+            status = llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
+        else:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[name])
+            scales = (ctypes.c_float * 1)(1.0)
+            status = llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
+        if status != 0:
+            raise RuntimeError(f"llama_set_adapters_lora failed with status {status} (adapter {name!r})")
+        self._active_adapter = name
+
     def _prepare(self, index: int, item: LLMInput) -> list[tuple[str, np.ndarray]]:
         """An input as ``("tokens", (n,) int32)`` and ``("embd", (n, hidden) float32)`` runs."""
-        if item.adapter is not None:
-            raise ValueError(f"input {index} asks for LoRA adapter {item.adapter!r}; the llama.cpp engine runs "
-                             "the exported weights only: merge the LoRA adapter before exporting to GGUF: "
-                             "funasr-nano lora merge")
+        if item.adapter is not None and item.adapter not in self._adapters:
+            loaded = f"the engine has {sorted(self._adapters)}" if self._adapters else "the engine has none loaded"
+            raise ValueError(f"input {index}: no LoRA adapter named {item.adapter!r}; {loaded} (give GGUF LoRA files "
+                             "to load_model(..., lora=...); funasr-nano export gguf-lora writes them)")
         runs = []
         for part in item.parts:
             if isinstance(part, torch.Tensor):
@@ -306,11 +413,12 @@ class LlamaCppEngine(Engine):
             raise ValueError(f"input {index} is empty")
         return runs
 
-    def _groups(self, rows, max_new_tokens: int) -> list[list[int]]:
-        """Row indices decoded together: at most ``n_seq_max`` rows whose prompts plus
+    def _groups(self, rows, max_new_tokens: int, indices: Sequence[int]) -> list[list[int]]:
+        """Row indices (of ``indices``) decoded together: at most ``n_seq_max`` rows whose prompts plus
         ``max_new_tokens`` fit in ``n_ctx`` cells."""
         groups, current, cells = [], [], 0
-        for index, runs in enumerate(rows):
+        for index in indices:
+            runs = rows[index]
             need = sum(len(data) for _, data in runs) + max_new_tokens
             if need > self.n_ctx:
                 raise ValueError(f"input {index} needs {need} positions (prompt + max_new_tokens), more than "

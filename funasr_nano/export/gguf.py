@@ -92,6 +92,13 @@ QWEN2_SPLIT_PATTERN = (
 )
 
 
+# Llama 3's split pattern (tokenizer.json of meta-llama/Llama-3.2-1B-Instruct: numbers in runs of up to
+# three digits), llama.cpp's ``llama-bpe`` pre-tokenizer (LLAMA_VOCAB_PRE_TYPE_LLAMA3).
+LLAMA3_SPLIT_PATTERN = QWEN2_SPLIT_PATTERN.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+# one split pattern -> llama.cpp's pre-tokenizer name (tokenizer.ggml.pre)
+PRE_TOKENIZERS = {QWEN2_SPLIT_PATTERN: "qwen2", LLAMA3_SPLIT_PATTERN: "llama-bpe"}
+
+
 def import_gguf():
     """The ``gguf`` module, or a :class:`MissingDependencyError` (an ``ImportError``) naming the extra."""
     try:
@@ -223,7 +230,7 @@ def tokenizer_metadata(tokenizer, vocab_size: int, text_config=None) -> dict[str
     use, up to the embedding's rows, are ``[PAD{id}]`` of type UNUSED, as convert_hf_to_gguf.py
     writes them), ``token_types`` (gguf.TokenType: NORMAL, CONTROL for special added tokens,
     USER_DEFINED for other added tokens), ``merges`` (``"a b"`` strings, rank order), ``pre``
-    (``qwen2``), ``bos_id``, ``eos_id``, ``pad_id`` (None when unset), ``add_bos`` and
+    (``qwen2``, or ``llama-bpe`` for Llama 3's split pattern), ``bos_id``, ``eos_id``, ``pad_id`` (None when unset), ``add_bos`` and
     ``chat_template``.
 
     Raises:
@@ -253,7 +260,8 @@ def tokenizer_metadata(tokenizer, vocab_size: int, text_config=None) -> dict[str
             types.append(gguf.TokenType.NORMAL)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     patterns = _split_patterns(spec.get("pre_tokenizer"))
-    if patterns != [QWEN2_SPLIT_PATTERN]:
+    pre = PRE_TOKENIZERS.get(patterns[0], "qwen2") if len(patterns) == 1 else "qwen2"
+    if len(patterns) != 1 or patterns[0] not in PRE_TOKENIZERS:
         # e.g. the demo model's tokenizer isolates every CJK character first: llama.cpp's own text
         # tokenization then merges across characters where ours does not. Prompts our engine sends
         # are token ids, so only text typed into llama.cpp tools is affected.
@@ -274,7 +282,7 @@ def tokenizer_metadata(tokenizer, vocab_size: int, text_config=None) -> dict[str
         eos = int(config_eos[0] if isinstance(config_eos, (list, tuple)) else config_eos) if config_eos is not None else None
     template = getattr(tokenizer, "chat_template", None)
     return {
-        "tokens": tokens, "token_types": [int(t) for t in types], "merges": merges, "pre": "qwen2",
+        "tokens": tokens, "token_types": [int(t) for t in types], "merges": merges, "pre": pre,
         "bos_id": bos, "eos_id": eos, "pad_id": token_id("pad_token_id"),
         "add_bos": bool(getattr(tokenizer, "add_bos_token", False)),
         "chat_template": template if isinstance(template, str) else None,

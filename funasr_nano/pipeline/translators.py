@@ -1,7 +1,8 @@
 """Cascade translators: text in the source language -> text in the target language.
 
-A local chat LLM (Qwen3 / Qwen2.5 Instruct style, thinking off), a local seq2seq MT model (Marian,
-NLLB), or the speech model's own LLM on the text-only translate task when it was trained for it.
+A local chat LLM (Qwen3 / Qwen2.5 Instruct style, thinking off) on transformers or, as a GGUF file, on
+llama.cpp (:mod:`funasr_nano.pipeline.llamacpp_translator`), a local seq2seq MT model (Marian, NLLB),
+or the speech model's own LLM on the text-only translate task when it was trained for it.
 """
 
 from __future__ import annotations
@@ -36,9 +37,18 @@ def _sampling(options: TranslationOptions) -> dict:
     return dict(do_sample=True, temperature=options.temperature) if options.temperature > 0 else dict(do_sample=False)
 
 
-def _clean_output(text: str) -> str:
+def clean_output(text: str) -> str:
+    """A chat LLM's answer without a ``<think>`` block, whitespace collapsed."""
     text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def translation_request(text: str, options: TranslationOptions) -> str:
+    """The user turn a chat-LLM translator sends for ``text``."""
+    source = LANGUAGE_ENGLISH_NAMES[options.source_language]
+    target = LANGUAGE_ENGLISH_NAMES[options.target_language]
+    return (f"Translate the following {source} text into {target}. "
+            f"Reply with the {target} translation only.\n\n{text}")
 
 
 class ChatLMTranslator:
@@ -59,20 +69,24 @@ class ChatLMTranslator:
         self.path = path
 
     def prompt(self, text: str, options: TranslationOptions) -> str:
-        source = LANGUAGE_ENGLISH_NAMES[options.source_language]
-        target = LANGUAGE_ENGLISH_NAMES[options.target_language]
-        request = (f"Translate the following {source} text into {target}. "
-                   f"Reply with the {target} translation only.\n\n{text}")
+        request = translation_request(text, options)
         return self.tokenizer.apply_chat_template([{"role": "user", "content": request}], tokenize=False,
                                                   add_generation_prompt=True, enable_thinking=False)
 
     @torch.inference_mode()
-    def translate(self, text: str, options: TranslationOptions) -> str:
+    def tokens(self, text: str, options: TranslationOptions) -> list[int]:
+        """The generated token ids (the end-of-turn token excluded)."""
         ids = self.tokenizer(self.prompt(text, options), return_tensors="pt", add_special_tokens=False)
         ids = ids.to(self.model.device)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         output = self.model.generate(**ids, max_new_tokens=options.max_new_tokens, pad_token_id=pad, **_sampling(options))
-        return _clean_output(self.tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+        generated = output[0, ids["input_ids"].shape[1]:].tolist()
+        stops = self.model.generation_config.eos_token_id
+        stops = set(stops if isinstance(stops, (list, tuple)) else [stops])
+        return generated[:-1] if generated and generated[-1] in stops else generated
+
+    def translate(self, text: str, options: TranslationOptions) -> str:
+        return clean_output(self.tokenizer.decode(self.tokens(text, options), skip_special_tokens=True))
 
 
 # NLLB's language codes (FLORES-200) for the supported pairs.
@@ -98,7 +112,7 @@ class Seq2SeqTranslator:
             kwargs["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(NLLB_CODES[options.target_language])
         inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
         output = self.model.generate(**inputs, max_new_tokens=options.max_new_tokens, **kwargs, **_sampling(options))
-        return _clean_output(self.tokenizer.decode(output[0], skip_special_tokens=True))
+        return clean_output(self.tokenizer.decode(output[0], skip_special_tokens=True))
 
 
 class SpeechLLMTranslator:
@@ -116,12 +130,25 @@ class SpeechLLMTranslator:
         return self.model.run("text_translate", text=text, options=options.decoding).text.strip()
 
 
+def is_gguf_translator(path: str) -> bool:
+    """Whether a translator path is a GGUF file, or a folder of GGUF files without a transformers
+    ``config.json`` (``funasr-nano export gguf`` of a chat LLM)."""
+    if os.path.isfile(path):
+        return path.endswith(".gguf")
+    return (os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json"))
+            and any(name.endswith(".gguf") for name in os.listdir(path)))
+
+
 @functools.lru_cache(maxsize=4)
-def _load_translator_cached(path: str, device: str) -> Translator:
+def _load_translator_cached(path: str, device: str, n_threads: int | None) -> Translator:
     from transformers import AutoConfig
 
+    if is_gguf_translator(path):
+        from .llamacpp_translator import LlamaCppChatTranslator
+
+        return LlamaCppChatTranslator(path, n_threads=n_threads)
     if not os.path.isdir(path):
-        raise TranslatorError(f"translator {path}: no such folder")
+        raise TranslatorError(f"translator {path}: no such folder (or .gguf file)")
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as error:
@@ -145,14 +172,18 @@ def _load_translator_cached(path: str, device: str) -> Translator:
         "translate; use a chat LLM (e.g. Qwen3/Qwen2.5 Instruct) or a Marian/NLLB translation model")
 
 
-def load_translator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Translator:
-    """Load a cascade translator from a local folder (cached: loading the same folder twice gives the
-    same object).
+def load_translator(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                    n_threads: int | None = None) -> Translator:
+    """Load a cascade translator (cached: loading the same path twice gives the same object): a
+    transformers folder (chat LLM on transformers, or Marian/NLLB), or a chat LLM as a GGUF file or a
+    folder of one (on llama.cpp, :class:`~funasr_nano.pipeline.llamacpp_translator.LlamaCppChatTranslator`,
+    with ``n_threads`` threads).
 
     Raises:
-        TranslatorError: the folder is missing, or holds a model that cannot translate.
+        TranslatorError: the path is missing, or holds a model that cannot translate (or a GGUF
+            without a chat template).
     """
-    return _load_translator_cached(os.path.abspath(os.fspath(path)), str(device))
+    return _load_translator_cached(os.path.abspath(os.fspath(path)), str(device), n_threads)
 
 
 
@@ -178,5 +209,7 @@ def resolve_translator(model: "SpeechModel", mode: str,
     if translator is None:
         return SpeechLLMTranslator(model)
     if isinstance(translator, (str, os.PathLike)):
-        return load_translator(translator, getattr(model.engine, "device", "cpu"))  # llama.cpp: the CPU
+        # llama.cpp speech model: the CPU, and a GGUF translator gets the speech engine's threads
+        return load_translator(translator, getattr(model.engine, "device", "cpu"),
+                               n_threads=getattr(model.engine, "n_threads", None))
     return translator
