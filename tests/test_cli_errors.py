@@ -278,6 +278,8 @@ def test_list_flags_take_commas_and_never_swallow_the_input_files():
         a = options_from_args(TranscribeOptions, parser.parse_args(["transcribe", "a.wav", old, "3"]))
         assert a == options_from_args(TranscribeOptions, parser.parse_args(["transcribe", "a.wav", new, "3"]))
         assert a != TranscribeOptions()
+    args = parser.parse_args(["serve", "--api-key", "k1,with-comma", "--api-key", "k2"])
+    assert args.api_key == ["k1,with-comma", "k2"]  # a singular name: repeatable, never split
     args = parser.parse_args(["translate", "a.wav", "--no-stream-by-sentence"])
     assert options_from_args(TranslationOptions, args).stream_by_sentence is False
 

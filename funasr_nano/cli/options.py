@@ -6,8 +6,9 @@ Every field of an option dataclass becomes one flag, with nothing repeated here:
 * the name is the field's, ``_`` -> ``-`` (``max_new_tokens`` -> ``--max-new-tokens``); :data:`ALIASES`
   adds historical names beside it (``--num-beams`` also answers to ``--beam-size``);
 * the type comes from the annotation: ``int``/``float``/``str`` (or ``X | None``) take one value,
-  ``tuple[str, ...]`` takes a comma-separated list (``--hotwords A,B``) and, for a plural name, a
-  repeatable singular flag (``--hotword A --hotword B``) -- never several words, which would swallow the
+  ``tuple[str, ...]`` with a plural name takes a comma-separated list (``--hotwords A,B``) plus a
+  repeatable singular flag (``--hotword A --hotword B``), with a singular name one value a flag, repeatable
+  (``--api-key K1 --api-key K2``: a key may hold commas) -- never several words, which would swallow the
   input files that follow; ``bool`` is a switch that flips the default (``itn=True`` -> ``--no-itn``),
   ``bool | None`` is a ``--vad``/``--no-vad`` pair, and a nested dataclass (``decoding``,
   ``vad_options``) contributes its own fields as a flag group;
@@ -144,12 +145,14 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "
                               help=_help(text, default, False), **common)
             pair.add_argument(f"--no-{name}", action="store_const", const=False,
                               help=HELP.get(f"{key}:off", f"turn --{name} off"), **common)
-        elif hint == tuple[str, ...]:
+        elif hint == tuple[str, ...] and not name.endswith("s"):  # a singular name: --api-key K, repeatable
+            parser.add_argument(f"--{name}", *aliases, type=lambda value: [value], action="extend", metavar="S",
+                                help=_help(text, default, True), **common)
+        elif hint == tuple[str, ...]:  # a plural name: --hotwords A,B and a repeatable --hotword W
             parser.add_argument(f"--{name}", *aliases, type=_comma_list, action="extend", metavar="A,B",
                                 help=_help(text + " (a comma-separated list)", default, True), **common)
-            if name.endswith("s"):  # --hotword W, repeatable
-                parser.add_argument(f"--{name[:-1]}", type=lambda value: [value], action="extend", metavar="W",
-                                    help=f"one entry of --{name} (repeatable; may contain commas)", **common)
+            parser.add_argument(f"--{name[:-1]}", type=lambda value: [value], action="extend", metavar="W",
+                                help=f"one entry of --{name} (repeatable; may contain commas)", **common)
         elif _scalar_type(hint) is not None:
             scalar = _scalar_type(hint)
             metavar = {int: "N", float: "X", str: "S"}[scalar] if key not in CHOICES else None
