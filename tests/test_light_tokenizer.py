@@ -260,3 +260,18 @@ def test_chat_template_json_and_named_templates(tmp_path, folders):
     message = [{"role": "user", "content": "x"}]
     assert tokenizer.apply_chat_template(message, tokenize=False) == "Dx"
     assert tokenizer.apply_chat_template(message, chat_template="tool_use", tokenize=False) == "Tx"
+
+
+@pytest.mark.parametrize("name", [*FAMILIES, "demo"])
+def test_chat_format_and_prompt_ids_equal_transformers(pairs, name):
+    """What the prompt builders take from a tokenizer (:class:`ChatFormat`) is the same from either."""
+    from funasr_nano.models.chat import ChatFormat
+
+    reference, light = pairs[name]
+    for kwargs in ({}, {"enable_thinking": False}):
+        want = ChatFormat.from_tokenizer(reference, template_kwargs=kwargs)
+        got = ChatFormat.from_tokenizer(light, template_kwargs=kwargs)
+        assert got == want
+        assert got.prompt_ids(light, "语音转写：", 7, system="You are a helpful assistant.") == \
+            want.prompt_ids(reference, "语音转写：", 7, system="You are a helpful assistant.")
+        assert got.stop_token_ids(light, [1]) == want.stop_token_ids(reference, [1])
