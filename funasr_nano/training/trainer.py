@@ -125,7 +125,7 @@ class Trainer:
         workers = max(1, config.num_workers)  # each worker holds its own feature cache
         self.collator = Collator(tokenizer, self.frontend, self.loaded.use_low_frame_rate, audio_token, pad,
                                  config.feature_cache_size // workers, int(config.feature_cache_mb * 2**20) // workers,
-                                 chat=chat, on_bad_audio=config.on_bad_audio)
+                                 chat=chat, on_bad_audio="skip")  # reported to _bad_audio, which decides
         self.skipped: dict[str, None] = {}  # "FILE:LINE: reason" of examples left out, in order
 
         self.examples = self._training_examples()
@@ -482,6 +482,10 @@ class Trainer:
             loss_sum, tokens = 0.0, 0
             for start in range(0, len(examples), self.config.batch_size):
                 batch = self.collator(examples[start : start + self.config.batch_size]).to(self.accelerator.device)
+                for problem in batch.skipped:
+                    self._bad_audio(problem)
+                if not batch.rows:
+                    continue
                 with self._autocast():
                     loss, count = module(batch)
                 loss_sum += float(loss) * int(count)
