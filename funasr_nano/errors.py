@@ -58,6 +58,11 @@ class TrainingError(FunASRNanoError):
     checkpoint to resume from that does not match the run."""
 
 
+class TrainingDataError(TrainingError):
+    """A training example whose audio does not decode, with ``on_bad_audio: error``; the message names
+    the manifest line and the file (the CLI exits 1: an input failed)."""
+
+
 class AudioTooLongError(FunASRNanoError):
     """The audio is longer than the model decodes well in one piece and voice activity detection, which
     cuts it at pauses, was turned off."""

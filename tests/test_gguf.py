@@ -226,3 +226,66 @@ def test_embedding_rows_beyond_the_tokenizer_are_unused_tokens(tmp_path):
     ids = tokenizer.encode(PROMPT, add_special_tokens=False)
     assert llama_tokens(path, PROMPT) == ids
     assert np.abs(llama_logits(path, ids) - transformers_logits(model, ids)).max() < LOGIT_TOLERANCE
+
+
+def test_empty_array_writer_is_still_needed(tmp_path):
+    # gguf-py refuses empty arrays (ggml-org/llama.cpp#8774); when this stops raising, gguf_writer's
+    # _pack_val override (funasr_nano/export/gguf.py) can go
+    from funasr_nano.export.gguf import gguf_writer
+
+    T = gguf.GGUFValueType
+    plain = gguf.GGUFWriter(str(tmp_path / "plain.gguf"), "qwen3")
+    plain.add_key_value(gguf.Keys.Tokenizer.MERGES, [], T.ARRAY, sub_type=T.STRING)
+    plain.write_header_to_file()
+    with pytest.raises(ValueError, match="Empty array"):
+        plain.write_kv_data_to_file()
+    plain.close()
+    path = tmp_path / "empty.gguf"
+    with gguf_writer(path, "qwen3") as writer:
+        writer.add_key_value(gguf.Keys.Tokenizer.MERGES, [], T.ARRAY, sub_type=T.STRING)
+        writer.add_key_value("test.ints", [], T.ARRAY, sub_type=T.INT32)
+        writer.add_tensor("t", np.arange(4, dtype=np.float32))
+    fields = gguf.GGUFReader(str(path)).fields
+    for key, item_type in ((gguf.Keys.Tokenizer.MERGES, T.STRING), ("test.ints", T.INT32)):
+        # parts: key length, key, value type, item type, item count
+        assert fields[key].contents() == [] and [int(p[0]) for p in fields[key].parts[2:5]] == [T.ARRAY, item_type, 0]
+    assert check_gguf_file(path)["test.ints"] == []
+
+
+def test_gguf_writer_leaves_no_partial_file(tmp_path):
+    from funasr_nano.export.gguf import gguf_writer
+
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"the previous file")
+    with pytest.raises(RuntimeError, match="stop"):
+        with gguf_writer(path, "qwen3") as writer:
+            writer.add_tensor("t", np.zeros(4, dtype=np.float32))
+            raise RuntimeError("stop")
+    with pytest.raises(ValueError, match="Empty array"):  # an error while writing, not in the block
+        with gguf_writer(path, "qwen3") as writer:
+            writer.add_key_value("test.untyped", [], gguf.GGUFValueType.ARRAY)  # no item type: refused
+    assert path.read_bytes() == b"the previous file" and sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]
+    with gguf_writer(path, "qwen3") as writer:
+        writer.add_tensor("t", np.arange(4, dtype=np.float32))
+    assert [t.name for t in gguf.GGUFReader(str(path)).tensors] == ["t"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]
+
+
+@pytest.mark.parametrize("out_type", ["f32", "bf16", "q8_0"])
+def test_header_reader_agrees_with_gguf_reader(loaded, f32_gguf, tmp_path, out_type):
+    path = (f32_gguf if out_type == "f32" else
+            write_llm_gguf(loaded.model, loaded.tokenizer, tmp_path / f"llm-{out_type}.gguf", out_type))
+    ours = check_gguf_file(path)
+    reader = gguf.GGUFReader(str(path))
+    expected = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):  # the reader's pseudo-fields: version, counts
+            continue
+        value = field.contents()
+        if not isinstance(value, list):
+            expected[key] = value
+        elif int(field.parts[3][0]) != gguf.GGUFValueType.STRING and len(value) <= 64:  # parts[3]: item type
+            expected[key] = value
+    assert set(ours) == set(expected)
+    for key, value in expected.items():
+        assert ours[key] == pytest.approx(value) if isinstance(value, float) else ours[key] == value, key

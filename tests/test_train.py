@@ -9,6 +9,7 @@ import jiwer
 import pytest
 import torch
 import yaml
+from safetensors import safe_open
 
 from funasr_nano import load_model
 from funasr_nano.cli.main import main
@@ -72,11 +73,19 @@ def test_resumed_run_continues_exactly(base, corpus, tmp_path, caplog):
 
     first = Trainer(_resume_config(base, corpus, tmp_path / "b"))
     first.train(until_step=4)
+    trainable = {n for n, p in first.module.named_parameters() if p.requires_grad}
     del first
-    resumed = Trainer(_resume_config(base, corpus, tmp_path / "b"))
+    # accelerate's save_state folder (only the trainable tensors) and our state.json
+    checkpoint = tmp_path / "b" / "checkpoints" / "step-000004"
+    assert {"model.safetensors", "optimizer.bin", "random_states_0.pkl", "custom_checkpoint_0.pkl",
+            "state.json"} <= {p.name for p in checkpoint.iterdir()}
+    with safe_open(checkpoint / "model.safetensors", framework="pt") as f:
+        assert set(f.keys()) == trainable
+    # no DataLoader workers this time: the batches, and so the run, do not depend on them
+    resumed = Trainer(_resume_config(base, corpus, tmp_path / "b", num_workers=0))
     with caplog.at_level("WARNING", logger="funasr_nano.training.trainer"):
         assert resumed.resume() == 4  # the newest checkpoint, step-000004
-    assert "changed settings" not in caplog.text  # same config: no warning
+    assert "changed settings" not in caplog.text  # same config (but the speed settings): no warning
     losses = resumed.train(export=False).losses
 
     assert len(uninterrupted) == len(losses) == 8

@@ -4,6 +4,7 @@ checkpoint for trying the tools without weights)."""
 from __future__ import annotations
 
 import argparse
+import logging
 
 from .output import write_stdout
 
@@ -103,9 +104,16 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..errors import TrainingDataError
     from ..training.trainer import train
 
-    result = train(args.config, resume=args.resume)
+    try:
+        result = train(args.config, resume=args.resume)
+    except TrainingDataError as error:  # an input (a clip) failed, not the arguments: exit 1
+        logging.getLogger("funasr_nano.cli").error("%s", error)
+        return 1
+    if result.skipped:
+        write_stdout(f"skipped {len(result.skipped)} training example(s) whose audio does not decode (see the log)")
     if result.model_dir:
         write_stdout(f"model: {result.model_dir}")
     if result.lora_dir:

@@ -34,7 +34,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..models.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, read_adapter_settings
-from .gguf import import_gguf
+from .gguf import gguf_writer, import_gguf
 from .gguf_architectures import architecture_for
 
 logger = logging.getLogger(__name__)
@@ -145,9 +145,7 @@ def write_lora_gguf(adapter_dir: str | os.PathLike, text_config, path: str | os.
     tensors = lora_tensors(adapter_dir, text_config)
     architecture = architecture_for(text_config)
     path = os.fspath(path)
-    tmp_path = path + ".partial"
-    writer = gguf.GGUFWriter(tmp_path, architecture.arch_string)
-    try:
+    with gguf_writer(path, architecture.arch_string) as writer:
         writer.add_name(name or os.path.basename(os.path.normpath(os.fspath(adapter_dir))))
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
@@ -158,16 +156,6 @@ def write_lora_gguf(adapter_dir: str | os.PathLike, text_config, path: str | os.
         for gguf_name, tensor in tensors.items():
             data = tensor.numpy()
             writer.add_tensor(gguf_name, data if out_type == "f32" else data.astype("float16"))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    except BaseException:
-        writer.close()
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    writer.close()
-    os.replace(tmp_path, path)
     logger.info("wrote GGUF LoRA %s (%s, %d tensors, r=%d, alpha=%s)", path, architecture.arch_string, len(tensors),
                 settings.r, settings.lora_alpha)
     return path

@@ -277,8 +277,6 @@ def row_adapters(model, names: Sequence[str | None]):
 def merge_adapter(model, adapter_name: str = "default") -> int:
     """Fold ``adapter_name`` into the LLM's weights, ``W' = W + (lora_alpha / r) * B @ A``, and remove
     every LoRA layer (the other adapters are dropped). Returns the number of merged layers."""
-    from peft.tuners.tuners_utils import _get_submodules
-
     llm = language_model(model)
     layers = list(lora_layers(llm))
     merged = 0
@@ -291,19 +289,22 @@ def merge_adapter(model, adapter_name: str = "default") -> int:
                 delta = layer.scaling[adapter_name] * (b @ a)  # (out, in)
                 base.weight.copy_((base.weight.float() + delta).to(base.weight.dtype))
                 merged += 1
-            parent, _, child = _get_submodules(llm, path)
-            setattr(parent, child, base)
+            _replace_module(llm, path, base)
     return merged
 
 
 def strip_lora(model) -> None:
     """Remove every LoRA layer from ``model``'s LLM without merging (back to the base weights)."""
-    from peft.tuners.tuners_utils import _get_submodules
-
     llm = language_model(model)
     for path, layer in list(lora_layers(llm)):
-        parent, _, child = _get_submodules(llm, path)
-        setattr(parent, child, layer.get_base_layer())
+        _replace_module(llm, path, layer.get_base_layer())
+
+
+def _replace_module(root: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
+    """Put ``module`` at the dotted ``path`` under ``root`` (torch's public ``get_submodule`` for the
+    parent, then ``setattr``; ``ModuleList`` children have numeric names, which ``setattr`` handles)."""
+    parent_path, _, child = path.rpartition(".")
+    setattr(root.get_submodule(parent_path), child, module)
 
 
 def parse_lora_argument(lora: str | os.PathLike | dict | None) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Batching for training: which examples go together (:class:`BatchSampler`: task mix, length buckets,
-resumable by position), how they become tensors (:class:`Collator` -> :class:`Batch`), and the loss
+resumable by position), how they become tensors (:class:`Collator` -> :class:`Batch`), how a torch
+``DataLoader`` prepares them ahead in worker processes (:func:`batch_loader`), and the loss
 (:class:`SpeechLLMLoss`).
 
 The tensors follow FunASR's ``FunASRNano.data_load_speech`` (funasr 1.4.16): ChatML prompt with the
@@ -12,14 +13,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .data import Example
-from ..errors import AudioDecodeError, AudioTooShortError, TrainingError
+from ..errors import AudioDecodeError, AudioTooShortError, TrainingDataError, TrainingError
 from ..models.chat import ChatFormat
 from ..models.fun_asr_nano.prompt import build_prompt_ids, num_audio_tokens
 
@@ -121,6 +122,8 @@ class Batch:
             target of a transcription, the ``source_text`` of a translation), padded with -100; for
             the auxiliary CTC loss. A row without a transcript has length 0.
         transcript_lengths: ``(audio_rows,)`` transcript tokens per audio row.
+        skipped: ``"FILE:LINE: reason"`` of the examples left out of this batch because their audio
+            does not decode (``on_bad_audio: skip``); the batch may then have no rows at all.
     """
 
     input_ids: torch.Tensor
@@ -132,9 +135,15 @@ class Batch:
     num_audio: torch.Tensor
     transcripts: torch.Tensor
     transcript_lengths: torch.Tensor
+    skipped: tuple[str, ...] = ()
 
     def to(self, device) -> "Batch":
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                                            if f.name != "skipped"})
+
+    @property
+    def rows(self) -> int:
+        return int(self.input_ids.shape[0])
 
     @property
     def target_tokens(self) -> int:
@@ -172,10 +181,14 @@ class FeatureCache:
 
 class Collator:
     """Examples -> :class:`Batch`: audio -> LFR features -> audio position count (the official
-    ``use_low_frame_rate`` rule), prompt tokens, target tokens + the end-of-turn token."""
+    ``use_low_frame_rate`` rule), prompt tokens, target tokens + the end-of-turn token.
+
+    ``on_bad_audio``: ``"skip"`` leaves an example whose audio does not decode out of its batch
+    (named in :attr:`Batch.skipped`); ``"error"`` raises :class:`~funasr_nano.errors.TrainingDataError`."""
 
     def __init__(self, tokenizer, frontend, use_low_frame_rate: bool, audio_token_id: int, pad_token_id: int,
-                 cache_size: int = 0, cache_bytes: int = 2 << 30, chat: ChatFormat | None = None):
+                 cache_size: int = 0, cache_bytes: int = 2 << 30, chat: ChatFormat | None = None,
+                 on_bad_audio: str = "error"):
         self.tokenizer = tokenizer
         self.chat = chat or ChatFormat.from_tokenizer(tokenizer)  # the checkpoint's (chat_format_for)
         self.frontend = frontend
@@ -183,6 +196,7 @@ class Collator:
         self.audio_token_id = audio_token_id
         self.pad_token_id = pad_token_id
         self.cache = FeatureCache(cache_size, cache_bytes)
+        self.on_bad_audio = on_bad_audio
 
     def features(self, path: str) -> torch.Tensor:
         """LFR features of the audio file ``path`` (cached)."""
@@ -198,11 +212,15 @@ class Collator:
         return self.frontend(load_audio(path))
 
     def encode(self, example: Example) -> tuple[list[int], list[int], list[int], torch.Tensor | None]:
-        """``(input_ids, labels, audio_mask, features or None)`` of one example."""
+        """``(input_ids, labels, audio_mask, features or None)`` of one example.
+
+        Raises:
+            TrainingDataError: its audio does not decode (whatever ``on_bad_audio`` says).
+        """
         try:
             features = self.features(example.audio) if example.audio is not None else None
         except (AudioDecodeError, AudioTooShortError) as error:
-            raise TrainingError(f"{example.source}: {error} (run `funasr-nano data check`)") from error
+            raise TrainingDataError(f"{example.source}: {error} (run `funasr-nano data check`)") from error
         num_audio = num_audio_tokens(features.shape[0], self.use_low_frame_rate) if features is not None else 0
         prompt = build_prompt_ids(self.tokenizer, example.instruction, num_audio, chat=self.chat)
         target = self.tokenizer.encode(example.target + self.chat.end_of_turn, add_special_tokens=False)
@@ -212,8 +230,18 @@ class Collator:
         return ids, labels, audio_mask, features
 
     def __call__(self, examples: Sequence[Example]) -> Batch:
-        rows = [self.encode(e) for e in examples]
-        length = max(len(r[0]) for r in rows)
+        rows, kept, skipped = [], [], []
+        for example in examples:
+            try:
+                rows.append(self.encode(example))
+            except TrainingDataError as error:
+                if self.on_bad_audio != "skip":
+                    raise
+                skipped.append(str(error))
+                continue
+            kept.append(example)
+        examples = kept
+        length = max((len(r[0]) for r in rows), default=0)
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
@@ -238,13 +266,60 @@ class Collator:
             transcripts[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         transcript_lengths = torch.tensor([len(t) for t in spoken], dtype=torch.long)
         return Batch(input_ids, attention_mask, labels, audio_mask, features, feature_lengths, num_audio,
-                     transcripts, transcript_lengths)
+                     transcripts, transcript_lengths, tuple(skipped))
 
     def transcript_ids(self, example: Example) -> list[int]:
         """Token ids of what ``example``'s audio says: the target of a transcription, the
         ``source_text`` of a translation; ``[]`` when unknown."""
         text = example.target if example.task == "transcribe" else example.source_text
         return self.tokenizer.encode(text, add_special_tokens=False) if text else []
+
+
+class _StreamBatches(torch.utils.data.Dataset):
+    """Position in the :class:`BatchSampler` stream -> ``(position, Batch)``."""
+
+    def __init__(self, sampler: BatchSampler, examples: Sequence[Example], collator: Collator):
+        self.sampler, self.examples, self.collator = sampler, examples, collator
+
+    def __getitem__(self, position: int) -> tuple[int, Batch]:
+        return position, self.collator([self.examples[i] for i in self.sampler.batch(position)])
+
+
+class _ProcessPositions(torch.utils.data.Sampler):
+    """The stream positions one process trains on from ``start`` on, endlessly: per optimizer step,
+    micro-batch ``i`` of process ``rank`` is position ``start + i * processes + rank``, and the step
+    consumes ``grad_accum_steps * processes`` positions."""
+
+    def __init__(self, start: int, grad_accum_steps: int, processes: int, rank: int):
+        self.start, self.grad_accum_steps, self.processes, self.rank = start, grad_accum_steps, processes, rank
+
+    def __iter__(self) -> Iterator[int]:
+        step_start = self.start
+        while True:
+            for i in range(self.grad_accum_steps):
+                yield step_start + i * self.processes + self.rank
+            step_start += self.grad_accum_steps * self.processes
+
+
+def _as_is(item):
+    return item
+
+
+def batch_loader(sampler: BatchSampler, examples: Sequence[Example], collator: Collator, start: int,
+                 grad_accum_steps: int, processes: int = 1, rank: int = 0, num_workers: int = 0,
+                 prefetch_batches: int = 2) -> torch.utils.data.DataLoader:
+    """A torch ``DataLoader`` yielding ``(position, Batch)`` for the micro-batches process ``rank``
+    trains on, from stream position ``start`` on (endless). With ``num_workers`` > 0 the audio is
+    read and the LFR features computed in worker processes, ``prefetch_batches`` micro-batches ahead
+    per worker, while the model trains; the batches are the same either way (a pure function of the
+    position), so a resumed run does not depend on the worker count."""
+    return torch.utils.data.DataLoader(
+        _StreamBatches(sampler, examples, collator), batch_size=None, collate_fn=_as_is,
+        sampler=_ProcessPositions(start, grad_accum_steps, processes, rank), num_workers=num_workers,
+        prefetch_factor=prefetch_batches if num_workers else None,
+        # its own generator: a DataLoader draws its workers' base seed from the global torch RNG
+        # otherwise, which would move the dropout masks of a resumed run
+        generator=torch.Generator().manual_seed(start))
 
 
 class SpeechLLMLoss(torch.nn.Module):

@@ -51,6 +51,14 @@ class TrainConfig:
         feature_cache_size: LFR features kept in memory (examples); 0 = recompute every time.
         feature_cache_mb: bound on the memory those cached features take, MiB (the least recently
             used are dropped first).
+        num_workers: DataLoader worker processes that read the audio and compute the LFR features of
+            the coming micro-batches while the model trains on the current one (0 = in the training
+            process, between steps). Each worker keeps its own feature cache, so
+            ``feature_cache_mb`` is split between them.
+        prefetch_batches: micro-batches each worker prepares ahead (torch's ``prefetch_factor``).
+        on_bad_audio: what an example whose audio does not decode does: ``skip`` (logged by name once,
+            left out of its batch, counted in :attr:`TrainResult.skipped`) or ``error`` (the run stops
+            with a :class:`~funasr_nano.errors.TrainingDataError` naming the file and manifest line).
         ctc_weight: weight of an auxiliary CTC loss on the adaptor output through the LLM's output
             layer, blank = the pad token (see :class:`funasr_nano.training.batching.SpeechLLMLoss`); helps a model
             trained from scratch align audio and text. 0 = off (the official recipe has none).
@@ -88,6 +96,9 @@ class TrainConfig:
     export_layout: str | None = None
     feature_cache_size: int = 4096
     feature_cache_mb: float = 2048.0
+    num_workers: int = 2
+    prefetch_batches: int = 2
+    on_bad_audio: str = "skip"
     ctc_weight: float = 0.0
     seed: int = 0
 
@@ -101,11 +112,11 @@ class TrainConfig:
         problems = []
         if not manifests:
             problems.append("train_manifests is empty")
-        for name in ("batch_size", "bucket_batches", "max_steps", "grad_accum_steps", "max_tokens"):
+        for name in ("batch_size", "bucket_batches", "max_steps", "grad_accum_steps", "max_tokens", "prefetch_batches"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("log_every", "eval_every", "save_every", "keep_checkpoints", "warmup_steps",
-                     "feature_cache_size", "feature_cache_mb"):
+                     "feature_cache_size", "feature_cache_mb", "num_workers"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.ctc_weight < 0:
@@ -114,6 +125,8 @@ class TrainConfig:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.on_bad_audio not in ("skip", "error"):
+            problems.append(f"on_bad_audio must be skip or error, got {self.on_bad_audio!r}")
         if self.precision not in ("fp32", "bf16"):
             problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.export_layout not in (None, "official", "hf"):
@@ -212,12 +225,15 @@ class EvalResult:
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     """What :meth:`Trainer.train` returns: every step's log since the run began (resumed runs
-    include the steps before the resume), the evaluations, and the exported folders."""
+    include the steps before the resume), the evaluations, the exported folders, and the examples
+    left out because their audio does not decode (``"FILE:LINE: reason"``, each once; see
+    ``on_bad_audio``)."""
 
     steps: tuple[StepLog, ...]
     evaluations: tuple[EvalResult, ...]
     model_dir: str | None
     lora_dir: str | None
+    skipped: tuple[str, ...] = ()
 
     @property
     def losses(self) -> list[float]:

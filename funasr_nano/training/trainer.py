@@ -10,9 +10,13 @@ for ``funasr-nano train --config``) -> :class:`Trainer` -> :meth:`Trainer.train`
 (a checkpoint :func:`funasr_nano.load_model` loads) and, with LoRA, ``OUTPUT/lora`` (load with
 ``load_model(OUTPUT/model, lora=OUTPUT/lora)``).
 
-Data order is a pure function of the seed and the position in the stream (:class:`BatchSampler`);
-checkpoints (``OUTPUT/checkpoints/step-N``) hold the trainable weights, optimizer, scheduler, sampler
-position and RNG state, so a resumed run continues exactly as an uninterrupted one would.
+Data order is a pure function of the seed and the position in the stream (:class:`BatchSampler`); a
+torch ``DataLoader`` reads the audio and computes the features of the coming micro-batches in worker
+processes (``num_workers``). Checkpoints (``OUTPUT/checkpoints/step-N``) are accelerate's
+``save_state`` folders (trainable weights, optimizer, scheduler, every process's RNG state) plus our
+``state.json`` (step, sampler position, logs), so a resumed run continues exactly as an uninterrupted
+one would. The learning-rate schedule is transformers' ``cosine_warmup_with_min_lr``
+(:func:`lr_schedule`).
 
 HF ``accelerate`` runs the same code on one CPU, one GPU or several (``accelerate launch -m
 funasr_nano.cli train ...``): each process takes its share of every step's batches.
@@ -22,23 +26,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
-import math
 import os
 import random
 import shutil
 import time
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .batching import BatchSampler, Collator, SpeechLLMLoss
+from .batching import Batch, BatchSampler, Collator, SpeechLLMLoss, batch_loader
 from .config import EvalResult, StepLog, TrainConfig, TrainResult
 from .data import Example, audio_duration, read_manifest, text_translation_examples
-from ..errors import AudioDecodeError, AudioTooShortError, MissingDependencyError, TrainingError
+from ..errors import AudioDecodeError, AudioTooShortError, MissingDependencyError, TrainingDataError, TrainingError
 from ..models.lora import add_lora, save_adapter, strip_lora
 from ..models.fun_asr_nano.prompt import TASKS, num_audio_tokens
 
@@ -49,28 +51,21 @@ logger = logging.getLogger(__name__)
 # the trainer
 
 
-def lr_lambda(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
-    """Learning-rate multiplier at optimizer step ``step`` (0-based): linear warmup from
-    ``1 / warmup_steps`` to 1, then cosine decay to ``min_lr_ratio`` at ``max_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+def lr_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, max_steps: int, min_lr_ratio: float):
+    """transformers' ``get_cosine_with_min_lr_schedule_with_warmup_lr_rate`` (the Trainer's
+    ``cosine_warmup_with_min_lr``): at optimizer step ``s`` (0-based) the learning rate is the
+    optimizer's times ``(s + 1) / warmup_steps`` during the warmup, then
+    ``min_lr_ratio + (1 - min_lr_ratio) * (1 + cos(pi * p)) / 2`` with
+    ``p = (s - warmup_steps + 1) / (max_steps - warmup_steps)``, so the last step (``max_steps - 1``)
+    runs at ``min_lr_ratio`` times the peak. Returns a ``torch.optim.lr_scheduler.LambdaLR``."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup_lr_rate
+
+    return get_cosine_with_min_lr_schedule_with_warmup_lr_rate(
+        optimizer, num_warmup_steps=warmup_steps, num_training_steps=max_steps, min_lr_rate=min_lr_ratio)
 
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+STATE_FILE = "state.json"  # ours, written last: its presence marks a complete checkpoint
+SPEED_SETTINGS = ("num_workers", "prefetch_batches")  # change the speed of a run, not its results
 
 
 def latest_checkpoint(output_dir: str) -> str | None:
@@ -78,7 +73,7 @@ def latest_checkpoint(output_dir: str) -> str | None:
     folder = os.path.join(output_dir, "checkpoints")
     if not os.path.isdir(folder):
         return None
-    steps = [n for n in os.listdir(folder) if n.startswith("step-") and os.path.isfile(os.path.join(folder, n, "state.json"))]
+    steps = [n for n in os.listdir(folder) if n.startswith("step-") and os.path.isfile(os.path.join(folder, n, STATE_FILE))]
     return os.path.join(folder, max(steps, key=lambda n: int(n[5:]))) if steps else None
 
 
@@ -127,8 +122,11 @@ class Trainer:
         pad = (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                else tokenizer.convert_tokens_to_ids(chat.end_of_turn))
         self.frontend = Frontend(self.loaded.frontend)
+        workers = max(1, config.num_workers)  # each worker holds its own feature cache
         self.collator = Collator(tokenizer, self.frontend, self.loaded.use_low_frame_rate, audio_token, pad,
-                                 config.feature_cache_size, int(config.feature_cache_mb * 2**20), chat=chat)
+                                 config.feature_cache_size // workers, int(config.feature_cache_mb * 2**20) // workers,
+                                 chat=chat, on_bad_audio="skip")  # reported to _bad_audio, which decides
+        self.skipped: dict[str, None] = {}  # "FILE:LINE: reason" of examples left out, in order
 
         self.examples = self._training_examples()
         self.sampler = BatchSampler([e.task for e in self.examples], [self._length(e) for e in self.examples],
@@ -138,11 +136,14 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.num_trainable = sum(p.numel() for p in params)
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, functools.partial(lr_lambda, warmup_steps=config.warmup_steps, max_steps=config.max_steps,
-                                         min_lr_ratio=config.min_lr_ratio))
+        self.scheduler = lr_schedule(optimizer, config.warmup_steps, config.max_steps, config.min_lr_ratio)
         loss = SpeechLLMLoss(model, config.ctc_weight, pad if config.ctc_weight > 0 else None)
         self.module, self.optimizer = self.accelerator.prepare(loss, optimizer)
+        # not through prepare: accelerate's scheduler wrapper steps once per process on every step
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.accelerator.register_save_state_pre_hook(self._keep_trainable_weights)
+        self.accelerator.register_load_state_pre_hook(self._load_trainable_weights)
+        self._loader = None  # iterator over (position, Batch) from batch_loader, made on first use
         self.step = 0  # optimizer steps done
         self.position = 0  # batches of the sampler stream consumed (all processes)
         self.history: list[StepLog] = []
@@ -195,7 +196,8 @@ class Trainer:
                 try:
                     duration = example.duration or audio_duration(example.audio)
                 except (AudioDecodeError, AudioTooShortError) as error:
-                    raise TrainingError(f"{example.source}: {error} (run `funasr-nano data check`)") from error
+                    self._bad_audio(f"{example.source}: {error} (run `funasr-nano data check`)")
+                    continue
                 if duration > config.max_duration:
                     dropped += 1
                     continue
@@ -211,6 +213,14 @@ class Trainer:
             raise TrainingError(f"no usable training examples in {list(config.train_manifests)}")
         return kept
 
+    def _bad_audio(self, problem: str) -> None:
+        """An example whose audio does not decode: skipped and logged once, or the run stops."""
+        if self.config.on_bad_audio != "skip":
+            raise TrainingDataError(problem)
+        if problem not in self.skipped:
+            logger.warning("skipping an unreadable training example (on_bad_audio: skip): %s", problem)
+            self.skipped[problem] = None
+
     def _length(self, example: Example) -> int:
         """Approximate LLM positions of an example, for bucketing and the length limit: audio positions
         from the duration, UTF-8 bytes of the texts (an upper bound on tokens)."""
@@ -222,31 +232,49 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------------
 
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+    def _keep_trainable_weights(self, models, weights, output_dir) -> None:
+        """accelerate's save-state hook: each model's file holds its trainable tensors only (the
+        frozen ones are the base checkpoint's), under the prepared module's names."""
+        for index, model in enumerate(models):
+            trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+            # clones: safetensors refuses views (the encoder's q/k/v weights share one storage)
+            weights[index] = {name: tensor.detach().clone() for name, tensor in weights[index].items()
+                              if name in trainable}
+
+    def _load_trainable_weights(self, models, input_dir) -> None:
+        """accelerate's load-state hook: copy the stored trainable tensors (checked by
+        :meth:`_check_stored_weights`) into the model, and take the model off accelerate's list
+        (safetensors' ``load_model`` refuses a model whose own tensors share storage)."""
+        from safetensors.torch import load_file
+
+        from accelerate.utils import SAFE_WEIGHTS_NAME
+
+        stored = load_file(os.path.join(input_dir, SAFE_WEIGHTS_NAME))
+        with torch.no_grad():
+            for name, parameter in self.module.named_parameters():
+                if parameter.requires_grad:
+                    parameter.copy_(stored[name])
+        models.clear()  # accelerate's local list for this load: nothing left for it to load
 
     def save(self, path: str | None = None) -> str:
-        """Write a resumable checkpoint (default ``OUTPUT/checkpoints/step-N``); returns its folder."""
+        """Write a resumable checkpoint (default ``OUTPUT/checkpoints/step-N``); returns its folder.
+
+        The folder is accelerate's ``save_state`` (``model.safetensors`` with the trainable tensors,
+        ``optimizer.bin``, the scheduler as ``custom_checkpoint_0.pkl``, ``random_states_<process>.pkl``)
+        and ``state.json`` (step, sampler position, config, logs), written last."""
         path = path or os.path.join(self.config.output_dir, "checkpoints", f"step-{self.step:06d}")
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
+        accelerator.save_state(path)
         if accelerator.is_main_process:
-            os.makedirs(path, exist_ok=True)
-            torch.save(self._trainable_state(), os.path.join(path, "trainable.pt"))
-            torch.save(self.optimizer.state_dict(), os.path.join(path, "optimizer.pt"))
-            torch.save(self.scheduler.state_dict(), os.path.join(path, "scheduler.pt"))
             state = {"step": self.step, "position": self.position, "config": self.config.to_dict(),
                      "num_processes": accelerator.num_processes,
                      "history": [dataclasses.asdict(s) for s in self.history],
-                     "evaluations": [dataclasses.asdict(e) for e in self.evaluations]}
-            with open(os.path.join(path, "state.json.tmp"), "w", encoding="utf-8") as f:
+                     "evaluations": [dataclasses.asdict(e) for e in self.evaluations],
+                     "skipped": list(self.skipped)}
+            with open(os.path.join(path, STATE_FILE + ".tmp"), "w", encoding="utf-8") as f:
                 json.dump(state, f, indent=1, ensure_ascii=False)
-        accelerator.wait_for_everyone()
-        os.makedirs(path, exist_ok=True)
-        torch.save(_rng_state(), os.path.join(path, f"rng-{accelerator.process_index}.pt"))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:  # state.json last: its presence marks a complete checkpoint
-            os.replace(os.path.join(path, "state.json.tmp"), os.path.join(path, "state.json"))
+            os.replace(os.path.join(path, STATE_FILE + ".tmp"), os.path.join(path, STATE_FILE))
             self._prune_checkpoints()
         accelerator.wait_for_everyone()
         logger.info("saved checkpoint %s", path)
@@ -270,50 +298,73 @@ class Trainer:
             TrainingError: no checkpoint, or one whose trainable tensors or process count differ.
         """
         path = path or latest_checkpoint(self.config.output_dir)
-        if path is None or not os.path.isfile(os.path.join(path, "state.json")):
+        if path is None or not os.path.isfile(os.path.join(path, STATE_FILE)):
             raise TrainingError(f"no checkpoint to resume from ({path or self.config.output_dir + '/checkpoints'})")
-        with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
+        with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
             state = json.load(f)
         if state["num_processes"] != self.accelerator.num_processes:
             raise TrainingError(f"{path} was written by {state['num_processes']} processes; this run has "
                                 f"{self.accelerator.num_processes} (the data order would differ)")
         current = json.loads(json.dumps(self.config.to_dict()))  # as stored: tuples become lists
-        changed = sorted(k for k, v in current.items() if state["config"].get(k) != v)
+        changed = sorted(k for k, v in current.items() if state["config"].get(k) != v and k not in SPEED_SETTINGS)
         if changed:
             logger.warning("resuming %s with changed settings %s; the run will differ from an uninterrupted one",
                            path, changed)
-        stored = torch.load(os.path.join(path, "trainable.pt"), map_location="cpu", weights_only=True)
-        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        self._check_stored_weights(path)
+        # accelerate restores the optimizer, the scheduler and this process's RNG state; the trainable
+        # tensors come in through _load_trainable_weights
+        self.accelerator.load_state(path)
+        self.step, self.position = int(state["step"]), int(state["position"])
+        self.history = [StepLog(**s) for s in state["history"]]
+        self.evaluations = [EvalResult(**e) for e in state["evaluations"]]
+        self.skipped = dict.fromkeys(state.get("skipped", ()))
+        self._loader = None
+        logger.info("resumed from %s at step %d", path, self.step)
+        return self.step
+
+    def _check_stored_weights(self, path: str) -> None:
+        """The checkpoint's tensors are exactly this run's trainable parameters, with their shapes."""
+        from safetensors import safe_open
+
+        from accelerate.utils import SAFE_WEIGHTS_NAME
+
+        weights_path = os.path.join(path, SAFE_WEIGHTS_NAME)
+        if not os.path.isfile(weights_path):
+            raise TrainingError(f"{path}: no {SAFE_WEIGHTS_NAME} (not a checkpoint of this version?)")
+        with safe_open(weights_path, framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        params = {n: tuple(p.shape) for n, p in self.module.named_parameters() if p.requires_grad}
         if set(stored) != set(params):
             missing, extra = sorted(set(params) - set(stored)), sorted(set(stored) - set(params))
             raise TrainingError(f"{path} does not match this run's trainable parameters "
                                 f"(missing {missing[:5]}, unexpected {extra[:5]}); was the config changed?")
-        with torch.no_grad():
-            for name, parameter in params.items():
-                if stored[name].shape != parameter.shape:
-                    raise TrainingError(f"{path}: {name} has shape {tuple(stored[name].shape)}, "
-                                        f"the model {tuple(parameter.shape)}")
-                parameter.copy_(stored[name])
-        self.optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), map_location="cpu",
-                                                  weights_only=False))
-        self.scheduler.load_state_dict(torch.load(os.path.join(path, "scheduler.pt"), weights_only=False))
-        self.step, self.position = int(state["step"]), int(state["position"])
-        self.history = [StepLog(**s) for s in state["history"]]
-        self.evaluations = [EvalResult(**e) for e in state["evaluations"]]
-        _set_rng_state(torch.load(os.path.join(path, f"rng-{self.accelerator.process_index}.pt"), weights_only=False))
-        logger.info("resumed from %s at step %d", path, self.step)
-        return self.step
+        for name, shape in params.items():
+            if stored[name] != shape:
+                raise TrainingError(f"{path}: {name} has shape {stored[name]}, the model {shape}")
 
     # -- the loop -----------------------------------------------------------------------------------
 
-    def _micro_batches(self) -> Iterator[list[Example]]:
-        """This process's micro-batches of the next optimizer step (advances the position)."""
-        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
-        per_step = self.config.grad_accum_steps * processes
-        for i in range(self.config.grad_accum_steps):
-            indices = self.sampler.batch(self.position + i * processes + rank)
-            yield [self.examples[j] for j in indices]
-        self.position += per_step
+    def _micro_batches(self) -> list[Batch]:
+        """This process's micro-batches of the next optimizer step, from the DataLoader (advances the
+        position)."""
+        config, accelerator = self.config, self.accelerator
+        if self._loader is None:
+            self._loader = iter(batch_loader(
+                self.sampler, self.examples, self.collator, self.position, config.grad_accum_steps,
+                accelerator.num_processes, accelerator.process_index, config.num_workers, config.prefetch_batches))
+        batches = []
+        for i in range(config.grad_accum_steps):
+            position, batch = next(self._loader)
+            assert position == self.position + i * accelerator.num_processes + accelerator.process_index
+            for problem in batch.skipped:
+                self._bad_audio(problem)
+            batches.append(batch)
+        self.position += config.grad_accum_steps * accelerator.num_processes
+        return batches
+
+    def close(self) -> None:
+        """Stop the DataLoader's worker processes (a later step starts them again)."""
+        self._loader = None
 
     def _autocast(self):
         """bf16 autocast for ``precision: bf16`` (weights, gradients and optimizer stay fp32)."""
@@ -325,17 +376,23 @@ class Trainer:
         accelerator = self.accelerator
         device = accelerator.device
         learning_rate = self.scheduler.get_last_lr()[0]
-        batches = [self.collator(examples).to(device) for examples in self._micro_batches()]
+        batches = [batch.to(device) for batch in self._micro_batches()]
         tokens = torch.tensor(sum(b.target_tokens for b in batches), device=device)
         total_tokens = accelerator.reduce(tokens, reduction="sum") if accelerator.num_processes > 1 else tokens
+        if int(total_tokens) == 0:
+            raise TrainingDataError(f"no example of step {self.step + 1} could be read: "
+                                    + "; ".join(p for b in batches for p in b.skipped))
         loss_sum = torch.zeros((), device=device)
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
             context = (accelerator.no_sync(self.module) if not last and accelerator.num_processes > 1
                        else contextlib.nullcontext())
             with context:
-                with self._autocast():
-                    loss, count = self.module(batch)
+                if batch.rows:
+                    with self._autocast():
+                        loss, count = self.module(batch)
+                else:  # every example of this micro-batch was skipped (unreadable audio)
+                    loss, count = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
                 # token-weighted mean over the whole step (all micro-batches, all processes); DDP
                 # averages gradients over processes, hence the factor num_processes
                 scaled = loss * count * accelerator.num_processes / total_tokens
@@ -386,13 +443,16 @@ class Trainer:
             if config.save_every and self.step % config.save_every == 0:
                 self.save()
         bar.close()
+        self.close()
+        if self.skipped:
+            logger.warning("%d training example(s) skipped: their audio does not decode", len(self.skipped))
         model_dir = lora_dir = None
         if self.step >= config.max_steps:
             if self.dev_examples and not (self.evaluations and self.evaluations[-1].step == self.step):
                 self.evaluate()
             if export:
                 model_dir, lora_dir = self.export()
-        return TrainResult(tuple(self.history), tuple(self.evaluations), model_dir, lora_dir)
+        return TrainResult(tuple(self.history), tuple(self.evaluations), model_dir, lora_dir, tuple(self.skipped))
 
     # -- evaluation and export ----------------------------------------------------------------------
 
@@ -422,6 +482,10 @@ class Trainer:
             loss_sum, tokens = 0.0, 0
             for start in range(0, len(examples), self.config.batch_size):
                 batch = self.collator(examples[start : start + self.config.batch_size]).to(self.accelerator.device)
+                for problem in batch.skipped:
+                    self._bad_audio(problem)
+                if not batch.rows:
+                    continue
                 with self._autocast():
                     loss, count = module(batch)
                 loss_sum += float(loss) * int(count)
