@@ -183,6 +183,7 @@ class LlamaCppEngine(Engine):
         self._running: list[_Row] = []
         self._prefixes: dict[tuple, _Prefix] = {}
         self._cells_used = 0
+        self._grow_pending = False  # a row did not fit beside the running ones: grow once they drain
         self._uses = 0  # prefix-cache clock (least recently used)
         self.steps, self.step_sizes, self.prefix_hits, self.prefix_misses = 0, {}, 0, 0
         for label, value in (("n_ctx", 1 if n_ctx is None else n_ctx), ("n_seq_max", n_seq_max),
@@ -357,7 +358,7 @@ class LlamaCppEngine(Engine):
             length = sum(len(data) for _, data in runs)
             need = length + options.max_new_tokens
             if need > self.max_positions:
-                limit = (f"n_ctx={self.n_ctx}; create the engine with a larger n_ctx" if self.n_ctx <= self._n_ctx_train
+                limit = (f"n_ctx={self.n_ctx}; create the engine with a larger n_ctx" if self.n_ctx < self._n_ctx_train
                          else f"the model's context window (n_ctx_train={self._n_ctx_train})")
                 raise ValueError(f"input {index} needs {need} positions (prompt + max_new_tokens), more than {limit}")
             prefix = None
@@ -581,15 +582,24 @@ class LlamaCppEngine(Engine):
             if not self._waiting:
                 return
             adapter = self._running[0].adapter if self._running else self._waiting[0].adapter
+            if not self._running:  # the rows about to start do not fit (or a row did not fit beside others)
+                wave = []
+                for row in self._waiting:
+                    if row.adapter != adapter or len(wave) == self.n_seq_max:
+                        break
+                    wave.append(row.need)
+                if self.kv_cells < self.n_ctx and (self._grow_pending or sum(wave) > self.kv_cells):
+                    self._grow(wave)
             while self._waiting and len(self._running) + len(admitted) < self.n_seq_max:
                 row = self._waiting[0]
                 if row.adapter != adapter:
                     break  # the running batch drains, then the next adapter's rows run
                 if not self._reserve(row):
-                    if self._running or admitted:
-                        break  # waits for cells
-                    self._grow([r.need for r in list(self._waiting)[: self.n_seq_max] if r.adapter == adapter])
-                    continue
+                    if self.kv_cells < self.n_ctx:  # the running rows drain, then the cache grows
+                        self._grow_pending = True
+                        if not self._running and not admitted:
+                            continue
+                    break  # waits for cells
                 self._waiting.popleft()
                 admitted.append(row)
         if admitted:
@@ -641,6 +651,7 @@ class LlamaCppEngine(Engine):
     def _grow(self, needs: Sequence[int]) -> None:
         """Re-create the (empty) context for the rows about to run: the cells of ``needs`` (at most
         ``n_seq_max`` rows), at least twice the current size, at most ``n_ctx``."""
+        self._grow_pending = False
         want = max(sum(needs), 2 * self.kv_cells)
         want = min(-(-want // KV_CELLS_MIN) * KV_CELLS_MIN, self.n_ctx)
         if want <= self.kv_cells:  # cannot happen: every row fits n_ctx alone (checked in generate)
