@@ -56,10 +56,8 @@ Install: ``pip install 'funasr-nano[llama]'`` (llama-cpp-python compiles llama.c
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
-import dataclasses
 import logging
 import os
 import threading
@@ -72,6 +70,7 @@ from ..errors import CheckpointError
 from ..export.gguf import NATIVE_LOGGER, check_gguf_file, import_gguf, import_llama_cpp
 from ..options import DecodingOptions
 from .base import Engine, LLMInput, OnToken
+from .continuous import KV_CELLS_MIN, ContinuousScheduler, GenerationCall, ScheduledRow
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +78,6 @@ logger = logging.getLogger(__name__)
 KV_CACHE_TYPES = ("f32", "f16")
 # Position entries per embedding input of an M-RoPE model (llama.cpp: llama_hparams::n_pos_per_embd)
 MROPE_POSITIONS = 4
-# The smallest KV cache the engine allocates, cells (llama.cpp pads the cache to 256 cells with flash
-# attention anyway); sizes are rounded up to a multiple of it.
-KV_CELLS_MIN = 256
 # Prompt prefixes kept by default (one extra sequence id each): languages x hotword lists in use.
 PREFIX_CACHE_DEFAULT = 8
 
@@ -165,6 +161,7 @@ class LlamaCppEngine(Engine):
     """
 
     name = "llama.cpp"
+    continuous_batching = True
 
     def __init__(self, model_path: str | os.PathLike, stop_token_ids: Sequence[int] | None = None, *,
                  n_threads: int | None = None, n_ctx: int | None = None, n_seq_max: int = 4, n_batch: int = 512,
@@ -173,18 +170,12 @@ class LlamaCppEngine(Engine):
                  prefix_cache: int = PREFIX_CACHE_DEFAULT):
         self._llama = llama_cpp = import_llama_cpp()
         self._model = self._ctx = None
+        self._closed = False
         self._adapters: dict[str, object] = {}
         self._active_adapter: str | None = None
         self._token_batch = self._embd_batch = self._embd_batch_owner = None
         self._lock = threading.Lock()  # held by the driver while it uses the context
-        self._queue = threading.Condition()  # guards _waiting, _driving and the calls' completion
-        self._waiting: collections.deque[_Row] = collections.deque()
-        self._driving = False
-        self._running: list[_Row] = []
-        self._prefixes: dict[tuple, _Prefix] = {}
-        self._cells_used = 0
-        self._grow_pending = False  # a row did not fit beside the running ones: grow once they drain
-        self._uses = 0  # prefix-cache clock (least recently used)
+        self._scheduler = None
         self.steps, self.step_sizes, self.prefix_hits, self.prefix_misses = 0, {}, 0, 0
         for label, value in (("n_ctx", 1 if n_ctx is None else n_ctx), ("n_seq_max", n_seq_max),
                              ("n_batch", n_batch)):
@@ -241,9 +232,14 @@ class LlamaCppEngine(Engine):
         self.prefix_cache = prefix_cache
         self.n_ctx = self._n_ctx_train if n_ctx is None else n_ctx
         self.kv_cells = 0
-        self._free_seqs = list(range(n_seq_max))
-        self._free_prefix_seqs = list(range(n_seq_max, n_seq_max + prefix_cache))
-        self._new_context(min(KV_CELLS_MIN, self.n_ctx))
+        try:
+            self._new_context(min(KV_CELLS_MIN, self.n_ctx))
+        except BaseException:
+            self.close()
+            raise
+        self._scheduler = ContinuousScheduler(n_seq_max, prefix_cache, self.n_ctx, self._clear_sequence,
+                                              self._new_context)
+        self._scheduler.reset(self.kv_cells)
         self._token_batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         rope_type = int(llama_cpp.llama_model_rope_type(self._model))
         mrope = rope_type in (llama_cpp.LLAMA_ROPE_TYPE_MROPE, llama_cpp.LLAMA_ROPE_TYPE_IMROPE)
@@ -327,6 +323,31 @@ class LlamaCppEngine(Engine):
             pieces += buffer.raw[:n]
         return pieces.decode("utf-8", errors="replace")
 
+    def set_n_seq_max(self, n_seq_max: int) -> None:
+        """Change the most rows decoded together (the context is re-created; its cached prefixes are
+        lost).
+
+        Raises:
+            ValueError: not a positive integer, more than ``n_batch``, or more sequences than llama.cpp has.
+            RuntimeError: rows are waiting or running.
+        """
+        if isinstance(n_seq_max, bool) or not isinstance(n_seq_max, int) or n_seq_max < 1:
+            raise ValueError(f"n_seq_max must be a positive integer, got {n_seq_max!r}")
+        if n_seq_max > self.n_batch:
+            raise ValueError(f"n_seq_max ({n_seq_max}) must not exceed n_batch ({self.n_batch})")
+        most = int(self._llama.llama_max_parallel_sequences())
+        if n_seq_max + self.prefix_cache > most:
+            raise ValueError(f"n_seq_max + prefix_cache ({n_seq_max} + {self.prefix_cache}) must not exceed "
+                             f"llama.cpp's {most} sequences per context")
+        with self._lock:
+            if self._scheduler.waiting or self._scheduler.running:
+                raise RuntimeError("set_n_seq_max while rows are decoding")
+            self.n_seq_max = n_seq_max
+            self._new_context(self.kv_cells)
+            self._scheduler = ContinuousScheduler(n_seq_max, self.prefix_cache, self.n_ctx, self._clear_sequence,
+                                                  self._new_context)
+            self._scheduler.reset(self.kv_cells)
+
     def set_threads(self, n_threads: int) -> None:
         """Change the CPU threads used from the next call on."""
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
@@ -351,7 +372,7 @@ class LlamaCppEngine(Engine):
         if options.num_beams > 1:
             raise ValueError("the llama.cpp engine decodes greedily or by sampling; beam search (num_beams="
                              f"{options.num_beams}) needs the transformers engine")
-        call = _Call(options, on_token, cancel, np.random.default_rng(self.seed), len(inputs))
+        call = GenerationCall(options, on_token, cancel, np.random.default_rng(self.seed), len(inputs))
         rows = []
         for index, item in enumerate(inputs):
             runs = self._prepare(index, item)
@@ -361,33 +382,23 @@ class LlamaCppEngine(Engine):
                 limit = (f"n_ctx={self.n_ctx}; create the engine with a larger n_ctx" if self.n_ctx < self._n_ctx_train
                          else f"the model's context window (n_ctx_train={self._n_ctx_train})")
                 raise ValueError(f"input {index} needs {need} positions (prompt + max_new_tokens), more than {limit}")
-            prefix = None
+            row = ScheduledRow(call, index, runs, item.adapter, length, need)
             if self.prefix_cache and len(runs) > 1 and runs[0][0] == "tokens":
-                prefix = (item.adapter, runs[0][1].tobytes())  # the exact token ids, under the adapter
-            rows.append(_Row(call, index, runs, item.adapter, length, need, prefix))
+                row.prefix = (item.adapter, runs[0][1].tobytes())  # the exact token ids, under the adapter
+                row.prefix_length = len(runs[0][1])
+            rows.append(row)
         if not rows:
             return []
-        with self._queue:
-            if self._ctx is None:
-                raise RuntimeError("the llama.cpp engine is closed")
-            self._waiting.extend(rows)
-        while True:
-            with self._queue:
-                while call.remaining and self._driving:
-                    self._queue.wait()
-                if not call.remaining:
-                    break
-                self._driving = True
+        if self._closed:
+            raise RuntimeError("the llama.cpp engine is closed")
+        self._scheduler.submit(rows)
+        while self._scheduler.wait_to_drive(call):
             try:
                 with self._lock:
-                    if self._ctx is None:
-                        raise RuntimeError("the llama.cpp engine is closed")
-                    while call.remaining:
+                    while call.remaining and not self._closed:
                         self._step()
             finally:
-                with self._queue:
-                    self._driving = False
-                    self._queue.notify_all()
+                self._scheduler.stop_driving()
         if call.error is not None:
             raise call.error
         return call.results
@@ -395,21 +406,26 @@ class LlamaCppEngine(Engine):
     @property
     def waiting_rows(self) -> int:
         """Rows queued for the running batch (not yet admitted)."""
-        return len(self._waiting)
+        return len(self._scheduler.waiting)
+
+    @property
+    def running_rows(self) -> int:
+        """Rows in the running batch."""
+        return len(self._scheduler.running)
 
     def close(self) -> None:
         """Free the context, the batches and the model (idempotent)."""
         llama_cpp = getattr(self, "_llama", None)
         if llama_cpp is None:
             return
-        queue = getattr(self, "_queue", None)
-        if queue is not None:
-            with queue:
-                waiting, self._waiting = list(self._waiting), collections.deque()
-            for row in waiting:
-                self._finish(row, RuntimeError("the llama.cpp engine is closed"), free=False)
+        self._closed = True
+        if getattr(self, "_scheduler", None) is not None:
+            self._scheduler.fail_waiting(RuntimeError("the llama.cpp engine is closed"))
         lock = getattr(self, "_lock", None)
         with lock if lock is not None else contextlib.nullcontext():
+            if getattr(self, "_scheduler", None) is not None:  # rows left running by a driver that returned
+                self._scheduler.fail_running(RuntimeError("the llama.cpp engine is closed"))
+                self._scheduler.fail_waiting(RuntimeError("the llama.cpp engine is closed"))
             for attribute in ("_token_batch", "_embd_batch"):
                 batch = getattr(self, attribute, None)
                 if batch is not None:
@@ -555,149 +571,30 @@ class LlamaCppEngine(Engine):
         probs /= probs.sum()
         return int(rng.choice(len(probs), p=probs))
 
-    # -- continuous batching ----------------------------------------------------------------------------
+    # -- continuous batching (the policy is in funasr_nano.engines.continuous) ---------------------------
 
     def _step(self) -> None:
-        """One decoding step (the driver holds ``_lock``): admit waiting rows, then pick the next token
-        of every running row and decode those tokens in one ``llama_decode``."""
+        """One decoding step (the driver holds ``_lock``): start the rows the scheduler admits, then
+        pick the next token of every running row and decode those tokens in one ``llama_decode``."""
         try:
-            self._admit()
+            admitted = self._scheduler.admit()
+            adapters = {row.adapter for row in self._scheduler.running}
+            if admitted:
+                assert len(adapters) == 1, adapters  # the scheduler keeps one adapter per running batch
+                self._use_adapter(admitted[0].adapter)
+            for row in admitted:
+                self._start(row)
             self._pick_and_decode()
         except BaseException as error:  # the KV cache is in an unknown state: every running row fails
-            running, self._running = self._running, []
-            self._reset_cache()
-            for row in running:
-                self._finish(row, error, free=False)
+            self._scheduler.fail_running(error)
+            self._llama.llama_memory_clear(self._llama.llama_get_memory(self._ctx), True)
+            self._scheduler.reset(self.kv_cells)
             if not isinstance(error, Exception):
                 raise
 
-    def _admit(self) -> None:
-        """Move waiting rows into the running batch, in arrival order, while they use its adapter, a
-        sequence is free and their KV cells fit; then decode their prompts."""
-        admitted = []
-        with self._queue:
-            for row in [row for row in self._waiting if row.call.cancelled]:
-                self._waiting.remove(row)
-                self._finish(row, free=False)  # cancelled while waiting: nothing generated
-            if not self._waiting:
-                return
-            adapter = self._running[0].adapter if self._running else self._waiting[0].adapter
-            if not self._running:  # the rows about to start do not fit (or a row did not fit beside others)
-                wave = []
-                for row in self._waiting:
-                    if row.adapter != adapter or len(wave) == self.n_seq_max:
-                        break
-                    wave.append(row.need)
-                if self.kv_cells < self.n_ctx and (self._grow_pending or sum(wave) > self.kv_cells):
-                    self._grow(wave)
-            while self._waiting and len(self._running) + len(admitted) < self.n_seq_max:
-                row = self._waiting[0]
-                if row.adapter != adapter:
-                    break  # the running batch drains, then the next adapter's rows run
-                if not self._reserve(row):
-                    if self.kv_cells < self.n_ctx:  # the running rows drain, then the cache grows
-                        self._grow_pending = True
-                        if not self._running and not admitted:
-                            continue
-                    break  # waits for cells
-                self._waiting.popleft()
-                admitted.append(row)
-        if admitted:
-            self._use_adapter(adapter)
-        for row in admitted:
-            self._running.append(row)
-            self._start(row)
-
-    def _reserve(self, row: "_Row") -> bool:
-        """Account the KV cells ``row`` needs (a cached prefix's cells are shared; a new cache entry is
-        made for its prefix when a prefix sequence is free or can be freed); ``False``: they do not fit."""
-        entry = self._prefixes.get(row.prefix) if row.prefix is not None else None
-        plen = len(row.runs[0][1]) if row.prefix is not None else 0
-        if entry is None and row.prefix is not None and (self._free_prefix_seqs or self._evict()):
-            entry = _Prefix(self._free_prefix_seqs.pop(), plen)  # decoded when the row starts
-            self._prefixes[row.prefix] = entry
-            self._cells_used += plen
-        cost = row.need - plen if entry is not None else row.need
-        while self._cells_used + cost > self.kv_cells and self._evict(keep=entry):
-            pass
-        if self._cells_used + cost > self.kv_cells:
-            if entry is not None and not entry.users and not entry.decoded:
-                self._drop(row.prefix)  # made for this row: not kept
-            return False
-        row.cells = cost
-        self._cells_used += cost
-        if entry is not None:
-            entry.users += 1
-            self._uses += 1
-            entry.used = self._uses
-        row.entry = entry
-        return True
-
-    def _evict(self, keep: "_Prefix | None" = None) -> bool:
-        """Drop the least recently used prefix entry that no running row uses (not ``keep``)."""
-        idle = [(entry.used, key) for key, entry in self._prefixes.items() if not entry.users and entry is not keep]
-        if not idle:
-            return False
-        self._drop(min(idle)[1])
-        return True
-
-    def _drop(self, key: tuple) -> None:
-        entry = self._prefixes.pop(key)
-        if entry.decoded:
-            self._llama.llama_memory_seq_rm(self._llama.llama_get_memory(self._ctx), entry.seq, -1, -1)
-        self._free_prefix_seqs.append(entry.seq)
-        self._cells_used -= entry.length
-
-    def _grow(self, needs: Sequence[int]) -> None:
-        """Re-create the (empty) context for the rows about to run: the cells of ``needs`` (at most
-        ``n_seq_max`` rows), at least twice the current size, at most ``n_ctx``."""
-        self._grow_pending = False
-        want = max(sum(needs), 2 * self.kv_cells)
-        want = min(-(-want // KV_CELLS_MIN) * KV_CELLS_MIN, self.n_ctx)
-        if want <= self.kv_cells:  # cannot happen: every row fits n_ctx alone (checked in generate)
-            raise RuntimeError(f"a row needs more than the {self.kv_cells} KV cells of n_ctx={self.n_ctx}")
-        logger.info("llama.cpp engine: KV cache %d -> %d cells", self.kv_cells, want)
-        self._new_context(want)
-
-    def _new_context(self, n_cells: int) -> None:
-        """Create the context with ``n_cells`` KV cells (freeing the old one; the prefix cache is dropped)."""
-        llama_cpp = self._llama
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_cells
-        params.n_batch = params.n_ubatch = self.n_batch
-        params.n_seq_max = self.n_seq_max + self.prefix_cache  # rows, then prefix entries
-        params.n_threads = params.n_threads_batch = self.n_threads
-        params.kv_unified = True  # any row may use any cell; shared prefix cells are one copy
-        kv_type = llama_cpp.GGML_TYPE_F32 if self.kv_cache_type == "f32" else llama_cpp.GGML_TYPE_F16
-        params.type_k = params.type_v = kv_type
-        if self.kv_cache_type == "f32":  # the CPU flash-attention kernel rounds K/V to f16
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        params.no_perf = True
-        if self._ctx:
-            llama_cpp.llama_free(self._ctx)
-            self._ctx = None
-        self._active_adapter = None
-        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
-        if not self._ctx:
-            self.close()
-            raise CheckpointError(f"{self.model_path}: llama.cpp cannot create a context "
-                                  f"(n_ctx={n_cells}, n_seq_max={params.n_seq_max}; see the log)")
-        self.kv_cells = int(llama_cpp.llama_n_ctx(self._ctx))
-        self._reset_cache()
-
-    def _reset_cache(self) -> None:
-        """Clear the KV cache and the prefix entries (no row running)."""
-        if self._ctx:
-            self._llama.llama_memory_clear(self._llama.llama_get_memory(self._ctx), True)
-        self._prefixes.clear()
-        self._free_seqs = list(range(self.n_seq_max))
-        self._free_prefix_seqs = list(range(self.n_seq_max, self.n_seq_max + self.prefix_cache))
-        self._cells_used = 0
-
-    def _start(self, row: "_Row") -> None:
-        """Decode an admitted row's prompt into a free sequence (its cached prefix copied first)."""
+    def _start(self, row: ScheduledRow) -> None:
+        """Decode an admitted row's prompt into its sequence (its cached prefix copied first)."""
         llama = self._llama
-        row.seq = self._free_seqs.pop()
         runs, position = row.runs, 0
         if row.entry is not None:
             if not row.entry.decoded:
@@ -711,33 +608,34 @@ class LlamaCppEngine(Engine):
         row.logits = self._prefill(row.seq, runs, row.call.cancel, position)
         row.position = row.length
         if row.logits is None:  # cancelled
-            self._finish(row)
+            self._scheduler.finish(row)
 
     def _pick_and_decode(self) -> None:
-        """Pick the next token of every running row (finished rows leave), then decode the tokens of
-        the rows still running in one ``llama_decode``."""
-        for row in [row for row in self._running if row.call.cancelled]:
-            self._finish(row)
-        for row in list(self._running):
+        """Pick the next token of every running row (finished rows leave at once), then decode the
+        tokens of the rows still running in one ``llama_decode``."""
+        scheduler = self._scheduler
+        for row in [row for row in scheduler.running if row.call.cancelled]:
+            scheduler.finish(row)
+        for row in list(scheduler.running):
             call = row.call
-            if row not in self._running:  # its call failed in an earlier row's on_token
+            if row not in scheduler.running:  # its call failed in an earlier row's on_token
                 continue
             token = self._pick(row.logits, len(row.tokens), call.options, call.rng)
             if token in self.stop_token_ids:
-                self._finish(row)
+                scheduler.finish(row)
                 continue
             row.tokens.append(token)
             try:
                 stop = call.on_token is not None and call.on_token(row.index, list(row.tokens))
             except Exception as error:  # the caller's bug ends its call only
-                for other in [r for r in self._running if r.call is call]:
-                    self._finish(other, error)
+                for other in [r for r in scheduler.running if r.call is call]:
+                    scheduler.finish(other, error)
                 continue
             if stop or len(row.tokens) >= call.options.max_new_tokens:
-                self._finish(row)
-        for row in [row for row in self._running if row.call.cancelled]:
-            self._finish(row)
-        running = self._running
+                scheduler.finish(row)
+        for row in [row for row in scheduler.running if row.call.cancelled]:
+            scheduler.finish(row)
+        running = list(scheduler.running)
         if not running:
             return
         batch = self._token_batch
@@ -754,76 +652,30 @@ class LlamaCppEngine(Engine):
         for i, row in enumerate(running):
             row.logits = self._logits(i)
 
-    def _finish(self, row: "_Row", error: BaseException | None = None, free: bool = True) -> None:
-        """``row`` leaves: its sequence and cells are freed (``free``: it holds them), and its call
-        completes when it was the call's last row."""
-        if free:
-            if row in self._running:
-                self._running.remove(row)
-            if row.seq >= 0:
-                self._llama.llama_memory_seq_rm(self._llama.llama_get_memory(self._ctx), row.seq, -1, -1)
-                self._free_seqs.append(row.seq)
-            self._cells_used -= row.cells
-            if row.entry is not None:
-                row.entry.users -= 1
-        row.seq, row.cells, row.entry, row.logits = -1, 0, None, None
-        with self._queue:
-            call = row.call
-            if error is not None and call.error is None:
-                call.error = error
-            call.remaining -= 1
-            if not call.remaining:
-                self._queue.notify_all()
+    def _clear_sequence(self, seq: int) -> None:
+        self._llama.llama_memory_seq_rm(self._llama.llama_get_memory(self._ctx), seq, -1, -1)
 
-
-@dataclasses.dataclass(eq=False)
-class _Call:
-    """One ``generate`` call: its options, callbacks and results (filled as its rows decode)."""
-
-    options: DecodingOptions
-    on_token: OnToken | None
-    cancel: threading.Event | None
-    rng: np.random.Generator
-    remaining: int  # rows not finished
-    error: BaseException | None = None
-    results: list = dataclasses.field(default_factory=list)
-
-    def __post_init__(self):
-        self.results = [[] for _ in range(self.remaining)]
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel is not None and self.cancel.is_set()
-
-
-@dataclasses.dataclass(eq=False)
-class _Row:
-    """One input of a call, waiting or running."""
-
-    call: _Call
-    index: int  # in its call
-    runs: list  # ("tokens" | "embd", data) in prompt order
-    adapter: str | None
-    length: int  # prompt positions
-    need: int  # KV cells it may use: prompt + max_new_tokens
-    prefix: tuple | None  # the prefix-cache key: (adapter, token id bytes) of its leading token run
-    seq: int = -1
-    position: int = 0
-    cells: int = 0  # cells accounted to it (its prefix entry's excluded)
-    entry: "_Prefix | None" = None
-    logits: np.ndarray | None = None
-
-    @property
-    def tokens(self) -> list[int]:
-        return self.call.results[self.index]
-
-
-@dataclasses.dataclass(eq=False)
-class _Prefix:
-    """A cached prompt prefix: decoded (once) as sequence ``seq``, positions ``0..length-1``."""
-
-    seq: int
-    length: int
-    users: int = 0  # running rows that share its cells
-    used: int = 0  # last use, on the engine's clock
-    decoded: bool = False
+    def _new_context(self, n_cells: int) -> int:
+        """(Re-)create the context with ``n_cells`` KV cells (the old one is freed with its cache);
+        returns the cells llama.cpp allocated."""
+        llama_cpp = self._llama
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_cells
+        params.n_batch = params.n_ubatch = self.n_batch
+        params.n_seq_max = self.n_seq_max + self.prefix_cache  # rows, then cached prefixes
+        params.n_threads = params.n_threads_batch = self.n_threads
+        params.kv_unified = True  # any row may use any cell; a shared prefix's cells are one copy
+        kv_type = llama_cpp.GGML_TYPE_F32 if self.kv_cache_type == "f32" else llama_cpp.GGML_TYPE_F16
+        params.type_k = params.type_v = kv_type
+        if self.kv_cache_type == "f32":  # the CPU flash-attention kernel rounds K/V to f16
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.no_perf = True
+        context = llama_cpp.llama_init_from_model(self._model, params)
+        if not context:  # the old context (if any) stays
+            raise CheckpointError(f"{self.model_path}: llama.cpp cannot create a context "
+                                  f"(n_ctx={n_cells}, n_seq_max={params.n_seq_max}; see the log)")
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+        self._ctx, self._active_adapter = context, None
+        self.kv_cells = int(llama_cpp.llama_n_ctx(self._ctx))
+        return self.kv_cells
