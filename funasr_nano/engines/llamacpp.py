@@ -6,29 +6,23 @@ parts (the audio positions) through ``llama_batch.embd``, as FunAudioLLM/Fun-ASR
 feeds its encoder output. Rows decode as parallel sequences of one context (one sequence id per row, a
 unified KV cache).
 
-**Continuous batching.** Rows of every ``generate`` call, from any thread, wait in one queue; the thread
-that holds the context (the *driver*: whichever caller finds it free) admits waiting rows at the start
-of every decoding step, up to ``n_seq_max`` rows and the KV cells they need, decodes their prompts, and
-then decodes one token of every running row in a single ``llama_decode``; a row that finishes (stop
-token, ``max_new_tokens``, ``on_token`` returning ``True``, its call cancelled) leaves at once and frees
-its sequence and cells for the next waiting row. A caller whose rows are done returns, and another
-waiting caller takes over driving. This is the scheduling of llama.cpp's own server
-(``tools/server/server.cpp``: new slots join the batch at the next ``llama_decode``). Rows decode as
-they would alone (the engine's contract): each row has its own sequence, positions and sampling.
+**Continuous batching** (policy and bookkeeping in :mod:`funasr_nano.engines.continuous`, as llama.cpp's
+server schedules its slots). Rows of every ``generate`` call, from any thread, wait in one queue; the
+caller that finds the context free drives it: at every decoding step it admits waiting rows (up to
+``n_seq_max`` and the KV cells they need), decodes their prompts, then decodes one token of every
+running row in one ``llama_decode``; a finished row leaves at once. When the driver's rows are done it
+returns and a waiting caller takes over. Each row has its own sequence, positions and sampling, so it
+decodes as it would alone (the engine's contract).
 
 **Prompt-prefix cache.** The leading token run of a row that continues with other parts (the system
-turn and the instruction up to the audio slot) is the same for every call with the same instruction:
-it is decoded once into a sequence kept for it (one of ``prefix_cache`` extra sequence ids) and copied
-to each row's sequence with ``llama_memory_seq_cp`` (in a unified KV cache the copy shares the cells,
-no data moves). Entries are keyed by the exact token ids and the LoRA adapter (an adapter changes the
-keys and values); the least recently used entry no running row uses is dropped when a new one needs
-its sequence or its cells. ``prefix_cache=0`` turns it off (every prompt decoded whole, per row).
+turn and the instruction up to the audio slot) is decoded once into a sequence kept for it (one of
+``prefix_cache`` extra sequence ids) and copied to each row that starts with it by
+``llama_memory_seq_cp`` (in a unified KV cache the copy shares the cells). Keyed by the exact token ids
+and the LoRA adapter (an adapter changes the keys and values); ``prefix_cache=0`` turns it off.
 
-**KV cache size.** The context is allocated for what the rows need, not for ``n_ctx``: the first rows
-get their prompt + ``max_new_tokens`` cells (all rows admitted together, at least
-:data:`KV_CELLS_MIN`); a row that does not fit beside the running ones waits for them to finish, and
-when it does not fit an empty cache the context is re-created at least twice as large, up to ``n_ctx``
-(the limit a row is checked against first, with the model's context window ``n_ctx_train``).
+**KV cache size.** Allocated for what the rows need (from :data:`KV_CELLS_MIN` cells, grown at least
+twice as large when rows do not fit, up to ``n_ctx``), not for ``n_ctx``; every row is checked against
+``n_ctx`` and the model's context window first.
 
 LLMs with multimodal RoPE (llama.cpp ``qwen3vl``, e.g. Qwen3-ASR's thinker exported by
 :mod:`funasr_nano.export.thinker_gguf`) read four position entries per embedding input instead of one;
@@ -43,13 +37,10 @@ LoRA adapters (GGUF LoRA files, :mod:`funasr_nano.export.gguf_lora`) are loaded 
 (``llama_adapter_lora_init``: their tensors are copied into llama.cpp's buffers; the base weights are
 shared, never merged) and applied at run time. llama.cpp sets adapters per context
 (``llama_set_adapters_lora``), so rows of different adapters cannot share a ``llama_decode``: the
-running batch is per adapter. Rows are admitted in arrival order while they use the running batch's
-adapter; once the oldest waiting row needs another adapter, no more rows join, the running ones finish,
-and the driver sets the new adapter (setting the same adapters again is free: llama.cpp compares
-first) before admitting that row and the rows of its adapter behind it. Concurrent calls for different
-adapters (transcription on the base weights, unified translation on a translate adapter) give the
-results they give alone; the KV cells of rows of another adapter are never read (each row reads only
-its own sequence and prefix entries of its own adapter).
+running batch has one adapter; when the oldest waiting row needs another, the batch drains and the
+driver sets that adapter (setting the same again is free: llama.cpp compares first) before admitting
+it. Concurrent calls for different adapters give the results they give alone: a row reads only its own
+sequence and the prefix entries of its own adapter.
 
 Install: ``pip install 'funasr-nano[llama]'`` (llama-cpp-python compiles llama.cpp, a few minutes).
 """
