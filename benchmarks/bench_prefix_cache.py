@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "bench-out"))
+    parser.add_argument("--folder", default=None, help="a GGUF folder and --clip instead of the full-size model")
+    parser.add_argument("--clip", default=None)
     args = parser.parse_args()
     from bench_transcribe import ensure_checkpoint, ensure_gguf, make_clips
 
@@ -60,9 +62,12 @@ def main() -> None:
     print("cpu:", cpu_info(), flush=True)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = ensure_gguf(out, ensure_checkpoint(out, "full"), "full", args.gguf_type)
-    clip = out / "clip_5s.wav"
-    clip = clip if clip.exists() else make_clips(out, [5])[5]
+    if args.folder:
+        folder, clip = args.folder, args.clip
+    else:
+        folder = ensure_gguf(out, ensure_checkpoint(out, "full"), "full", args.gguf_type)
+        clip = out / "clip_5s.wav"
+        clip = clip if clip.exists() else make_clips(out, [5])[5]
     model = load_model(folder, n_threads=args.threads)
     cached = model.engine
     plain = LlamaCppEngine(cached.model_path, cached.stop_token_ids, n_threads=args.threads, prefix_cache=0)
