@@ -264,8 +264,9 @@ class BatchingEngine(Engine):
         with self._condition:
             stats = dataclasses.replace(self._stats, batch_sizes=dict(self._stats.batch_sizes))
         if self.continuous:
-            steps = {rows: count - self._steps_before.get(rows, 0) for rows, count in dict(self.inner.step_sizes).items()}
-            steps = {rows: count for rows, count in steps.items() if count}
+            before = self._steps_before
+            steps = {rows: count - before.get(rows, 0) for rows, count in dict(self.inner.step_sizes).items()
+                     if count > before.get(rows, 0)}
             stats.batch_sizes = steps
             stats.batches = sum(steps.values())
             stats.rows = sum(rows * count for rows, count in steps.items())
