@@ -1,5 +1,5 @@
-"""Load on the speech server: latency and throughput of ``funasr-nano serve`` under 1, 4 and 16
-concurrent clients, with and without dynamic batching.
+"""Load on the speech server: latency and throughput of ``funasr-nano serve`` under 1, 4, 16 and 32
+concurrent clients, with and without dynamic batching, on the transformers and the llama.cpp engine.
 
 For each batching mode the server is started in its own process (``funasr-nano serve --port 0`` on
 127.0.0.1; the load generator refuses any other host), warmed up with one request, and for each
@@ -22,13 +22,16 @@ request generates exactly ``--new-tokens`` tokens). "Batching on" is the default
 time in arrival order).
 
 ``--engines transformers llama.cpp`` serves the same model on each engine in one run (llama.cpp: the
-checkpoint exported to GGUF ``--gguf-type``, default q8_0, ``--threads`` threads), for ratios measured
-under the same conditions. ``--stream`` sends ``stream=true`` and also reports the time to the first
+checkpoint exported to GGUF ``--gguf-type``, default q8_0, ``--threads`` threads; continuous batching,
+rows per decoding step in ``batch_rows``), for ratios measured under the same conditions; the run ends
+with the goals of issue 25 as ratios (llama.cpp at 16 clients >= 4x the transformers engine's req/s;
+p95 at 16 clients <= 3x the 1-client p50; 0 errors). ``--stream`` sends ``stream=true`` and also reports the time to the first
 ``transcript.text.delta`` (``ttfd_p50_s``, ``ttfd_p95_s``). ``rss_mb`` is the server's resident memory
 after the level. ``--soak SECONDS`` then runs the last concurrency level for that long and prints the
-resident memory every ``--soak-every`` seconds (does it keep growing?).
+resident memory every ``--soak-every`` seconds (does it keep growing?), on the engines of
+``--soak-engines`` (default: all). The CPU model and its SIMD flags are printed first.
 
-Usage:  python benchmarks/bench_server.py --model demo [--batching on off] [--concurrency 1 4 16]
+Usage:  python benchmarks/bench_server.py --model demo [--batching on off] [--concurrency 1 4 16 32]
             [--requests 8 16 32] [--engines transformers llama.cpp] [--stream] [--soak 600]
             [--time-limit 540] [--out bench-out]
 Every level is bounded by its request count and the whole run by --time-limit (seconds; a level
@@ -53,6 +56,39 @@ import urllib.parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "tests" / "data" / "demo_heldout"
+
+
+def cpu_info() -> str:
+    """``model name, N cores, flags: avx2 ...`` (the SIMD flags that change every figure)."""
+    model, flags = "?", ""
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+        for line in info:
+            if line.startswith("model name") and model == "?":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].strip()
+    keep = [f for f in flags.split() if f.startswith(("avx", "fma", "f16c", "amx", "sse4", "vnni"))]
+    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(keep)}"
+
+
+def goals(rows: list[dict]) -> list[str]:
+    """Issue 25's load goals as ratios of this run's rows (batching on)."""
+    at = {(row["engine"], row["concurrency"]): row for row in rows if row["batching"] == "on"}
+    lines = []
+    llama, torch_16 = at.get(("llama.cpp", 16)), at.get(("transformers", 16))
+    if llama and torch_16 and torch_16["req_s"]:
+        ratio = llama["req_s"] / torch_16["req_s"]
+        lines.append(f"llama.cpp / transformers req/s at 16 clients: {llama['req_s']} / {torch_16['req_s']} = "
+                     f"{ratio:.2f}x (goal >= 4x: {'met' if ratio >= 4 else 'not met'})")
+    for engine in sorted({row["engine"] for row in rows}):
+        one, sixteen = at.get((engine, 1)), at.get((engine, 16))
+        if one and sixteen and one["p50_s"] and sixteen["p95_s"]:
+            ratio = sixteen["p95_s"] / one["p50_s"]
+            lines.append(f"{engine}: p95 at 16 clients / 1-client p50: {sixteen['p95_s']} / {one['p50_s']} = "
+                         f"{ratio:.2f}x (goal <= 3x: {'met' if ratio <= 3 else 'not met'})")
+    errors = sum(row["errors"] for row in rows)
+    lines.append(f"errors: {errors} (goal 0: {'met' if errors == 0 else 'not met'})")
+    return lines
 
 
 def start_server(model_dir: str | None, batching: bool, extra: list[str]) -> tuple[subprocess.Popen, str]:
@@ -191,9 +227,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="demo", help="demo, full, or a checkpoint folder")
     parser.add_argument("--batching", nargs="+", default=["on", "off"], choices=["on", "off"])
-    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16, 32])
     parser.add_argument("--requests", nargs="+", type=int, default=None,
-                        help="requests per level, one per --concurrency value (default demo: 16 32 64; full: 4 8 16)")
+                        help="requests per level, one per --concurrency value (default demo: 16 32 64 96; "
+                             "full: 4 8 32 64)")
     parser.add_argument("--new-tokens", type=int, default=16, help="full/random models: tokens per request")
     parser.add_argument("--time-limit", type=float, default=540.0, help="seconds for the whole run")
     parser.add_argument("--out", default=str(ROOT / "bench-out"))
@@ -204,7 +241,9 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="stream=true: also time the first delta")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of load at the last level, RSS sampled")
     parser.add_argument("--soak-every", type=float, default=30.0)
+    parser.add_argument("--soak-engines", nargs="+", default=None, help="engines soaked (default: all)")
     args = parser.parse_args()
+    print("cpu:", cpu_info(), flush=True)
     deadline = time.monotonic() + args.time_limit
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +251,7 @@ def main() -> None:
     fields: dict = {}
     if args.model == "demo":
         model_dir, clips = None, sorted(HELDOUT.glob("*.flac"))
-        requests = args.requests or [16, 32, 64]
+        requests = args.requests or [16, 32, 64, 96]
     else:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         if args.model == "full":
@@ -226,7 +265,7 @@ def main() -> None:
         # random weights: a fixed amount of work per request
         fields = {"max_new_tokens": str(args.new_tokens), "min_new_tokens": str(args.new_tokens),
                   "repetition_guard": "false"}
-        requests = args.requests or [4, 8, 16]
+        requests = args.requests or [4, 8, 32, 64]
     if len(requests) != len(args.concurrency):
         raise SystemExit("give one --requests value per --concurrency value")
 
@@ -263,7 +302,7 @@ def main() -> None:
                            "peak_rss_mb": round(peak_rss_mb(process.pid)), "load_s": round(load_s, 1)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                if args.soak > 0:
+                if args.soak > 0 and (args.soak_engines is None or engine in args.soak_engines):
                     soaks[(engine, mode)] = soak(process, url, clips, fields, args.concurrency[-1], args.soak,
                                                  args.soak_every, args.stream)
             finally:
@@ -287,6 +326,10 @@ def main() -> None:
               f"{row['batch_rows']} | {row['rss_mb']} | {row['peak_rss_mb']} |")
     for (engine, mode), samples in soaks.items():
         print(f"\nsoak {engine} batching {mode}: RSS MB " + ", ".join(f"{t} s: {mb}" for t, mb in samples))
+        print(f"soak {engine}: RSS {samples[0][1]} MB at the start, {samples[-1][1]} MB after {samples[-1][0]} s")
+    print("\ncpu:", cpu_info())
+    for line in goals(rows):
+        print(line)
 
 
 if __name__ == "__main__":

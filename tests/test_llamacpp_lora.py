@@ -217,3 +217,26 @@ def test_llama_q_k_rows_are_permuted_like_the_base(tmp_path):
     with LlamaCppEngine(base_gguf, n_threads=1, lora_adapters={"a": lora}) as engine:
         options = DecodingOptions(max_new_tokens=16, min_new_tokens=16, repetition_guard=False)
         assert engine.generate([LLMInput((prompt,), adapter="a"), LLMInput((prompt,))], options) == [expected, plain]
+
+
+
+def test_prefix_cache_is_keyed_by_adapter(tiny_official, tiny_adapter, tmp_path):
+    """The same prompt prefix under the base weights and under an adapter: two cache entries (an adapter
+    changes the prefix's keys and values), each row gives the tokens of the engine without the cache."""
+    from funasr_nano.engines.base import LLMInput
+    from funasr_nano.engines.llamacpp import LlamaCppEngine
+
+    export_gguf(tiny_official, tmp_path / "gguf", "f32")
+    text_config = load_checkpoint(str(tiny_official)).model.config.text_config
+    lora = write_lora_gguf(tiny_adapter, text_config, tmp_path / "a.gguf")
+    prefix, rest = list(range(3, 40)), list(range(60, 70))  # the prefix: a leading token run before more parts
+    rows = [LLMInput((prefix, rest), adapter=name) for name in (None, "a")]
+    options = DecodingOptions(max_new_tokens=16, min_new_tokens=16, repetition_guard=False)
+    llm = tmp_path / "gguf" / "llm-f32.gguf"
+    with LlamaCppEngine(llm, n_threads=1, prefix_cache=0, lora_adapters={"a": lora}) as off, \
+            LlamaCppEngine(llm, n_threads=1, lora_adapters={"a": lora}) as on:
+        expected = [off.generate([row], options)[0] for row in rows]
+        assert expected[0] != expected[1]
+        assert [on.generate([row], options)[0] for row in rows] == expected  # base first, then the adapter
+        assert [on.generate([row], options)[0] for row in rows[::-1]] == expected[::-1]
+        assert (on.prefix_misses, on.prefix_hits) == (2, 2)

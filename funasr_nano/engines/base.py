@@ -80,6 +80,9 @@ class Engine(abc.ABC):
 
     #: short name used in logs and on the command line (``transformers``, ``llama.cpp``, ...)
     name: str = "engine"
+    #: whether concurrent ``generate`` calls join one running batch at the next decoding step inside
+    #: the engine (continuous batching); the server's batching scheduler then passes calls straight through
+    continuous_batching: bool = False
 
     def __init__(self, stop_token_ids: Sequence[int]):
         if not stop_token_ids:

@@ -24,9 +24,11 @@ class ServerOptions:
         max_queue: HTTP requests admitted at once (being decoded or waiting for the model); one more gets
             429 with Retry-After.
         batch_window: seconds the scheduler waits after the first request of a batch for more to join it
-            (requests arriving together are decoded as one batch).
+            (requests arriving together are decoded as one batch; not used on the llama.cpp engine, which
+            batches continuously).
         max_batch_size: most utterances decoded together in one batch; 1 turns dynamic batching off
-            (requests are decoded one at a time, in arrival order).
+            (requests are decoded one at a time, in arrival order). On the llama.cpp engine: the most
+            rows per decoding step (new rows join the running batch at the next step).
         arrival_wait: longest extra wait (seconds, beyond batch_window) for requests admitted but still
             reading their upload or running the encoder, so that they join the batch (0: never wait).
         max_sessions: realtime WebSocket sessions at once; one more is refused (error event, close code 1013).
