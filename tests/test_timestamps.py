@@ -109,7 +109,7 @@ def test_timestamps_match_funasr(tiny_ctc, ctc_model, recording):
     assert [tokenizer.decode([s.token]) for s in spans] == [t["token"] for t in expected]
     assert [(s.start, s.end) for s in spans] == [(round(t["start_time"] / 0.06), round(t["end_time"] / 0.06))
                                                   for t in expected]
-    assert [s.start * 0.06 for s in spans] == pytest.approx([t["start_time"] for t in expected])
+    assert [s.start * family.frame_seconds for s in spans] == pytest.approx([t["start_time"] for t in expected])
     assert [s.score for s in spans] == pytest.approx([t["score"] for t in expected], abs=1e-3)
 
 
@@ -170,6 +170,8 @@ def test_a_checkpoint_without_ctc_is_refused_clearly(tmp_path, binhai, layout):
     assert not model.family.has_ctc
     with pytest.raises(CheckpointError, match=r"CTC branch \(ctc_decoder\.\* and ctc\.ctc_lo\.\*"):
         model.transcribe(binhai, word_timestamps=True)
+    with pytest.raises(CheckpointError, match="CTC branch"):  # at the call, before any audio is decoded
+        model.transcribe_segments(binhai, word_timestamps=True)
     assert model.transcribe(binhai, max_new_tokens=4).segments[0].words is None
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from ..engines.base import LLMInput, OnToken
+from ..engines.base import GeneratedTokens, LLMInput, OnToken
 from ..options import DecodingOptions
 
 if TYPE_CHECKING:
@@ -45,14 +45,20 @@ def repeated_tail(tokens: Sequence[int], options: DecodingOptions) -> tuple[int,
 
 
 def cut_repetition(tokens: Sequence[int], options: DecodingOptions) -> list[int]:
-    """``tokens`` with a looping tail (see :func:`repeated_tail`) cut down to one copy of the n-gram."""
-    tokens = list(tokens)
-    loop = repeated_tail(tokens, options)
+    """``tokens`` with a looping tail (see :func:`repeated_tail`) cut down to one copy of the n-gram
+    (:class:`~funasr_nano.engines.base.GeneratedTokens` keep their log-probabilities, cut alike)."""
+    loop = repeated_tail(list(tokens), options)
     if loop is None:
-        return tokens
+        return tokens if isinstance(tokens, GeneratedTokens) else list(tokens)
     period, repeats = loop
     logger.warning("output looped (%d-token pattern x %d); cut to one copy", period, repeats)
-    return tokens[: len(tokens) - (repeats - 1) * period]
+    length = len(tokens) - (repeats - 1) * period
+    return tokens.cut(length) if isinstance(tokens, GeneratedTokens) else list(tokens)[:length]
+
+
+def avg_logprob(tokens: Sequence[int]) -> float | None:
+    """The mean log-probability of generated tokens, when the engine reported them."""
+    return tokens.avg_logprob if isinstance(tokens, GeneratedTokens) else None
 
 
 def generate(engine: "Engine", inputs: Sequence[LLMInput], options: DecodingOptions, *,

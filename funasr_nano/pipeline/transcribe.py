@@ -20,6 +20,7 @@ from ..errors import AudioTooLongError, InvalidOptionError
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription, TranscriptionFailure, TranscriptionInfo, join_texts
 from . import timestamps
+from .decoding import avg_logprob
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel
@@ -106,7 +107,7 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
             return
         tokens = model.decode_waveforms([waveform], instruction, options.decoding)[0]
         text = model.parse_transcription(tokens, options.language)[1]
-        yield timestamps.finish(model, options, prepared, tokens, text)
+        yield timestamps.finish(model, options, prepared, tokens, text, avg_logprob(tokens))
         return
 
     segmenter = VadSegmenter(options.vad_options)
@@ -121,7 +122,7 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
         for segment, tokens in zip(prepared, token_lists):
             logger.debug("segment %.2f-%.2f s: %d tokens", segment.start, segment.end, len(tokens))
             text = model.parse_transcription(tokens, options.language)[1].strip()
-            yield timestamps.finish(model, options, segment, tokens, text)
+            yield timestamps.finish(model, options, segment, tokens, text, avg_logprob(tokens))
 
     for block in iter_audio(audio, sample_rate=sample_rate):
         waiting.extend(segmenter.push(block))
@@ -182,7 +183,8 @@ def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options
                 continue
             language, text = model.parse_transcription(tokens, options.language)
             results.append(Transcription(text=text, tokens=tuple(tokens), language=language, duration=seconds,
-                                         segments=(timestamps.finish(model, options, segment, tokens, text),)))
+                                         segments=(timestamps.finish(model, options, segment, tokens, text,
+                                                                         avg_logprob(tokens)),)))
         return results
 
     def run() -> Iterator[Transcription | TranscriptionFailure]:
