@@ -109,6 +109,10 @@ class TranscribeOptions:
             ``None``: on for VAD segments of checkpoints with a CTC head; ``True``: also for audio
             decoded whole (without a CTC head, by silero-vad's speech probability); ``False``: off.
         no_speech_threshold: the ``no_speech_prob`` above which the silence gate drops a segment.
+        hotwords_file: a UTF-8 file of hotwords, one per line (thousands are fine): for each segment
+            the entries its CTC read-out sounds like (pinyin-level match) join ``hotwords`` in the
+            prompt. Needs a checkpoint with a CTC head.
+        max_file_hotwords: at most this many entries of ``hotwords_file`` per segment.
         decoding: how the LLM generates.
     """
 
@@ -122,6 +126,8 @@ class TranscribeOptions:
     word_timestamps: bool = False
     silence_gate: bool | None = None
     no_speech_threshold: float = 0.5
+    hotwords_file: str | None = None
+    max_file_hotwords: int = 10
     decoding: DecodingOptions = dataclasses.field(default_factory=DecodingOptions)
 
     def __post_init__(self):
@@ -132,6 +138,9 @@ class TranscribeOptions:
         _finite("no_speech_threshold", self.no_speech_threshold, 0.0)
         if self.no_speech_threshold > 1:
             raise InvalidOptionError(f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold!r}")
+        if self.hotwords_file is not None and (not isinstance(self.hotwords_file, str) or not self.hotwords_file):
+            raise InvalidOptionError(f"hotwords_file must be a file path, got {self.hotwords_file!r}")
+        _integer("max_file_hotwords", self.max_file_hotwords, 1)
         if self.language is not None and not isinstance(self.language, str):
             raise InvalidOptionError(f"language must be a string such as 'zh' or None, got {self.language!r}")
         object.__setattr__(self, "hotwords", _hotwords(self.hotwords))

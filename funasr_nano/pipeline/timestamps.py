@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..audio.vad import speech_probabilities
+from ..errors import CheckpointError
 from ..models.alignment import AlignmentError, CtcAnalysis
 from ..options import TranscribeOptions
 from ..results import Segment
+from .hotwords import load_hotwords_file
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel
@@ -30,13 +32,20 @@ logger = logging.getLogger(__name__)
 
 
 def check_timestamps(model: "SpeechModel", options: TranscribeOptions) -> None:
-    """Refuse ``word_timestamps`` on a model without a CTC head, before any audio is decoded.
+    """Refuse ``word_timestamps`` or ``hotwords_file`` on a model without a CTC head, and an unreadable
+    ``hotwords_file``, before any audio is decoded.
 
     Raises:
-        CheckpointError: naming the missing CTC branch (from the family).
+        CheckpointError: naming the missing CTC branch. InvalidOptionError: the hotwords file.
     """
     if options.word_timestamps:
         model.family.check_word_timestamps()
+    if options.hotwords_file is not None:
+        if not model.family.has_ctc:
+            raise CheckpointError(f"{model.family.path}: hotwords_file is narrowed per segment by the CTC head's read-out, "
+                                  "which this checkpoint does not have (official Fun-ASR-Nano with its CTC branch); "
+                                  "pass a short list as hotwords instead")
+        load_hotwords_file(options.hotwords_file)
 
 
 def gate_applies(model: "SpeechModel", options: TranscribeOptions, vad_segment: bool) -> bool:
@@ -57,6 +66,7 @@ class PreparedSegment:
         analysis: the CTC head's analysis, when computed.
         no_speech_prob: when computed (CTC, else silero).
         speech: ``False`` when the silence gate drops it.
+        hotwords: the entries of ``hotwords_file`` its CTC read-out matched.
     """
 
     waveform: np.ndarray
@@ -65,6 +75,7 @@ class PreparedSegment:
     analysis: CtcAnalysis | None
     no_speech_prob: float | None
     speech: bool
+    hotwords: tuple[str, ...] = ()
 
 
 def prepare(model: "SpeechModel", options: TranscribeOptions, waveform: np.ndarray, start: float, end: float,
@@ -73,7 +84,7 @@ def prepare(model: "SpeechModel", options: TranscribeOptions, waveform: np.ndarr
     gate = gate_applies(model, options, vad_segment)
     analysis = None
     no_speech = None
-    if model.family.has_ctc and (options.word_timestamps or gate):
+    if model.family.has_ctc and (options.word_timestamps or gate or options.hotwords_file is not None):
         analysis = model.family.ctc_analysis(waveform)
         no_speech = analysis.no_speech_prob
     elif gate:
@@ -83,7 +94,22 @@ def prepare(model: "SpeechModel", options: TranscribeOptions, waveform: np.ndarr
     if not speech:
         logger.info("silence gate: %.2f-%.2f s dropped (no_speech_prob %.3f > %.2f)", start, end, no_speech,
                     options.no_speech_threshold)
-    return PreparedSegment(waveform, start, end, analysis, no_speech, speech)
+    matched: tuple[str, ...] = ()
+    if speech and options.hotwords_file is not None:
+        matched = tuple(load_hotwords_file(options.hotwords_file).match(analysis.greedy_text, options.max_file_hotwords))
+        logger.debug("segment %.2f-%.2f s: hotwords %s from %s", start, end, matched, options.hotwords_file)
+    return PreparedSegment(waveform, start, end, analysis, no_speech, speech, matched)
+
+
+def instructions(model: "SpeechModel", options: TranscribeOptions, instruction: str,
+                 prepared: Sequence[PreparedSegment]) -> list[str] | str:
+    """The prompt instruction of each segment: ``instruction`` unless ``hotwords_file`` matched
+    entries for it (then they join ``options.hotwords``)."""
+    if options.hotwords_file is None:
+        return instruction
+    return [model.family.transcription_instruction(
+        options.language, tuple(options.hotwords) + tuple(w for w in p.hotwords if w not in options.hotwords),
+        options.itn) if p.hotwords else instruction for p in prepared]
 
 
 def finish(model: "SpeechModel", options: TranscribeOptions, prepared: PreparedSegment, tokens: Sequence[int],

@@ -105,7 +105,8 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
         prepared = timestamps.prepare(model, options, waveform, 0.0, seconds, vad_segment=False)
         if not prepared.speech:
             return
-        tokens = model.decode_waveforms([waveform], instruction, options.decoding)[0]
+        tokens = model.decode_waveforms([waveform], timestamps.instructions(model, options, instruction, [prepared]),
+                                        options.decoding)[0]
         text = model.parse_transcription(tokens, options.language)[1]
         yield timestamps.finish(model, options, prepared, tokens, text, avg_logprob(tokens))
         return
@@ -117,8 +118,9 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
         prepared = [timestamps.prepare(model, options, c.samples, c.start_time, c.end_time, vad_segment=True)
                     for c in chunks]
         prepared = [p for p in prepared if p.speech]
-        token_lists = model.decode_waveforms([p.waveform for p in prepared], instruction, options.decoding,
-                                             batch_size=options.batch_size) if prepared else []
+        token_lists = model.decode_waveforms([p.waveform for p in prepared],
+                                             timestamps.instructions(model, options, instruction, prepared),
+                                             options.decoding, batch_size=options.batch_size) if prepared else []
         for segment, tokens in zip(prepared, token_lists):
             logger.debug("segment %.2f-%.2f s: %d tokens", segment.start, segment.end, len(tokens))
             text = model.parse_transcription(tokens, options.language)[1].strip()
@@ -167,8 +169,9 @@ def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options
             prepared = [timestamps.prepare(model, options, w, 0.0, w.size / SAMPLE_RATE, vad_segment=False)
                         for _, _, w in group]
             spoken = [p for p in prepared if p.speech]
-            decoded = iter(model.decode_waveforms([p.waveform for p in spoken], instruction, options.decoding,
-                                                  batch_size=options.batch_size) if spoken else [])
+            decoded = iter(model.decode_waveforms([p.waveform for p in spoken],
+                                                  timestamps.instructions(model, options, instruction, spoken),
+                                                  options.decoding, batch_size=options.batch_size) if spoken else [])
             token_lists = [next(decoded) if p.speech else None for p in prepared]
         except Exception as error:
             if len(group) == 1:
