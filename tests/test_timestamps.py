@@ -69,6 +69,16 @@ def test_alignment_is_the_most_probable_ctc_path(seed):
     assert paths[0].tolist() == expected
 
 
+def test_a_long_alignment_equals_the_reference():
+    """300 frames, 120 tokens (241 states, more than an int8 holds), with repeats."""
+    generator = torch.Generator().manual_seed(7)
+    log_probs = torch.randn(300, 50, generator=generator).log_softmax(-1)
+    targets = torch.randint(0, 49, (120,), generator=generator)
+    targets[10:13] = targets[9]
+    paths, _ = reference_forced_align(log_probs[None], targets[None], 49)
+    assert viterbi_path(log_probs.numpy(), targets.tolist(), 49).tolist() == paths[0].tolist()
+
+
 def test_alignment_refuses_more_tokens_than_frames():
     log_probs = torch.randn(3, 5).log_softmax(-1).numpy()
     with pytest.raises(AlignmentError, match="cannot be aligned to 3 frames"):
