@@ -43,6 +43,23 @@ def test_avg_logprob_is_the_llm_log_probability_of_the_tokens(model, binhai):
     assert segment.avg_logprob < 0
 
 
+def test_the_stop_tokens_log_probability_is_counted(model, binhai):
+    """A row that ends on a stop token reports it too (whisper's avg_logprob counts the end of text)."""
+    from funasr_nano.engines.transformers import TransformersEngine
+
+    waveform, _ = soundfile.read(binhai, dtype="float32")
+    family = model.family
+    llm_input = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(waveform))
+    free = model.engine.generate([llm_input], DecodingOptions(max_new_tokens=12))[0]
+    stop = free[5]
+    engine = TransformersEngine(model.engine.model, [stop])  # the 6th token (first seen at i) now ends the row
+    ended = engine.generate([llm_input], DecodingOptions(max_new_tokens=12))[0]
+    index = list(free).index(stop)
+    assert list(ended) == list(free)[:index] and len(ended.logprobs) == index + 1
+    assert ended.logprobs == pytest.approx(free.logprobs[: index + 1], abs=1e-5)
+    assert ended.avg_logprob == pytest.approx(sum(free.logprobs[: index + 1]) / (index + 1), abs=1e-5)
+
+
 def test_the_repetition_guard_cuts_the_log_probabilities_with_the_tokens():
     tokens = GeneratedTokens([5] + [1, 2] * 20, [-0.5] + [-0.1] * 40)
     cut = cut_repetition(tokens, DecodingOptions(guard_min_tokens=8))
