@@ -141,6 +141,20 @@ def test_words_are_monotonic_in_bounds_and_join_to_the_text(ctc_model, binhai):
     _check_words(segment, segment.text)
 
 
+def test_the_json_writer_carries_the_words(ctc_model, binhai):
+    import io
+    import json
+
+    from funasr_nano.writers import write_json
+
+    result = ctc_model.transcribe(binhai, word_timestamps=True, max_new_tokens=8)
+    buffer = io.StringIO()
+    write_json(result, buffer)
+    words = json.loads(buffer.getvalue())["segments"][0]["words"]
+    assert words == [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
+                     for w in result.segments[0].words]
+
+
 def test_words_of_long_audio_are_offset_by_their_vad_segment(ctc_model, binhai):
     first, _ = soundfile.read(binhai, dtype="float32")
     second, _ = soundfile.read(shared_file("audio/zh_welcome.wav"), dtype="float32")
@@ -186,15 +200,13 @@ def test_a_checkpoint_without_ctc_is_refused_clearly(tmp_path, binhai, layout):
 
 
 def test_ctc_branch_of_the_released_size_has_86_tensors_in_the_official_names():
-    from funasr_nano.models.fun_asr_nano.checkpoint import _ENCODER_LAYER_RENAMES
-    from funasr_nano.models.fun_asr_nano.ctc import build_ctc_head, hf_to_official_ctc_key
+    from funasr_nano.models.fun_asr_nano.checkpoint import ctc_head_to_official_state_dict
+    from funasr_nano.models.fun_asr_nano.ctc import build_ctc_head
     from funasr_nano.testing.tiny import official_ctc_config
 
-    inverse = {new: old for old, new in _ENCODER_LAYER_RENAMES}
     with torch.device("meta"):
         head, blank = build_ctc_head(official_ctc_config(TinyConfig.full_size(), 58836), 512)
-    names = [hf_to_official_ctc_key(n, lambda t: next(o + t[len(n_):] for n_, o in inverse.items() if t.startswith(n_)))
-             for n in head.state_dict()]
+    names = list(ctc_head_to_official_state_dict(head.state_dict()))
     assert len(names) == 86 and blank == 60514
     assert "ctc.ctc_lo.weight" in names and "ctc_decoder.blocks.4.self_attn.linear_q.weight" in names
     assert head.ctc_lo.weight.shape == (60515, 512)

@@ -156,25 +156,20 @@ def _write_ctc_branch(path: str, config: TinyConfig, cfg: dict, seed: int) -> No
 
     import yaml
 
-    from ..models.fun_asr_nano.checkpoint import _ENCODER_LAYER_RENAMES
-    from ..models.fun_asr_nano.ctc import CTC_VOCAB_FILE, build_ctc_head, hf_to_official_ctc_key
+    from ..models.fun_asr_nano.checkpoint import ctc_head_to_official_state_dict
+    from ..models.fun_asr_nano.ctc import CTC_VOCAB_FILE, build_ctc_head
 
     ranks = ctc_tokenizer_ranks()
     ctc_cfg = official_ctc_config(config, len(ranks))
     head, _ = build_ctc_head(ctc_cfg, config.encoder_dim)
     generator = torch.Generator().manual_seed(seed + 7919)
-    inverse = {new: old for old, new in _ENCODER_LAYER_RENAMES}
-
-    def inverse_tail(tail: str) -> str:
-        return next(old + tail[len(new):] for new, old in inverse.items() if tail.startswith(new))
-
-    state = {}
+    random = {}
     for name, tensor in head.state_dict().items():
         if name.endswith("norm.weight"):
-            value = 1.0 + 0.1 * torch.randn(tensor.shape, generator=generator)
+            random[name] = 1.0 + 0.1 * torch.randn(tensor.shape, generator=generator)
         else:
-            value = config.init_std * torch.randn(tensor.shape, generator=generator)
-        state[hf_to_official_ctc_key(name, inverse_tail)] = value
+            random[name] = config.init_std * torch.randn(tensor.shape, generator=generator)
+    state = ctc_head_to_official_state_dict(random)
     model_pt = os.path.join(path, "model.pt")
     checkpoint = torch.load(model_pt, map_location="cpu", weights_only=True)
     checkpoint["state_dict"].update(state)

@@ -30,7 +30,7 @@ import yaml
 
 from ...errors import CheckpointError
 from ..weights import raise_on_key_problems
-from .ctc import CTC_PREFIXES, CtcBranch, load_ctc_branch
+from .ctc import CTC_PREFIXES, CtcBranch, hf_to_official_ctc_key, load_ctc_branch
 from .frontend import FrontendConfig
 from .gguf_layout import gguf_path, is_gguf_folder, load_gguf_folder
 
@@ -465,6 +465,17 @@ def load_checkpoint(
     logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path,
                 llm_gguf or dtype, low_frame_rate)
     return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks, llm_gguf, ctc)
+
+
+def ctc_head_to_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A :class:`~.ctc.CtcHead` state dict in the official ``model.pt`` names (``ctc_decoder.*``,
+    ``ctc.ctc_lo.*``; the inverse of the loader's map). Used to write official-layout checkpoints."""
+    inverse = {new: old for old, new in _ENCODER_LAYER_RENAMES}
+
+    def tail(rest: str) -> str:
+        return next(old + rest[len(new):] for new, old in inverse.items() if rest.startswith(new))
+
+    return {hf_to_official_ctc_key(name, tail): tensor for name, tensor in state_dict.items()}
 
 
 def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor], num_blocks: int) -> dict[str, torch.Tensor]:
