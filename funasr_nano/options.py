@@ -101,6 +101,18 @@ class TranscribeOptions:
         batch_size: utterances (files, or VAD segments of one file) decoded together through the LLM.
         max_duration: seconds decoded in one piece; above it VAD is used (``vad=None``) or the input is
             refused (``vad=False``). Bounded by the model's context window, checked at the call.
+        word_timestamps: give every segment its words with start/end times and a probability
+            (``Segment.words``): Fun-ASR-Nano aligns the LLM's text to its CTC head (official checkpoints
+            with the CTC branch; others raise CheckpointError).
+        silence_gate: drop a segment the CTC head hears no speech in (``no_speech_prob`` above
+            ``no_speech_threshold``) instead of letting the LLM write text into silence or noise.
+            ``None``: on for VAD segments of checkpoints with a CTC head; ``True``: also for audio
+            decoded whole (without a CTC head, by silero-vad's speech probability); ``False``: off.
+        no_speech_threshold: the ``no_speech_prob`` above which the silence gate drops a segment.
+        hotwords_file: a UTF-8 file of hotwords, one per line (thousands are fine): for each segment
+            the entries its CTC read-out sounds like (pinyin-level match) join ``hotwords`` in the
+            prompt. Needs a checkpoint with a CTC head.
+        max_file_hotwords: at most this many entries of ``hotwords_file`` per segment.
         decoding: how the LLM generates.
     """
 
@@ -111,9 +123,24 @@ class TranscribeOptions:
     vad_options: VadOptions = dataclasses.field(default_factory=VadOptions)
     batch_size: int = 1
     max_duration: float = MAX_DURATION
+    word_timestamps: bool = False
+    silence_gate: bool | None = None
+    no_speech_threshold: float = 0.5
+    hotwords_file: str | None = None
+    max_file_hotwords: int = 10
     decoding: DecodingOptions = dataclasses.field(default_factory=DecodingOptions)
 
     def __post_init__(self):
+        if not isinstance(self.word_timestamps, bool):
+            raise InvalidOptionError(f"word_timestamps must be True or False, got {self.word_timestamps!r}")
+        if self.silence_gate not in (None, True, False):
+            raise InvalidOptionError(f"silence_gate must be True, False or None, got {self.silence_gate!r}")
+        _finite("no_speech_threshold", self.no_speech_threshold, 0.0)
+        if self.no_speech_threshold > 1:
+            raise InvalidOptionError(f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold!r}")
+        if self.hotwords_file is not None and (not isinstance(self.hotwords_file, str) or not self.hotwords_file):
+            raise InvalidOptionError(f"hotwords_file must be a file path, got {self.hotwords_file!r}")
+        _integer("max_file_hotwords", self.max_file_hotwords, 1)
         if self.language is not None and not isinstance(self.language, str):
             raise InvalidOptionError(f"language must be a string such as 'zh' or None, got {self.language!r}")
         object.__setattr__(self, "hotwords", _hotwords(self.hotwords))

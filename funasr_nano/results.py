@@ -11,6 +11,24 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
+class Word:
+    """A word (a character for Chinese and Japanese) with its time, as faster-whisper's ``Word``.
+
+    Attributes:
+        start: start time in seconds from the beginning of the input.
+        end: end time in seconds.
+        word: the text, with its leading space if it has one (the words of a segment join to its text).
+        probability: confidence in [0, 1]: for Fun-ASR-Nano the CTC posterior of its tokens on their
+            aligned frames (mean over tokens of the highest posterior, FunASR's token score).
+    """
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Segment:
     """A stretch of audio and its text.
 
@@ -19,12 +37,20 @@ class Segment:
         end: end time in seconds.
         text: the decoded text (post-processed as FunASR does).
         tokens: generated LLM token ids, end-of-turn token excluded.
+        words: the words with their times (``word_timestamps=True``), else ``None``.
+        avg_logprob: the mean log-probability of the generated tokens under the LLM (end of turn
+            included, as whisper counts it), when the engine reports it; else ``None``.
+        no_speech_prob: how likely the segment holds no speech (CTC blank posterior, or the VAD's
+            speech probability; see docs/timestamps.md), when it was computed; else ``None``.
     """
 
     start: float
     end: float
     text: str
     tokens: tuple[int, ...]
+    words: tuple[Word, ...] | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,7 +71,8 @@ def test_tsv_and_json():
     assert rows[0] == "start\tend\ttext"
     assert rows[1] == "-200\t1500\t你好" and len(rows) == 6
     data = json.loads(_write(AWKWARD, "json"))
-    assert data["segments"][3] == {"start": 3.0, "end": 4.25, "text": "第三句", "tokens": [1, 2]}
+    assert data["segments"][3] == {"start": 3.0, "end": 4.25, "text": "第三句", "tokens": [1, 2], "words": None,
+                                   "avg_logprob": None, "no_speech_prob": None}
     assert _write(AWKWARD, "txt") == AWKWARD.text + "\n"
 
 

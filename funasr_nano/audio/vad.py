@@ -358,6 +358,20 @@ class VadSegmenter:
             self._offset = keep
 
 
+def speech_probabilities(waveform: np.ndarray, vad: SileroVAD | None = None) -> np.ndarray:
+    """silero's speech probability of every whole 32 ms window of ``waveform`` (16 kHz float32), the
+    stream starting from silence (a trailing part window is left out): ``(windows,)`` float32."""
+    import torch
+
+    count = waveform.size // WINDOW
+    if count == 0:
+        return np.zeros(0, dtype=np.float32)
+    windows = np.ascontiguousarray(waveform[: count * WINDOW], dtype=np.float32).reshape(count, WINDOW)
+    context = np.concatenate([np.zeros((1, CONTEXT), np.float32), windows[:-1, -CONTEXT:]])
+    probs, _ = (vad or load_vad())(torch.from_numpy(np.concatenate([context, windows], axis=1)), None)
+    return probs
+
+
 def speech_chunks(blocks: Iterable[np.ndarray], options: VadOptions | None = None,
                   vad: SileroVAD | None = None) -> Iterator[SpeechChunk]:
     """Lazily cut a stream of 16 kHz float32 blocks (e.g. :func:`funasr_nano.audio.io.iter_audio`) into

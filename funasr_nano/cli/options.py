@@ -55,6 +55,10 @@ HELP: Mapping[str, str] = types.MappingProxyType({
     "TranscribeOptions.vad": "always cut audio at pauses (default: only audio longer than --max-duration)",
     "TranscribeOptions.vad:off": "never cut at pauses; longer audio is an error",
     "DecodingOptions.repetition_guard": "do not stop output that loops (FunASR's behaviour)",
+    "TranscribeOptions.silence_gate": "drop segments with no speech (no_speech_prob above --no-speech-threshold) "
+                                      "also when audio is decoded whole (default: VAD segments of checkpoints "
+                                      "with a CTC head)",
+    "TranscribeOptions.silence_gate:off": "never drop segments with no speech",
 })
 # Allowed values of fields that take one of a few strings.
 CHOICES: Mapping[str, tuple[str, ...]] = types.MappingProxyType({

@@ -19,6 +19,8 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     tiny.add_argument("--layout", default="official", choices=["official", "hf"],
                       help="official (model.pt + config.yaml, as ModelScope) or hf (transformers) (default: official)")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    tiny.add_argument("--ctc", action="store_true",
+                      help="add the CTC branch and its tokenizer (official layout, Fun-ASR-Nano): word timestamps")
     tiny.add_argument("--family", default="fun-asr-nano", choices=["fun-asr-nano", "qwen3-asr"],
                       help="the model family to write (default: fun-asr-nano)")
     tiny.set_defaults(run=_tiny)
@@ -71,7 +73,17 @@ def _tiny(args: argparse.Namespace) -> int:
     else:
         from ..testing.tiny import write_tiny_checkpoint
 
-    write_tiny_checkpoint(args.path, layout=args.layout, seed=args.seed)
+    if args.ctc:
+        if args.family != "fun-asr-nano" or args.layout != "official":
+            from ..errors import InvalidOptionError
+
+            raise InvalidOptionError("--ctc needs --family fun-asr-nano --layout official (the layout that carries "
+                                     "the CTC branch)")
+        from ..testing.tiny import TinyConfig
+
+        write_tiny_checkpoint(args.path, layout=args.layout, config=TinyConfig(ctc=True), seed=args.seed)
+    else:
+        write_tiny_checkpoint(args.path, layout=args.layout, seed=args.seed)
     write_stdout(f"wrote a tiny random {args.layout}-layout checkpoint to {args.path}")
     return 0
 

@@ -69,6 +69,33 @@ def embed_parts(llm_input: LLMInput, table: torch.nn.Module) -> torch.Tensor:
     return torch.cat(pieces)
 
 
+class GeneratedTokens(list):
+    """The token ids one row generated (a ``list`` of ``int``, stop token excluded), with their
+    log-probabilities under the LLM when the engine reports them.
+
+    Attributes:
+        logprobs: the natural-log probability of each generated token in the distribution it was
+            chosen from (after temperature), then of the stop token when the row ended on one (so
+            ``len(tokens)`` or ``len(tokens) + 1`` values); ``None`` when the engine does not report them.
+    """
+
+    def __init__(self, tokens: Sequence[int] = (), logprobs: Sequence[float] | None = None):
+        super().__init__(tokens)
+        self.logprobs = None if logprobs is None else tuple(float(v) for v in logprobs)
+
+    def cut(self, length: int) -> "GeneratedTokens":
+        """The first ``length`` tokens with their log-probabilities (the stop token's dropped)."""
+        return GeneratedTokens(self[:length], None if self.logprobs is None else self.logprobs[:length])
+
+    @property
+    def avg_logprob(self) -> float | None:
+        """The mean log-probability (whisper's ``avg_logprob`` counts the end-of-text token too), or
+        ``None``."""
+        if not self.logprobs:
+            return None
+        return sum(self.logprobs) / len(self.logprobs)
+
+
 class Engine(abc.ABC):
     """Decodes :class:`LLMInput` batches into token ids.
 
@@ -119,7 +146,8 @@ class Engine(abc.ABC):
         ``True`` for it, or when ``cancel`` is set.
 
         Returns:
-            per input, the generated token ids, stop token excluded.
+            per input, the generated token ids, stop token excluded (engines that report
+            log-probabilities return :class:`GeneratedTokens`).
 
         Raises:
             ValueError: options this engine cannot honour (e.g. beam search on llama.cpp).

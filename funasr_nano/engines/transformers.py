@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from ..options import DecodingOptions
-from .base import Engine, LLMInput, OnToken, embed_parts
+from .base import Engine, GeneratedTokens, LLMInput, OnToken, embed_parts
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ class _StepCriteria:
     ``on_token`` and stops rows it asks to stop, or all rows on ``cancel``.
 
     ``stopped_at`` maps a row to its length when it was stopped: ``generate`` fills a stopped row with
-    padding until the other rows end, and the caller cuts it there. One instance per ``generate`` call.
+    padding until the other rows end, and the caller cuts it there. ``logprobs`` collects, per row, the
+    log-probability of each new token under the step's scores (recorded by :class:`_ScoreRecorder`, the
+    last logits processor, so after temperature). One instance per ``generate`` call.
     """
 
     def __init__(self, stop_token_ids: Sequence[int], on_token: OnToken | None, cancel: threading.Event | None,
@@ -36,9 +38,22 @@ class _StepCriteria:
         self.per_row = per_row  # False for beam search: rows are beams, not inputs
         self.stopped_at: dict[int, int] = {}
         self.finished: set[int] = set()
+        self.step_scores: torch.Tensor | None = None  # (rows, vocab) processed scores of this step
+        self.logprobs: dict[int, list[float]] = {}
+
+    def _record(self, input_ids: torch.LongTensor) -> None:
+        if not self.per_row or self.step_scores is None:
+            return
+        logprobs = torch.log_softmax(self.step_scores.float(), dim=-1)
+        chosen = logprobs.gather(1, input_ids[:, -1:].to(logprobs.device))[:, 0].tolist()
+        for row, value in enumerate(chosen):
+            if row not in self.stopped_at and row not in self.finished:
+                self.logprobs.setdefault(row, []).append(value)
+        self.step_scores = None
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         # with inputs_embeds, input_ids holds only the generated tokens
+        self._record(input_ids)
         rows = input_ids.shape[0]
         if self.cancel is not None and self.cancel.is_set():
             for row in range(rows):
@@ -60,6 +75,18 @@ class _StepCriteria:
                 self.stopped_at[row] = input_ids.shape[1]
             done.append(stop)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _ScoreRecorder:
+    """The last logits processor: hands each step's scores to the :class:`_StepCriteria` that turns
+    them into the chosen tokens' log-probabilities."""
+
+    def __init__(self, criteria: _StepCriteria):
+        self.criteria = criteria
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.criteria.step_scores = scores
+        return scores
 
 
 class TransformersEngine(Engine):
@@ -112,7 +139,7 @@ class TransformersEngine(Engine):
     @torch.inference_mode()
     def generate(self, inputs: Sequence[LLMInput], options: DecodingOptions, *, on_token: OnToken | None = None,
                  cancel: threading.Event | None = None) -> list[list[int]]:
-        from transformers import GenerationConfig, StoppingCriteriaList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         from ..models.lora import row_adapters
 
@@ -139,7 +166,8 @@ class TransformersEngine(Engine):
         adapters = [name for name in adapters for _ in range(options.num_beams)]  # beams are rows too
         with row_adapters(self.model, adapters):
             output = self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                         generation_config=config, stopping_criteria=StoppingCriteriaList([criteria]))
+                                         generation_config=config, stopping_criteria=StoppingCriteriaList([criteria]),
+                                         logits_processor=LogitsProcessorList([_ScoreRecorder(criteria)]))
         results = []
         for index, row in enumerate(output.tolist()):
             if options.num_beams == 1 and index in criteria.stopped_at:
@@ -149,5 +177,8 @@ class TransformersEngine(Engine):
                 if token in self.stop_token_ids:
                     break
                 tokens.append(token)
-            results.append(tokens)
+            logprobs = criteria.logprobs.get(index) if options.num_beams == 1 else None
+            if logprobs is not None:  # the tokens, then the stop token if the row ended on one
+                logprobs = logprobs[: len(tokens) + (len(tokens) < len(row))]
+            results.append(GeneratedTokens(tokens, logprobs))
         return results

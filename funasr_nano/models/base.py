@@ -9,13 +9,18 @@ with an engine (:mod:`funasr_nano.engines`) and never looks inside the family.
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from ..engines.base import LLMInput
+from ..errors import CheckpointError
 from .chat import ChatFormat
+
+if TYPE_CHECKING:
+    from ..results import Word
+    from .alignment import CtcAnalysis
 
 
 class SpeechLLM(abc.ABC):
@@ -102,6 +107,40 @@ class SpeechLLM(abc.ABC):
         one written, or the forced one.
         """
         return language, self.decode_text(tokens)
+
+    # -- timestamps and silence (families with a CTC head or an aligner) -------------------------------
+
+    @property
+    def has_ctc(self) -> bool:
+        """Whether the loaded checkpoint has a CTC head (word timestamps, no-speech probability, hotword
+        narrowing)."""
+        return False
+
+    def check_word_timestamps(self) -> None:
+        """Return if :meth:`align_words` can work on this checkpoint.
+
+        Raises:
+            CheckpointError: naming what the checkpoint lacks.
+        """
+        raise CheckpointError(f"{self.path}: word timestamps are not available for this model family")
+
+    def ctc_analysis(self, waveform: np.ndarray) -> "CtcAnalysis":
+        """The CTC head's view of one utterance (see :class:`funasr_nano.models.alignment.CtcAnalysis`).
+
+        Raises:
+            CheckpointError: the checkpoint has no CTC head.
+        """
+        raise CheckpointError(f"{self.path}: this model family has no CTC head (word timestamps, CTC no-speech "
+                              "probability and hotword narrowing need one)")
+
+    def align_words(self, analysis: "CtcAnalysis", text: str, offset: float = 0.0) -> tuple["Word", ...]:
+        """Words of ``text`` (the LLM's transcript of the utterance) with times from ``analysis``,
+        ``offset`` seconds added.
+
+        Raises:
+            CheckpointError: the checkpoint has no CTC head. AlignmentError: more tokens than frames.
+        """
+        raise CheckpointError(f"{self.path}: this model family cannot align words")
 
     # -- the LLM, for engines ---------------------------------------------------------------------------
 

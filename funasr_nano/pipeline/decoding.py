@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from ..engines.base import LLMInput, OnToken
+from ..engines.base import GeneratedTokens, LLMInput, OnToken
 from ..options import DecodingOptions
 
 if TYPE_CHECKING:
@@ -45,14 +45,20 @@ def repeated_tail(tokens: Sequence[int], options: DecodingOptions) -> tuple[int,
 
 
 def cut_repetition(tokens: Sequence[int], options: DecodingOptions) -> list[int]:
-    """``tokens`` with a looping tail (see :func:`repeated_tail`) cut down to one copy of the n-gram."""
-    tokens = list(tokens)
-    loop = repeated_tail(tokens, options)
+    """``tokens`` with a looping tail (see :func:`repeated_tail`) cut down to one copy of the n-gram
+    (:class:`~funasr_nano.engines.base.GeneratedTokens` keep their log-probabilities, cut alike)."""
+    loop = repeated_tail(list(tokens), options)
     if loop is None:
-        return tokens
+        return tokens if isinstance(tokens, GeneratedTokens) else list(tokens)
     period, repeats = loop
     logger.warning("output looped (%d-token pattern x %d); cut to one copy", period, repeats)
-    return tokens[: len(tokens) - (repeats - 1) * period]
+    length = len(tokens) - (repeats - 1) * period
+    return tokens.cut(length) if isinstance(tokens, GeneratedTokens) else list(tokens)[:length]
+
+
+def avg_logprob(tokens: Sequence[int]) -> float | None:
+    """The mean log-probability of generated tokens, when the engine reported them."""
+    return tokens.avg_logprob if isinstance(tokens, GeneratedTokens) else None
 
 
 def generate(engine: "Engine", inputs: Sequence[LLMInput], options: DecodingOptions, *,
@@ -131,7 +137,8 @@ class TokenStream:
         self._thread.join()
 
 
-def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[np.ndarray], instruction: str,
+def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[np.ndarray],
+                     instruction: str | Sequence[str],
                      options: DecodingOptions, *, prefix_texts: Sequence[str] | None = None, batch_size: int = 8,
                      adapter: str | None = None) -> list[list[int]]:
     """Decode several utterances, ``batch_size`` at a time through the LLM.
@@ -141,7 +148,8 @@ def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[
 
     Args:
         waveforms: ``(samples,)`` float32 16 kHz arrays (each up to ~30 s).
-        instruction: the user instruction (e.g. ``family.transcription_instruction(...)``).
+        instruction: the user instruction (e.g. ``family.transcription_instruction(...)``), or one per
+            waveform (per-segment hotwords).
         prefix_texts: one answer prefix per waveform (FunASR's ``prev_text``), default none.
         batch_size: rows per LLM call (>= 1).
         adapter: the LoRA adapter the rows run with (``None``: base weights).
@@ -154,9 +162,14 @@ def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[
     prefix_texts = list(prefix_texts) if prefix_texts is not None else [""] * len(waveforms)
     if len(prefix_texts) != len(waveforms):
         raise ValueError(f"{len(waveforms)} waveforms but {len(prefix_texts)} prefix texts")
+    instructions = [instruction] * len(waveforms) if isinstance(instruction, str) else list(instruction)
+    if len(instructions) != len(waveforms):
+        raise ValueError(f"{len(waveforms)} waveforms but {len(instructions)} instructions")
     results: list[list[int]] = []
     for begin in range(0, len(waveforms), batch_size):
-        rows = [family.llm_input(instruction, family.audio_embeddings(waveform), answer_prefix=prefix, adapter=adapter)
-                for waveform, prefix in zip(waveforms[begin:begin + batch_size], prefix_texts[begin:begin + batch_size])]
+        rows = [family.llm_input(text, family.audio_embeddings(waveform), answer_prefix=prefix, adapter=adapter)
+                for waveform, prefix, text in zip(waveforms[begin:begin + batch_size],
+                                                  prefix_texts[begin:begin + batch_size],
+                                                  instructions[begin:begin + batch_size])]
         results.extend(generate(engine, rows, options))
     return results

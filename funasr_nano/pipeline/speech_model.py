@@ -109,7 +109,7 @@ class SpeechModel:
                 f"fit the LLM's context window of {self.engine.max_positions} positions; lower max_duration, the "
                 "VAD's max_segment_duration or max_new_tokens")
 
-    def decode_waveforms(self, waveforms: Sequence[np.ndarray], instruction: str,
+    def decode_waveforms(self, waveforms: Sequence[np.ndarray], instruction: str | Sequence[str],
                          options: DecodingOptions | None = None, *, prefix_texts: Sequence[str] | None = None,
                          batch_size: int = 8, task: str = "transcribe") -> list[list[int]]:
         """Decode several utterances with ``instruction``, ``batch_size`` at a time (see

@@ -19,6 +19,8 @@ from ..audio.vad import SpeechChunk, VadSegmenter
 from ..errors import AudioTooLongError, InvalidOptionError
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription, TranscriptionFailure, TranscriptionInfo, join_texts
+from . import timestamps
+from .decoding import avg_logprob
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel
@@ -41,6 +43,7 @@ def check_options(model: "SpeechModel", options: TranscribeOptions) -> str:
     if options.vad is not False and options.vad_options.max_segment_duration > limit:
         raise InvalidOptionError(f"vad_options.max_segment_duration {options.vad_options.max_segment_duration:g} s is more "
                          f"than this model's encoder takes in one piece ({limit:.1f} s)")
+    timestamps.check_timestamps(model, options)
     instruction = model.family.transcription_instruction(options.language, options.hotwords, options.itn)
     longest = max(options.max_duration, options.vad_options.max_segment_duration if options.vad is not False else 0)
     model.check_fits(instruction, longest, options.decoding.max_new_tokens)
@@ -99,22 +102,29 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
         read["duration"] = seconds = waveform.size / SAMPLE_RATE
         if seconds > options.max_duration:
             raise too_long(audio, seconds, options.max_duration)
-        tokens = model.decode_waveforms([waveform], instruction, options.decoding)[0]
+        prepared = timestamps.prepare(model, options, waveform, 0.0, seconds, vad_segment=False)
+        if not prepared.speech:
+            return
+        tokens = model.decode_waveforms([waveform], timestamps.instructions(model, options, instruction, [prepared]),
+                                        options.decoding)[0]
         text = model.parse_transcription(tokens, options.language)[1]
-        yield Segment(start=0.0, end=seconds, text=text, tokens=tuple(tokens))
+        yield timestamps.finish(model, options, prepared, tokens, text, avg_logprob(tokens))
         return
 
     segmenter = VadSegmenter(options.vad_options)
     waiting: list[SpeechChunk] = []
 
     def decode(chunks: list[SpeechChunk]) -> Iterator[Segment]:
-        token_lists = model.decode_waveforms([c.samples for c in chunks], instruction, options.decoding,
-                                             batch_size=options.batch_size)
-        for chunk, tokens in zip(chunks, token_lists):
-            logger.debug("segment %.2f-%.2f s: %d tokens", chunk.start_time, chunk.end_time, len(tokens))
-            text = model.parse_transcription(tokens, options.language)[1]
-            yield Segment(start=chunk.start_time, end=chunk.end_time, text=text.strip(),
-                          tokens=tuple(tokens))
+        prepared = [timestamps.prepare(model, options, c.samples, c.start_time, c.end_time, vad_segment=True)
+                    for c in chunks]
+        prepared = [p for p in prepared if p.speech]
+        token_lists = model.decode_waveforms([p.waveform for p in prepared],
+                                             timestamps.instructions(model, options, instruction, prepared),
+                                             options.decoding, batch_size=options.batch_size) if prepared else []
+        for segment, tokens in zip(prepared, token_lists):
+            logger.debug("segment %.2f-%.2f s: %d tokens", segment.start, segment.end, len(tokens))
+            text = model.parse_transcription(tokens, options.language)[1].strip()
+            yield timestamps.finish(model, options, segment, tokens, text, avg_logprob(tokens))
 
     for block in iter_audio(audio, sample_rate=sample_rate):
         waiting.extend(segmenter.push(block))
@@ -156,19 +166,28 @@ def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options
     def decode(group: list[tuple[int, AudioInput, np.ndarray]]) -> list[Transcription | TranscriptionFailure]:
         """Results of a group decoded together; when the batch fails, one by one to isolate the culprit."""
         try:
-            token_lists = model.decode_waveforms([w for _, _, w in group], instruction, options.decoding,
-                                                 batch_size=options.batch_size)
+            prepared = [timestamps.prepare(model, options, w, 0.0, w.size / SAMPLE_RATE, vad_segment=False)
+                        for _, _, w in group]
+            spoken = [p for p in prepared if p.speech]
+            decoded = iter(model.decode_waveforms([p.waveform for p in spoken],
+                                                  timestamps.instructions(model, options, instruction, spoken),
+                                                  options.decoding, batch_size=options.batch_size) if spoken else [])
+            token_lists = [next(decoded) if p.speech else None for p in prepared]
         except Exception as error:
             if len(group) == 1:
                 return [TranscriptionFailure(index=group[0][0], source=describe_source(group[0][1]), error=error)]
             logger.info("a batch failed (%s); decoding its inputs one by one", error)
             return [result for row in group for result in decode([row])]
         results: list[Transcription | TranscriptionFailure] = []
-        for (_, _, waveform), tokens in zip(group, token_lists):
+        for (_, _, waveform), segment, tokens in zip(group, prepared, token_lists):
             seconds = waveform.size / SAMPLE_RATE
+            if tokens is None:  # the silence gate dropped it
+                results.append(Transcription(text="", tokens=(), language=options.language, duration=seconds))
+                continue
             language, text = model.parse_transcription(tokens, options.language)
             results.append(Transcription(text=text, tokens=tuple(tokens), language=language, duration=seconds,
-                                         segments=(Segment(start=0.0, end=seconds, text=text, tokens=tuple(tokens)),)))
+                                         segments=(timestamps.finish(model, options, segment, tokens, text,
+                                                                         avg_logprob(tokens)),)))
         return results
 
     def run() -> Iterator[Transcription | TranscriptionFailure]:

@@ -6,9 +6,11 @@
 * ``srt`` / ``vtt``: subtitles, one cue per segment (:mod:`funasr_nano.writers`: well-formed timestamps);
 * ``verbose_json``: ``{"task", "language", "duration", "text", "segments": [{"id", "seek", "start",
   "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob"}],
-  "usage"}`` (OpenAI's ``TranscriptionVerbose``). ``compression_ratio`` is computed as Whisper does
-  (UTF-8 bytes over zlib-compressed bytes); ``avg_logprob`` and ``no_speech_prob`` are ``null``: the
-  engines do not return token scores, and there is no no-speech detector;
+  "words": [{"word", "start", "end"}], "usage"}`` (OpenAI's ``TranscriptionVerbose``; ``segments``
+  unless only ``word`` granularity is asked for, ``words`` when it is). ``compression_ratio`` is
+  computed as Whisper does (UTF-8 bytes over zlib-compressed bytes); ``avg_logprob`` and
+  ``no_speech_prob`` are the segment's (``null`` when the engine or the checkpoint does not give them,
+  see docs/timestamps.md); words are stripped of their leading space, as OpenAI writes them;
 * stream: ``transcript.text.delta`` events (``{"type", "delta"}``) then ``transcript.text.done``
   (``{"type", "text"}``), each a ``data: <json>`` line and a blank line.
 """
@@ -24,6 +26,7 @@ from ..results import Segment, Transcription
 from ..writers import write_srt, write_vtt
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+GRANULARITIES = ("segment", "word")  # OpenAI's timestamp_granularities[]
 STREAM_FORMATS = ("json", "text")  # a stream's events carry plain text
 MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json", "text": "text/plain; charset=utf-8",
                "srt": "application/x-subrip; charset=utf-8", "vtt": "text/vtt; charset=utf-8"}
@@ -39,8 +42,10 @@ def usage(duration: float) -> dict:
     return {"type": "duration", "seconds": round(duration, 3)}
 
 
-def render(result: Transcription, response_format: str, *, task: str, temperature: float) -> tuple[str, str]:
-    """``(body, media type)`` of ``result`` in ``response_format`` (one of :data:`RESPONSE_FORMATS`)."""
+def render(result: Transcription, response_format: str, *, task: str, temperature: float,
+           granularities: Sequence[str] = ()) -> tuple[str, str]:
+    """``(body, media type)`` of ``result`` in ``response_format`` (one of :data:`RESPONSE_FORMATS`);
+    ``granularities``: the request's ``timestamp_granularities[]`` (``verbose_json``)."""
     if response_format == "json":
         return json.dumps({"text": result.text, "usage": usage(result.duration)}, ensure_ascii=False), MEDIA_TYPES["json"]
     if response_format == "text":
@@ -55,9 +60,12 @@ def render(result: Transcription, response_format: str, *, task: str, temperatur
             "language": result.language,
             "duration": round(result.duration, 3),
             "text": result.text,
-            "segments": segments_json(result.segments, temperature),
-            "usage": usage(result.duration),
         }
+        if "segment" in granularities or "word" not in granularities:
+            body["segments"] = segments_json(result.segments, temperature)
+        if "word" in granularities:
+            body["words"] = words_json(result.segments)
+        body["usage"] = usage(result.duration)
         return json.dumps(body, ensure_ascii=False), MEDIA_TYPES["json"]
     raise ValueError(f"unknown response_format {response_format!r}")
 
@@ -71,10 +79,16 @@ def segments_json(segments: Sequence[Segment], temperature: float) -> list[dict]
         "text": segment.text,
         "tokens": list(segment.tokens),
         "temperature": temperature,
-        "avg_logprob": None,
+        "avg_logprob": None if segment.avg_logprob is None else round(segment.avg_logprob, 4),
         "compression_ratio": compression_ratio(segment.text),
-        "no_speech_prob": None,
+        "no_speech_prob": None if segment.no_speech_prob is None else round(segment.no_speech_prob, 4),
     } for index, segment in enumerate(segments)]
+
+
+def words_json(segments: Sequence[Segment]) -> list[dict]:
+    """OpenAI's ``words``: ``{"word", "start", "end"}`` of every segment's words, in order."""
+    return [{"word": word.word.strip(), "start": round(word.start, 3), "end": round(word.end, 3)}
+            for segment in segments for word in (segment.words or ()) if word.word.strip()]
 
 
 def sse(event: dict) -> str:

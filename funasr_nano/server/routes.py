@@ -5,7 +5,8 @@ Fields (multipart form):
 * OpenAI's: ``file`` (required), ``model`` (any value is accepted: the server serves one model),
   ``language``, ``prompt`` (hotwords: split at commas and new lines, added to ``hotwords``),
   ``response_format`` (``json`` | ``text`` | ``srt`` | ``verbose_json`` | ``vtt``),
-  ``timestamp_granularities[]`` (``segment``), ``temperature``, ``stream`` (transcriptions),
+  ``timestamp_granularities[]`` (``segment``, ``word``: ``verbose_json`` only; ``word`` sets
+  ``word_timestamps`` and adds OpenAI's ``words`` array), ``temperature, ``stream`` (transcriptions),
   ``chunking_strategy`` (``auto`` or a ``server_vad`` object: VAD on, with its settings);
 * every field of the option dataclasses (:mod:`.schema`): transcriptions take
   :class:`~funasr_nano.options.TranscribeOptions` (``hotwords``, ``itn``, ``vad``, ``max_duration``, VAD
@@ -193,10 +194,15 @@ def transcription_request(values: dict[str, list], state: "ServerState"):
     hotwords = prompt_hotwords(_single(values, "prompt"))
     granularities = values.pop("timestamp_granularities", [])
     for granularity in granularities:
-        if granularity != "segment":
-            raise APIError(400, f"timestamp_granularities {granularity!r} is not supported; only 'segment' "
-                                "(the model gives no word timestamps)", param="timestamp_granularities",
+        if granularity not in formats.GRANULARITIES:
+            raise APIError(400, f"timestamp_granularities {granularity!r} is not supported; use "
+                                f"{' or '.join(formats.GRANULARITIES)}", param="timestamp_granularities",
                            code="invalid_value")
+    if "word" in granularities:
+        if response_format != "verbose_json":  # as OpenAI's API answers
+            raise APIError(400, "timestamp_granularities[]=word needs response_format=verbose_json",
+                           param="timestamp_granularities", code="invalid_value")
+        values["word_timestamps"] = ["true"]
     for include in values.pop("include", []):
         raise APIError(400, f"include {include!r} is not supported (the engines return no token scores)",
                        param="include", code="invalid_value")
@@ -206,7 +212,7 @@ def transcription_request(values: dict[str, list], state: "ServerState"):
         values["hotwords"] = values.get("hotwords", []) + hotwords
     fields: dict[str, Any] = {**chunking, **values}
     options = schema.build_options(TranscribeOptions, fields)
-    return options, response_format, stream
+    return options, response_format, stream, tuple(granularities)
 
 
 def translation_request(values: dict[str, list], state: "ServerState"):
@@ -321,7 +327,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
         began = time.perf_counter()
         # the upload is read before admission: a client stalled mid-upload holds no admission slot
         values, upload = await read_form(request, state)
-        options, response_format, stream = transcription_request(values, state)
+        options, response_format, stream, granularities = transcription_request(values, state)
         audio = await upload.read()
         name = upload.filename or "file"
         context = await admitted(request, "transcription")
@@ -348,7 +354,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
             except Exception as error:
                 raise _audio_error(error, name, [f.name for f in transcribe_fields]) from None
             body, media_type = formats.render(result, response_format, task="transcribe",
-                                              temperature=options.decoding.temperature)
+                                              temperature=options.decoding.temperature, granularities=granularities)
             state.metrics.audio_seconds.labels(request.url.path).inc(result.duration)
             state.served(time.perf_counter() - began)
             return Response(body, media_type=media_type)

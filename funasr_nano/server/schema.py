@@ -21,8 +21,9 @@ from ..cli.options import CHOICES, field_docs
 from ..errors import InvalidOptionError, UnsupportedLanguageError
 from .errors import APIError, param_in_message
 
-# Fields the server decides, never a request: how many of a request's segments go through the LLM together.
-SERVER_FIELDS = frozenset({"TranscribeOptions.batch_size"})
+# Fields the server decides, never a request: how many of a request's segments go through the LLM together;
+# a hotwords file (a path on the server's disk, which a client must not name).
+SERVER_FIELDS = frozenset({"TranscribeOptions.batch_size", "TranscribeOptions.hotwords_file"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ Qwen3 LLM). Two folder layouts load into it:
 
 * **official** (``FunAudioLLM/Fun-ASR-Nano-2512``): ``config.yaml`` + ``model.pt`` holding
   ``{"state_dict": ...}`` with ``audio_encoder.*``, ``audio_adaptor.*``, ``llm.*`` (and optionally the
-  CTC branch ``ctc_decoder.*`` / ``ctc.*``, which transcription does not use), plus the LLM folder named
+  CTC branch ``ctc_decoder.*`` / ``ctc.*`` with ``multilingual.tiktoken``, loaded by :mod:`.ctc` for
+  timestamps), plus the LLM folder named
   by ``llm_conf.init_param_path`` (``Qwen3-0.6B/``: ``config.json`` and the tokenizer). Keys are mapped
   by :func:`official_to_hf_state_dict`, an explicit map that checks every shape.
 * **hf** (``FunAudioLLM/Fun-ASR-Nano-2512-hf``): ``config.json`` + ``*.safetensors`` + tokenizer files.
@@ -29,6 +30,7 @@ import yaml
 
 from ...errors import CheckpointError
 from ..weights import raise_on_key_problems
+from .ctc import CTC_PREFIXES, CtcBranch, hf_to_official_ctc_key, load_ctc_branch
 from .frontend import FrontendConfig
 from .gguf_layout import gguf_path, is_gguf_folder, load_gguf_folder
 
@@ -39,9 +41,9 @@ logger = logging.getLogger(__name__)
 OFFICIAL_ADAPTOR_LAYER_NORM_EPS = 1e-12
 # The official encoder (SenseVoiceEncoderSmall) uses torch's default LayerNorm eps.
 OFFICIAL_ENCODER_LAYER_NORM_EPS = 1e-5
-# Tensors of the official checkpoint that transcription does not use: the CTC branch, which FunASR
-# uses only for character timestamps.
-UNUSED_OFFICIAL_PREFIXES = ("ctc_decoder.", "ctc.")
+# Tensors of the official checkpoint outside the LLM model: the CTC branch, which FunASR uses for
+# character timestamps (loaded by .ctc, beside the model).
+UNUSED_OFFICIAL_PREFIXES = CTC_PREFIXES
 # What a checkpoint that does not list its tasks can do (the released Fun-ASR-Nano-2512).
 DEFAULT_TASKS = ("transcribe",)
 
@@ -71,6 +73,7 @@ class LoadedCheckpoint:
         tasks: the tasks of :data:`funasr_nano.models.fun_asr_nano.prompt.TASKS` the model was trained for (``tasks`` in
             ``config.yaml`` / ``config.json``, written by ``funasr-nano train``); released checkpoints
             carry none and do transcription only.
+        ctc: the CTC branch (official layout with ``ctc_decoder`` in ``config.yaml``), else ``None``.
     """
 
     model: Any
@@ -81,6 +84,7 @@ class LoadedCheckpoint:
     path: str
     tasks: tuple[str, ...] = DEFAULT_TASKS
     llm_gguf: str | None = None
+    ctc: CtcBranch | None = None
 
 
 def detect_layout(path: str) -> str:
@@ -286,7 +290,7 @@ def official_to_hf_state_dict(
             else:
                 converted[name] = value
     if skipped:
-        logger.info("skipping %d tensors transcription does not use (CTC branch)", len(skipped))
+        logger.debug("%d CTC-branch tensors left to the CTC loader", len(skipped))
     tied = "lm_head.weight" in expected and "lm_head.weight" not in converted
     missing = [k for k in expected if k not in converted and not (tied and k == "lm_head.weight")]
     raise_on_key_problems(missing, unexpected, mismatched, "model.pt")
@@ -365,7 +369,24 @@ def _load_official(path: str):
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except Exception as error:
         raise CheckpointError(f"{path}: cannot load the tokenizer from {tokenizer_dir}: {error}") from error
-    return model, tokenizer, frontend, bool(config.use_low_frame_rate), _tasks(cfg.get("tasks"), f"{path}/config.yaml")
+    ctc = load_ctc_branch(path, cfg, _file_path_metas(path), state_dict, config.audio_config.hidden_size,
+                          _rename_layer_tail, raise_on_key_problems)
+    return (model, tokenizer, frontend, bool(config.use_low_frame_rate), _tasks(cfg.get("tasks"), f"{path}/config.yaml"),
+            ctc)
+
+
+def _file_path_metas(path: str) -> dict:
+    """``file_path_metas`` of the ModelScope ``configuration.json`` (how FunASR resolves file paths),
+    ``{}`` when there is none."""
+    file = os.path.join(path, "configuration.json")
+    if not os.path.isfile(file):
+        return {}
+    try:
+        with open(file, encoding="utf-8") as f:
+            metas = json.load(f).get("file_path_metas") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return metas if isinstance(metas, dict) else {}
 
 
 def _frontend_and_settings(path: str, model, use_low_frame_rate: bool | None):
@@ -421,9 +442,9 @@ def load_checkpoint(
         raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, not {dtype}")
     path = os.fspath(path)
     layout = detect_layout(path)
-    llm_gguf = None
+    llm_gguf = ctc = None
     if layout == "official":
-        model, tokenizer, frontend, low_frame_rate, tasks = _load_official(path)
+        model, tokenizer, frontend, low_frame_rate, tasks, ctc = _load_official(path)
         if use_low_frame_rate is not None:
             low_frame_rate = use_low_frame_rate
     elif layout == "gguf":
@@ -435,13 +456,26 @@ def load_checkpoint(
     _fix_adaptor_attention(model)
     model.eval().requires_grad_(False)
     model.to(device=device, dtype=torch.float32)
+    if ctc is not None:
+        ctc.head.to(device=device)
     if llm_gguf is None:
         model.model.language_model.to(dtype)
         model.lm_head.to(dtype)
         _add_logit_softcapping(model)
     logger.info("loaded %s checkpoint %s (LLM %s, low frame rate %s)", layout, path,
                 llm_gguf or dtype, low_frame_rate)
-    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks, llm_gguf)
+    return LoadedCheckpoint(model, tokenizer, frontend, low_frame_rate, layout, path, tasks, llm_gguf, ctc)
+
+
+def ctc_head_to_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A :class:`~.ctc.CtcHead` state dict in the official ``model.pt`` names (``ctc_decoder.*``,
+    ``ctc.ctc_lo.*``; the inverse of the loader's map). Used to write official-layout checkpoints."""
+    inverse = {new: old for old, new in _ENCODER_LAYER_RENAMES}
+
+    def tail(rest: str) -> str:
+        return next(old + rest[len(new):] for new, old in inverse.items() if rest.startswith(new))
+
+    return {hf_to_official_ctc_key(name, tail): tensor for name, tensor in state_dict.items()}
 
 
 def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor], num_blocks: int) -> dict[str, torch.Tensor]:

@@ -17,8 +17,11 @@ import torch
 
 from ...engines.base import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
+from ...results import Word
+from ..alignment import CtcAnalysis, TokenSpan, forced_align, words_from_spans
 from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint
+from .ctc import no_ctc_error
 from .frontend import Frontend
 from .prompt import SYSTEM_PROMPT, chat_format_for, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
 
@@ -127,6 +130,18 @@ class FunAsrNanoModel(SpeechLLM):
             ).last_hidden_state
             return inner.multi_modal_projector(encoder_out, mask).float()
 
+    @torch.inference_mode()
+    def encoder_output(self, waveform: np.ndarray) -> torch.Tensor:
+        """``(samples,)`` 16 kHz float32 -> ``(frames, encoder_dim)`` float32 SAN-M encoder output (after
+        the timestamp-prediction blocks and ``tp_norm``, what FunASR's ``encode`` returns), 60 ms per frame."""
+        features = self.features(waveform)[None]
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=self.device)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encoder_precision == "bf16")
+        with autocast:
+            out = self.model.model.audio_tower(input_features=features.to(self.device, torch.float32),
+                                               input_features_mask=mask).last_hidden_state
+        return out[0].float()
+
     def audio_positions(self, samples: int) -> int:
         return num_audio_tokens(self.frontend.num_frames(samples), self.use_low_frame_rate)
 
@@ -161,6 +176,59 @@ class FunAsrNanoModel(SpeechLLM):
                                       answer_prefix=answer_prefix)
         parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
         return LLMInput(parts=parts, adapter=adapter)
+
+    # -- CTC branch: timestamps, no-speech probability ----------------------------------------------
+
+    @property
+    def has_ctc(self) -> bool:
+        return self.checkpoint.ctc is not None
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per encoder frame (LFR ``lfr_n`` x frame shift: 0.06)."""
+        return self.frontend.config.lfr_n * self.frontend.config.frame_shift_ms / 1000.0
+
+    def _ctc(self, what: str):
+        if self.checkpoint.ctc is None:
+            raise no_ctc_error(self.path, what)
+        return self.checkpoint.ctc
+
+    def check_word_timestamps(self) -> None:
+        self._ctc("word timestamps")
+
+    def ctc_analysis(self, waveform: np.ndarray) -> CtcAnalysis:
+        """Encoder and CTC head on one utterance (FunASR's ``inference_llm``: ``ctc_decoder`` on the
+        encoder output, log-softmax of ``ctc_lo``); see :class:`~funasr_nano.models.alignment.CtcAnalysis`.
+
+        Raises:
+            CheckpointError: the checkpoint has no CTC branch (transformers/GGUF layouts, or an official
+                folder without it).
+        """
+        ctc = self._ctc("the CTC head's outputs")
+        encoder_out = self.encoder_output(waveform)
+        log_probs = ctc.log_probs(encoder_out)
+        greedy = ctc.greedy_tokens(log_probs)
+        blank = log_probs[:, ctc.blank_id].exp().cpu().numpy()
+        return CtcAnalysis(encoder_out=encoder_out, blank_prob=blank, greedy_tokens=tuple(greedy),
+                           greedy_text=ctc.tokenizer.decode(greedy), frame_seconds=self.frame_seconds,
+                           duration=waveform.size / self.frontend.config.sample_rate)
+
+    def align_tokens(self, analysis: CtcAnalysis, text: str) -> list[TokenSpan]:
+        """FunASR's ``timestamps`` of ``text``: re-tokenized with the CTC tokenizer and force-aligned to
+        the CTC posteriors (frames of 60 ms).
+
+        Raises:
+            CheckpointError: no CTC branch. AlignmentError: more tokens than frames.
+        """
+        ctc = self._ctc("timestamps")
+        log_probs = ctc.log_probs(analysis.encoder_out).cpu().numpy()
+        return forced_align(log_probs, ctc.tokenizer.encode(text), ctc.blank_id)
+
+    def align_words(self, analysis: CtcAnalysis, text: str, offset: float = 0.0) -> tuple[Word, ...]:
+        ctc = self._ctc("word timestamps")
+        spans = self.align_tokens(analysis, text)
+        return tuple(words_from_spans(spans, ctc.tokenizer.token_bytes, frame_seconds=self.frame_seconds,
+                                      offset=offset, duration=analysis.duration))
 
     # -- outputs --------------------------------------------------------------------------------------
 
