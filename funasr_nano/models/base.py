@@ -9,13 +9,15 @@ with an engine (:mod:`funasr_nano.engines`) and never looks inside the family.
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
 from ..engines.base import LLMInput
 from .chat import ChatFormat
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SpeechLLM(abc.ABC):
@@ -45,9 +47,9 @@ class SpeechLLM(abc.ABC):
         """How many prompt positions ``samples`` of 16 kHz audio take."""
 
     @abc.abstractmethod
-    def audio_embeddings(self, waveform: np.ndarray) -> torch.Tensor:
+    def audio_embeddings(self, waveform: np.ndarray) -> "torch.Tensor | np.ndarray":
         """``(samples,)`` float32 16 kHz audio -> ``(num_audio, llm_hidden)`` float32 embeddings that fill
-        the prompt's audio slot."""
+        the prompt's audio slot (a torch tensor on the torch path, a numpy array on the light runtime)."""
 
     # -- prompts --------------------------------------------------------------------------------------
 
@@ -78,7 +80,7 @@ class SpeechLLM(abc.ABC):
         """Whether ``task``'s prompt has an audio slot."""
 
     @abc.abstractmethod
-    def llm_input(self, instruction: str, audio: torch.Tensor | None, *, answer_prefix: str = "",
+    def llm_input(self, instruction: str, audio: "torch.Tensor | np.ndarray | None", *, answer_prefix: str = "",
                   adapter: str | None = None) -> LLMInput:
         """The LLM input for one prompt: the chat around ``instruction`` with ``audio``
         (``(num_audio, llm_hidden)``, or ``None`` for a text-only prompt) in its slot."""
@@ -107,6 +109,6 @@ class SpeechLLM(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def llm(self) -> torch.nn.Module:
+    def llm(self) -> "torch.nn.Module":
         """The causal LLM (a transformers ``PreTrainedModel`` whose ``generate`` takes
         ``inputs_embeds``), for the transformers engine and for export."""
