@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up funasr-nano on a fresh machine, in a virtual environment in .venv. Re-running it is cheap.
 #
-#   bash setup.sh           what transcription and translation need: the CPU build of torch and the package
-#                           (editable, no extras) -- a minute or two, then `.venv/bin/funasr-nano transcribe`
+#   bash setup.sh           the package (editable): the light runtime (onnxruntime + llama.cpp; llama-cpp-python
+#                           compiles llama.cpp, ~4-5 min on 2 cores the first time, pip caches the wheel) plus
+#                           the torch and export extras (the CPU build of torch: official checkpoints, the
+#                           transformers engine, funasr-nano export), then `.venv/bin/funasr-nano transcribe`
 #   bash setup.sh --tests   everything the test suite exercises, on top: the training, test, parity-reference,
 #                           llama.cpp, Ray, server and docs extras (llama-cpp-python compiles llama.cpp, ~4-5 min
 #                           on 2 cores the first time; pip caches the wheel), espeak-ng + sox (Debian packages,
@@ -26,7 +28,7 @@ fi
 # torch 2.13.0 CPU lies on disk on our machines; pinning it keeps pip from fetching a CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
 if [ "$TESTS" = 0 ]; then
-    .venv/bin/python -m pip install -q -e .
+    .venv/bin/python -m pip install -q -e ".[torch,export]"
     echo "funasr-nano is set up in .venv (bash setup.sh --tests adds what the test suite needs)"
     exit 0
 fi

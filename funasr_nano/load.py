@@ -22,7 +22,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Mapping
 
-from .errors import CheckpointError, InvalidOptionError
+from .errors import CheckpointError, InvalidOptionError, MissingDependencyError
 from .pipeline.speech_model import SpeechModel
 
 if TYPE_CHECKING:
@@ -30,8 +30,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The embedded demo model (recipes/demo): used when no checkpoint folder is given.
+# The embedded demo model (recipes/demo): used when no checkpoint folder is given; in the transformers layout
+# (the torch engines) and in the GGUF + ONNX layout (the light runtime: `funasr-nano export gguf demo
+# funasr_nano/assets/demo-gguf --type q8_0`, without audio.safetensors and audio-int8.onnx; docs/light-runtime.md).
 DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo")
+DEFAULT_LIGHT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo-gguf")
 
 # dtype names -> torch dtype attribute names (torch is imported only when a torch model is built)
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -40,6 +43,20 @@ ENGINES = ("transformers", "llama.cpp", "vllm")
 GGUF_LORA_NEEDS_LLAMA_CPP = ("a GGUF LoRA file runs on the llama.cpp engine (a GGUF-layout folder); the transformers "
                              "engine takes the peft adapter folder")
 MERGE_FIRST_VLLM = "the vllm engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge)"
+
+
+TORCH_EXTRA = "pip install 'funasr-nano[torch]'"
+
+
+def require_torch(what: str) -> None:
+    """Raise :class:`MissingDependencyError` naming the ``torch`` extra when torch or transformers is not
+    installed (the base install is the light runtime); ``what`` says what needed them."""
+    import importlib.util
+
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(f"{what} needs {' and '.join(missing)}, which the base install (the light "
+                                     f"runtime) leaves out: {TORCH_EXTRA}")
 
 
 def resolve_dtype(dtype: "str | torch.dtype") -> "torch.dtype":
@@ -204,6 +221,13 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
     return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf)
 
 
+def _light_runtime_installed() -> bool:
+    """Whether onnxruntime and llama-cpp-python are installed (the base install brings both)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "llama_cpp"))
+
+
 def _light_model(path: str, device, dtype, *, engine: str | None, n_threads: int | None, encoder_precision: str,
                  use_low_frame_rate: bool | None, lora) -> SpeechModel | None:
     """The model on the light runtime when ``path`` is a Fun-ASR-Nano GGUF-layout folder with the ONNX
@@ -253,7 +277,9 @@ def load_model(
     apply to it).
 
     Args:
-        path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
+        path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_LIGHT_MODEL` on the
+            light runtime, q8_0; :data:`DEFAULT_MODEL` with ``engine="transformers"`` or options only torch
+            runs), a small
             model trained by ``recipes/demo`` that knows only synthetic espeak-ng Mandarin of everyday
             sentences (see the README, *The embedded demo model*); pass the Fun-ASR-Nano-2512 folder for
             real speech.
@@ -288,6 +314,11 @@ def load_model(
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
         raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
+    if path is None and _light_runtime_installed() and os.path.isdir(DEFAULT_LIGHT_MODEL):
+        light = _light_model(DEFAULT_LIGHT_MODEL, device, dtype, engine=engine, n_threads=n_threads,
+                             encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
+        if light is not None:
+            return light
     if path is None:
         path = DEFAULT_MODEL
         if not os.path.isdir(path):
@@ -297,6 +328,8 @@ def load_model(
                          encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
     if light is not None:
         return light
+    require_torch(f"{path}: this checkpoint layout or these options (the light runtime runs GGUF-layout folders "
+                  f"from funasr-nano export gguf on the CPU, encoder_precision fp32/int8)")
     import torch
 
     from .models.fun_asr_nano.checkpoint import load_checkpoint
