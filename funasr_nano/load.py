@@ -49,14 +49,14 @@ TORCH_EXTRA = "pip install 'funasr-nano[torch]'"
 
 
 def require_torch(what: str) -> None:
-    """Raise :class:`MissingDependencyError` naming the ``torch`` extra when torch or transformers is not
-    installed (the base install is the light runtime); ``what`` says what needed them."""
-    import importlib.util
-
-    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise MissingDependencyError(f"{what} needs {' and '.join(missing)}, which the base install (the light "
-                                     f"runtime) leaves out: {TORCH_EXTRA}")
+    """Raise :class:`MissingDependencyError` naming the ``torch`` extra when torch or transformers cannot be
+    imported (the base install is the light runtime); ``what`` says what needed them."""
+    for name in ("torch", "transformers"):
+        try:
+            __import__(name)
+        except ImportError as error:
+            raise MissingDependencyError(f"{what} needs {name}, which the base install (the light runtime) leaves "
+                                         f"out: {TORCH_EXTRA}") from error
 
 
 def resolve_dtype(dtype: "str | torch.dtype") -> "torch.dtype":
@@ -114,7 +114,8 @@ def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "llama.cpp" and llm_gguf is None:
         raise InvalidOptionError(f"{path}: the llama.cpp engine needs the LLM as GGUF; export the model first: "
-                                 f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR)")
+                                 f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR: the light runtime, "
+                                 "ONNX encoder + llama.cpp, no torch)")
     if engine == "vllm" and llm_gguf is not None:
         raise InvalidOptionError(f"{path}: the vllm engine needs the LLM in torch (official or transformers layout), "
                                  f"not as {os.path.basename(llm_gguf)}")

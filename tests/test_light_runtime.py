@@ -158,3 +158,32 @@ def test_a_gguf_folder_runs_without_torch_or_transformers(demo_q8):
     assert report["translation"] and report["translation"] == light.translate(clip, mode="unified").text
     assert report["server_text"] == report["text"]
     light.close()
+
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"  # import -> ImportError
+
+
+def _without_torch(code: str, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code, *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=ROOT)
+
+
+def test_torch_only_requests_without_torch_name_the_extra(tiny_official, tmp_path):
+    done = _without_torch(textwrap.dedent("""
+        import sys
+        import funasr_nano
+        print(funasr_nano.load_model(n_threads=1).transcribe("examples/demo_zh.wav").text)  # the light demo
+        for kwargs in ({"path": sys.argv[1]}, {"encoder_precision": "bf16"}):
+            try:
+                funasr_nano.load_model(**kwargs)
+            except funasr_nano.FunASRNanoError as error:
+                print(type(error).__name__, error)
+        from funasr_nano.cli import main
+        sys.exit(main(["export", "gguf", "demo", sys.argv[2]]))
+    """), tiny_official, tmp_path / "out")
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[0], done.stderr[-2000:]
+    for line in lines[1:]:
+        assert line.startswith("MissingDependencyError") and "pip install 'funasr-nano[torch]'" in line, line
+    assert done.returncode != 0 and "funasr-nano[export]" in done.stderr
