@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--agreement", action="store_true", help="also compare transcripts (tokens)")
+    parser.add_argument("--skip-speed", action="store_true", help="errors only (e.g. on a busy machine)")
     args = parser.parse_args()
 
     print(f"CPU: {cpu_flags()}; load average {os.getloadavg()[0]:.2f}; best of {args.repeats}")
@@ -137,7 +138,7 @@ def main() -> None:
 
     print("\n| clip | threads | torch fp32 s | torch int8 s | onnx fp32 s | onnx int8 (QUInt8) s |")
     print("|---|---|---|---|---|---|")
-    for name, wave in waves.items():
+    for name, wave in ({} if args.skip_speed else waves).items():
         for threads in args.threads:
             torch.set_num_threads(threads)
             timed = [best(lambda: reference.audio_embeddings(wave), args.repeats),
