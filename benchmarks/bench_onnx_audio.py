@@ -28,21 +28,10 @@ import tempfile
 import time
 
 import numpy as np
+from bench_transcribe import cpu_flags  # noqa: E402  (this folder is on sys.path when run as a script)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECORDINGS = [ROOT / "tests" / "data" / "audio" / f"{n}.wav" for n in ("zh_binhai", "zh_welcome", "zh_mid", "zh_long")]
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return platform.processor()
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile") if f in flags]
-    return f"{model}; {os.cpu_count()} cores; {' '.join(shown)}"
 
 
 def best(fn, repeats: int) -> float:
