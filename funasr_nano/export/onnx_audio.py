@@ -7,8 +7,10 @@ exporter (``dynamo=False``, opset 17; 0.7 s for a tiny model where the dynamo ex
 GGUF LLM by ``funasr-nano export gguf`` (:mod:`funasr_nano.export.gguf_folder`,
 :mod:`funasr_nano.export.thinker_gguf`):
 
-- ``audio.onnx``: float32, the reference's arithmetic (embeddings within ~1e-5 of torch's).
-- ``audio-int8.onnx``: onnxruntime's dynamic quantization (``quantize_dynamic``) of the float32 file:
+- ``audio.onnx`` (+ its weights in ``audio.onnx.data``): float32, the reference's arithmetic (embeddings
+  within float32 rounding of torch's). The weights sit in an external data file, which onnxruntime maps
+  instead of copying out of the protobuf: 0.98 GB peak RSS for the full-size encoder instead of 1.5 GB.
+- ``audio-int8.onnx`` (+ ``audio-int8.onnx.data``): onnxruntime's dynamic quantization (``quantize_dynamic``) of the float32 file:
   MatMul weights int8 per tensor, activations quantized per call. Weights are ``QUInt8``, the type
   sherpa-onnx found correct where ``QInt8`` gave wrong results in C++ onnxruntime; on our models QUInt8
   also has the smaller embedding error (docs/light-runtime.md gives both).
@@ -111,11 +113,24 @@ def export_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool = True) -
             program = torch.onnx.export(module, example, input_names=names, output_names=["embeddings"],
                                         dynamic_shapes=dynamic, dynamo=True, optimize=True, verbose=False)
             program.save(path, external_data=False)
+    _externalize(path)
     written = [path]
     if int8:
         written.append(quantize_int8(path, os.path.join(out_dir, AUDIO_ONNX_INT8)))
     logger.info("wrote the audio encoder as ONNX: %s", ", ".join(os.path.basename(p) for p in written))
     return written
+
+
+def _externalize(path: str) -> None:
+    """Rewrite ``path`` with its weights in ``path + ".data"`` (ONNX external data, one file)."""
+    import onnx
+
+    model = onnx.load(path)
+    data = path + ".data"
+    if os.path.exists(data):
+        os.remove(data)  # onnx appends to an existing file
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(data), size_threshold=1024, convert_attribute=True)
 
 
 def quantize_int8(source: str, target: str, weight_type: str = INT8_WEIGHT_TYPE) -> str:
@@ -128,7 +143,9 @@ def quantize_int8(source: str, target: str, weight_type: str = INT8_WEIGHT_TYPE)
     level = quant_logger.level
     quant_logger.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(source, target, weight_type=getattr(QuantType, weight_type))
+        if os.path.exists(target + ".data"):
+            os.remove(target + ".data")
+        quantize_dynamic(source, target, weight_type=getattr(QuantType, weight_type), use_external_data_format=True)
     finally:
         quant_logger.setLevel(level)
     return target
