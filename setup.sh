@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up funasr-nano on a fresh machine, in a virtual environment in .venv. Re-running it is cheap.
 #
-#   bash setup.sh           what transcription and translation need: the CPU build of torch and the package
-#                           (editable, no extras) -- a minute or two, then `.venv/bin/funasr-nano transcribe`
+#   bash setup.sh           the package (editable) as the light runtime: onnxruntime + llama.cpp, no torch
+#                           (llama-cpp-python compiles llama.cpp, ~4-5 min on 2 cores the first time, pip caches
+#                           the wheel), then `.venv/bin/funasr-nano transcribe` runs the embedded GGUF demo
 #   bash setup.sh --tests   everything the test suite exercises, on top: the training, test, parity-reference,
 #                           llama.cpp, Ray, server and docs extras (llama-cpp-python compiles llama.cpp, ~4-5 min
 #                           on 2 cores the first time; pip caches the wheel), espeak-ng + sox (Debian packages,
@@ -23,13 +24,15 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# torch 2.13.0 CPU lies on disk on our machines; pinning it keeps pip from fetching a CUDA build.
-.venv/bin/python -m pip install -q torch==2.13.0
 if [ "$TESTS" = 0 ]; then
+    # the light runtime only: no torch, no transformers (the embedded demo is a GGUF + ONNX folder)
     .venv/bin/python -m pip install -q -e .
-    echo "funasr-nano is set up in .venv (bash setup.sh --tests adds what the test suite needs)"
+    echo "funasr-nano (light runtime) is set up in .venv; pip install -e '.[torch,export]' adds official" \
+         "checkpoints, the transformers engine and export; bash setup.sh --tests adds what the test suite needs"
     exit 0
 fi
+# torch 2.13.0 CPU lies on disk on our machines; pinning it keeps pip from fetching a CUDA build.
+.venv/bin/python -m pip install -q torch==2.13.0
 # espeak-ng + sox synthesize training speech (funasr-nano data synth; its tests); Debian packages.
 if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else SUDO=none; fi

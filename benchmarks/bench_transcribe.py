@@ -13,12 +13,17 @@ per (implementation, clip, threads):
                for each count of --new-tokens
   rtf          e2e_s / audio seconds
   peak_rss_mb  the process's peak resident memory (load included)
+  cold_s       the CLI from process start to the first transcript (`funasr-nano transcribe -q --model DIR
+               clip`, 16 tokens at most; not measured for the official implementation)
+
+A GGUF type runs on the light runtime (ONNX encoder + llama.cpp, no torch imported in its process); append
+``@int8`` for its int8 ONNX encoder (``q8_0@int8``), else ``--encoder-precision`` applies (fp32: audio.onnx).
 
 It also measures this machine's memory bandwidth (numpy copy of 512 MiB, read + write bytes) and prints
 decode tok/s as a fraction of the bound ``bandwidth / bytes of LLM weights read per token`` (with tied
 embeddings the output layer reads the whole embedding table every token, so: all LLM weights).
 
-Usage:  python benchmarks/bench_transcribe.py [--impls transformers,f16,q8_0,q4_k_m,official]
+Usage:  python benchmarks/bench_transcribe.py [--impls transformers,f16,q8_0,q8_0@int8,q4_k_m,official]
             [--new-tokens 16 64] [--threads 1 2] [--clips 5 30] [--repeats 3] [--out bench-out]
 The official implementation needs the parity extra (`pip install funasr==1.4.16`); the GGUF types need
 the llama extra. Never run it beside another multi-threaded job: llama.cpp's threads spin.
@@ -100,6 +105,19 @@ def memory_bandwidth(threads: int, seconds: float = 2.0) -> float:
     return best
 
 
+def cpu_flags() -> str:
+    """The CPU model, core count and the SIMD flags that change every figure (AVX2, AVX-512, VNNI, AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return platform.processor()
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile") if f in flags]
+    return f"{model}; {os.cpu_count()} cores; {' '.join(shown)}"
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM: reset at exec, unlike getrusage's ru_maxrss, which a
     child inherits from the process that forked it)."""
@@ -120,25 +138,31 @@ def _best(fn, repeats):
 
 
 def worker_ours(model_dir, clip, new_tokens, repeats, threads, encoder_precision="fp32"):
-    import torch
+    import contextlib
 
     from funasr_nano import DecodingOptions, load_audio, load_model
     from funasr_nano.pipeline.decoding import generate
 
     model = load_model(model_dir, n_threads=threads, encoder_precision=encoder_precision)
+    if model.engine.name == "llama.cpp":  # the light runtime: no torch in this process
+        no_grad = contextlib.nullcontext()
+    else:
+        import torch
+
+        no_grad = torch.inference_mode()
     model.transcribe(clip, options=DecodingOptions(max_new_tokens=2, repetition_guard=False))  # warm-up
     wave = load_audio(clip)
     encoder_s = _best(lambda: model.audio_embeddings(wave), repeats)
     family = model.family
     llm_input = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(wave))
     fixed = lambda n: DecodingOptions(max_new_tokens=n, min_new_tokens=n, repetition_guard=False)  # noqa: E731
-    with torch.inference_mode():
+    with no_grad:
         prefill_s = _best(lambda: generate(model.engine, [llm_input], fixed(1)), repeats)
         longest = max(new_tokens)
         generate_s = _best(lambda: generate(model.engine, [llm_input], fixed(longest)), repeats)
     e2e = {n: _best(lambda: model.transcribe(clip, options=fixed(n)), repeats) for n in new_tokens}
     if model.engine.name == "llama.cpp":
-        weight_bytes = os.path.getsize(family.checkpoint.llm_gguf)
+        weight_bytes = os.path.getsize(model.engine.model_path)
     else:
         weight_bytes = sum(p.numel() * p.element_size() for p in family.model.model.language_model.parameters())
     return dict(encoder_s=encoder_s, prefill_s=prefill_s, generate_s=generate_s, decoded=longest,
@@ -197,19 +221,37 @@ def worker_official(model_dir, clip, new_tokens, repeats, threads, encoder_preci
 
 def run_worker(args) -> None:
     import soundfile
-    import torch
 
-    torch.set_num_threads(args.threads[0])
+    if args.worker in ("official", "transformers"):  # the light runtime's process never imports torch
+        import torch
+
+        torch.set_num_threads(args.threads[0])
     worker = worker_official if args.worker == "official" else worker_ours
     result = worker(args.model, args.clip, args.new_tokens, args.repeats, args.threads[0], args.encoder_precision)
     seconds = soundfile.info(args.clip).duration
     result["decode_tok_s"] = (result["decoded"] - 1) / max(result["generate_s"] - result["prefill_s"], 1e-9)
     result["rtf"] = {n: s / seconds for n, s in result["e2e"].items()}
     result["peak_rss_mb"] = peak_rss_mb()
-    impl = args.worker if args.encoder_precision == "fp32" or args.worker == "official" else \
-        f"{args.worker} + {args.encoder_precision} encoder"
+    kind = "" if args.worker in ("official", "transformers") else "light "
+    impl = f"{kind}{args.worker}" if args.encoder_precision == "fp32" or args.worker == "official" else \
+        f"{kind}{args.worker} + {args.encoder_precision} encoder"
     result.update(impl=impl, clip_s=seconds, threads=args.threads[0])
     print(json.dumps(result))
+
+
+def cold_start(impl: str, folder, clip, threads: int, encoder_precision: str) -> float | None:
+    """Seconds from process start to the first transcript of the CLI (``None`` for the official code)."""
+    if impl == "official":
+        return None
+    cmd = [sys.executable, "-m", "funasr_nano.cli", "transcribe", "-q", "--model", str(folder), "--threads",
+           str(threads), "--max-new-tokens", "16", "--encoder-precision", encoder_precision, str(clip)]
+    if impl == "transformers":
+        cmd[cmd.index("--model"):cmd.index("--model")] = ["--engine", "transformers"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"the CLI failed: {proc.stderr[-2000:]}")
+    return time.perf_counter() - start
 
 
 def print_report(rows: list[dict], title: str, bandwidth: dict, repeats: int, tokens, *, baseline: str,
@@ -217,22 +259,22 @@ def print_report(rows: list[dict], title: str, bandwidth: dict, repeats: int, to
     """The README table of ``rows`` (one per implementation, clip and thread count; ``prompt_column``: with
     the prompt length), then each row's end-to-end speed-up over ``baseline``'s row of the same clip and
     threads."""
-    print(f"\n{title}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"\n{title}; CPU: {cpu_flags()}, "
           f"load average {os.getloadavg()[0]:.2f}; memory bandwidth (torch copy, read + write) "
           + ", ".join(f"{b / 1e9:.1f} GB/s on {t} thread(s)" for t, b in bandwidth.items()) + "; "
           f"best of {repeats}")
     prompt = " prompt |" if prompt_column else ""
     print(f"| impl | clip | threads |{prompt} encoder s | prefill s | decode tok/s | of bound | "
           + " | ".join(f"e2e s ({n} tok)" for n in tokens) + " | " + " | ".join(f"RTF ({n})" for n in tokens)
-          + " | peak RSS MB |")
-    print("|---" * (8 + prompt_column + 2 * len(tokens)) + "|")
+          + " | peak RSS MB | cold start s |")
+    print("|---" * (9 + prompt_column + 2 * len(tokens)) + "|")
     for r in rows:
         e2e = " | ".join(f"{r['e2e'][str(n)]:.2f}" for n in tokens)
         rtf = " | ".join(f"{r['rtf'][str(n)]:.3f}" for n in tokens)
         prompt = f" {r['prompt_len']} |" if prompt_column else ""
         print(f"| {r['impl']} | {r['clip_s']:.0f} s | {r['threads']} |{prompt} {r['encoder_s']:.3f} | "
               f"{r['prefill_s']:.3f} | {r['decode_tok_s']:.1f} | {100 * r['bound_fraction']:.0f} % | {e2e} | {rtf} | "
-              f"{r['peak_rss_mb']:.0f} |")
+              f"{r['peak_rss_mb']:.0f} | " + ("-" if r.get("cold_s") is None else f"{r['cold_s']:.2f}") + " |")
     reference = {(r["clip_s"], r["threads"]): r for r in rows if r["impl"] == baseline}
     width = max((len(r["impl"]) for r in rows), default=12)
     for r in rows:
@@ -265,23 +307,26 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = ensure_checkpoint(out, args.size)
     impls = args.impls.split(",")
-    folders = {impl: (checkpoint if impl in ("transformers", "official") else ensure_gguf(out, checkpoint, args.size, impl))
-               for impl in impls}
+    folders = {impl: (checkpoint if impl in ("transformers", "official")
+                      else ensure_gguf(out, checkpoint, args.size, impl.split("@")[0])) for impl in impls}
     clips = make_clips(out, args.clips)
     bandwidth = {threads: memory_bandwidth(threads) for threads in args.threads}
     rows = []
     for seconds, clip in clips.items():
         for threads in args.threads:
             for impl in impls:
-                cmd = [sys.executable, __file__, "--worker", impl, "--model", str(folders[impl]), "--clip", str(clip),
+                worker, _, precision = impl.partition("@")
+                precision = precision or args.encoder_precision
+                cmd = [sys.executable, __file__, "--worker", worker, "--model", str(folders[impl]), "--clip", str(clip),
                        "--new-tokens", *map(str, args.new_tokens), "--repeats", str(args.repeats),
-                       "--threads", str(threads), "--encoder-precision", args.encoder_precision]
+                       "--threads", str(threads), "--encoder-precision", precision]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr[-3000:], file=sys.stderr)
                     raise SystemExit(f"{impl} on the {seconds} s clip failed")
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 row["bound_fraction"] = row["decode_tok_s"] * row["weight_bytes"] / bandwidth[threads]
+                row["cold_s"] = cold_start(worker, folders[impl], clip, threads, precision)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     print_report(rows, f"{args.size} model", bandwidth, args.repeats, args.new_tokens, baseline="official")

@@ -29,7 +29,7 @@ def main() -> None:
 
     clips = sorted((ROOT / "tests" / "data" / "demo_heldout").glob("*.flac"))
     options = DecodingOptions(max_new_tokens=args.new_tokens, repetition_guard=False)
-    reference_model = load_model()
+    reference_model = load_model(engine="transformers")
     reference = [reference_model.transcribe(clip, options=options).tokens for clip in clips]
     print(f"demo model, {len(clips)} held-out clips, up to {args.new_tokens} new tokens, greedy")
     print("| GGUF type | clips identical | tokens agreeing |")

@@ -7,6 +7,12 @@ Qwen3-ASR (official or transformers layout, ``config.json`` with ``model_type: q
 GGUF, or ``"transformers"`` on one whose LLM exists only as GGUF, is an error that says what to do.
 Devices, dtypes and engines are checked here, before any weights are read, so a bad value is one
 clear error.
+
+A Fun-ASR-Nano GGUF-layout folder with its ONNX audio encoder (``audio.onnx``, written by ``funasr-nano
+export gguf``) loads on the light runtime (:mod:`funasr_nano.models.fun_asr_nano.light`): onnxruntime,
+llama.cpp and `tokenizers`, without importing torch or transformers. The torch encoder
+(``audio.safetensors``) runs instead when asked for what only torch does: ``encoder_precision="bf16"``, a
+device other than the CPU, a peft LoRA folder.
 """
 
 from __future__ import annotations
@@ -14,48 +20,71 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import os
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import torch
-
-from .errors import CheckpointError, InvalidOptionError
+from .errors import CheckpointError, InvalidOptionError, MissingDependencyError
 from .pipeline.speech_model import SpeechModel
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
-# The embedded demo model (recipes/demo): used when no checkpoint folder is given.
+# The embedded demo model (recipes/demo): used when no checkpoint folder is given; in the transformers layout
+# (the torch engines) and in the GGUF + ONNX layout (the light runtime: `funasr-nano export gguf demo
+# funasr_nano/assets/demo-gguf --type q8_0`, without audio.safetensors and audio-int8.onnx; docs/light-runtime.md).
 DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo")
+DEFAULT_LIGHT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo-gguf")
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
+# dtype names -> torch dtype attribute names (torch is imported only when a torch model is built)
+DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+          "fp16": "float16", "float16": "float16"}
 ENGINES = ("transformers", "llama.cpp", "vllm")
 GGUF_LORA_NEEDS_LLAMA_CPP = ("a GGUF LoRA file runs on the llama.cpp engine (a GGUF-layout folder); the transformers "
                              "engine takes the peft adapter folder")
 MERGE_FIRST_VLLM = "the vllm engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge)"
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+TORCH_EXTRA = "pip install 'funasr-nano[torch]'"
+
+
+def require_torch(what: str) -> None:
+    """Raise :class:`MissingDependencyError` naming the ``torch`` extra when torch or transformers cannot be
+    imported (the base install is the light runtime); ``what`` says what needed them."""
+    for name in ("torch", "transformers"):
+        try:
+            __import__(name)
+        except ImportError as error:
+            raise MissingDependencyError(f"{what} needs {name}, which the base install (the light runtime) leaves "
+                                         f"out: {TORCH_EXTRA}") from error
+
+
+def resolve_dtype(dtype: "str | torch.dtype") -> "torch.dtype":
     """``"fp32"``/``"bf16"``/``"fp16"`` (or a ``torch.dtype``) -> ``torch.dtype``.
 
     Raises:
         ValueError: any other value.
     """
+    import torch
+
     if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise InvalidOptionError(f"dtype must be float32, bfloat16 or float16, not {dtype}")
         return dtype
     if not isinstance(dtype, str) or dtype.lower() not in DTYPES:
         raise InvalidOptionError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16")
-    return DTYPES[dtype.lower()]
+    return getattr(torch, DTYPES[dtype.lower()])
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: "str | torch.device") -> "torch.device":
     """A device this torch build can run the model on.
 
     Raises:
         ValueError: a device string torch does not know, the ``meta`` device (no data), or an
             accelerator this machine or torch build does not have (e.g. ``cuda`` on a CPU-only torch).
     """
+    import torch
+
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -85,7 +114,8 @@ def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "llama.cpp" and llm_gguf is None:
         raise InvalidOptionError(f"{path}: the llama.cpp engine needs the LLM as GGUF; export the model first: "
-                                 f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR)")
+                                 f"funasr-nano export gguf {path} OUT_DIR (then load OUT_DIR: the light runtime, "
+                                 "ONNX encoder + llama.cpp, no torch)")
     if engine == "vllm" and llm_gguf is not None:
         raise InvalidOptionError(f"{path}: the vllm engine needs the LLM in torch (official or transformers layout), "
                                  f"not as {os.path.basename(llm_gguf)}")
@@ -168,7 +198,7 @@ def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_thread
     return SpeechModel(family, decoder)
 
 
-def _load_qwen3_asr(path: str, device: torch.device, dtype: torch.dtype, *, engine: str | None,
+def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, engine: str | None,
                     n_threads: int | None, encoder_precision: str, use_low_frame_rate: bool | None,
                     lora) -> SpeechModel:
     """Qwen3-ASR (official, transformers or GGUF layout): options that belong to Fun-ASR-Nano are refused."""
@@ -192,10 +222,50 @@ def _load_qwen3_asr(path: str, device: torch.device, dtype: torch.dtype, *, engi
     return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf)
 
 
+def _light_runtime_installed() -> bool:
+    """Whether onnxruntime and llama-cpp-python are installed (the base install brings both)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "llama_cpp"))
+
+
+def _light_model(path: str, device, dtype, *, engine: str | None, n_threads: int | None, encoder_precision: str,
+                 use_low_frame_rate: bool | None, lora) -> SpeechModel | None:
+    """The model on the light runtime when ``path`` is a Fun-ASR-Nano GGUF-layout folder with the ONNX
+    audio file for ``encoder_precision`` and nothing asked needs torch; else ``None`` (the torch path
+    decides, and raises what is wrong)."""
+    from .models.fun_asr_nano.light import light_folder
+
+    llm_gguf = light_folder(path, encoder_precision)
+    if llm_gguf is None:
+        return None
+    if str(device) != "cpu" or engine not in (None, "llama.cpp") or str(dtype) not in ("fp32", "float32", "torch.float32"):
+        return None
+    adapters = {}
+    if lora is not None:
+        # as funasr_nano.models.lora.parse_lora_argument (that module needs torch)
+        adapters = ({"default": os.fspath(lora)} if isinstance(lora, (str, os.PathLike))
+                    else {str(name): os.fspath(file) for name, file in dict(lora).items()})
+        if not all(os.path.isfile(file) and str(file).endswith(".gguf") for file in adapters.values()):
+            return None  # a peft folder is converted with torch first
+        from .models.fun_asr_nano.prompt import get_task
+
+        for name in adapters:
+            if name != "default":
+                get_task(name)
+    from .engines.llamacpp import LlamaCppEngine
+    from .models.fun_asr_nano.light import LightFunAsrNanoModel
+
+    family = LightFunAsrNanoModel(path, encoder_precision, n_threads=n_threads, use_low_frame_rate=use_low_frame_rate)
+    engine = LlamaCppEngine(llm_gguf, family.stop_token_ids, n_threads=n_threads,
+                            lora_adapters=adapters)
+    return SpeechModel(family, engine, adapters)
+
+
 def load_model(
     path: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = torch.float32,
+    device: "str | torch.device" = "cpu",
+    dtype: "str | torch.dtype" = "fp32",
     *,
     engine: str | None = None,
     n_threads: int | None = None,
@@ -208,7 +278,9 @@ def load_model(
     apply to it).
 
     Args:
-        path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_MODEL`), a small
+        path: checkpoint folder. ``None``: the embedded demo model (:data:`DEFAULT_LIGHT_MODEL` on the
+            light runtime, q8_0; :data:`DEFAULT_MODEL` with ``engine="transformers"`` or options only torch
+            runs), a small
             model trained by ``recipes/demo`` that knows only synthetic espeak-ng Mandarin of everyday
             sentences (see the README, *The embedded demo model*); pass the Fun-ASR-Nano-2512 folder for
             real speech.
@@ -224,6 +296,8 @@ def load_model(
             or vLLM engine's threads. ``None``: torch's default and all cores of this process.
         encoder_precision: ``"fp32"`` (as FunASR), ``"bf16"`` or ``"int8"``: faster encoder and adaptor on
             CPUs, at a small embedding error (see :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
+            On a GGUF-layout folder with ONNX audio files, ``fp32`` and ``int8`` run ``audio.onnx`` /
+            ``audio-int8.onnx`` in onnxruntime (the light runtime, no torch); ``bf16`` runs the torch encoder.
         use_low_frame_rate: override the checkpoint's audio-length rule (see
             :func:`funasr_nano.models.fun_asr_nano.prompt.num_audio_tokens`).
         lora: a LoRA adapter folder (peft format, e.g. written by ``funasr-nano train``) used for every
@@ -237,21 +311,34 @@ def load_model(
         CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
         ValueError: an unknown or unavailable device, dtype or engine.
     """
-    from .models.fun_asr_nano.checkpoint import load_checkpoint
-
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype)
     if engine is not None and engine not in ENGINES:
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    if n_threads is not None:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
-            raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
-        torch.set_num_threads(n_threads)
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+        raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
+    if path is None and _light_runtime_installed() and os.path.isdir(DEFAULT_LIGHT_MODEL):
+        light = _light_model(DEFAULT_LIGHT_MODEL, device, dtype, engine=engine, n_threads=n_threads,
+                             encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
+        if light is not None:
+            return light
     if path is None:
         path = DEFAULT_MODEL
         if not os.path.isdir(path):
             raise CheckpointError(f"the embedded demo model is missing ({path}); reinstall funasr-nano or pass a "
                                   "checkpoint folder (e.g. Fun-ASR-Nano-2512)")
+    light = _light_model(os.fspath(path), device, dtype, engine=engine, n_threads=n_threads,
+                         encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
+    if light is not None:
+        return light
+    require_torch(f"{path}: this checkpoint layout or these options (the light runtime runs GGUF-layout folders "
+                  f"from funasr-nano export gguf on the CPU, encoder_precision fp32/int8)")
+    import torch
+
+    from .models.fun_asr_nano.checkpoint import load_checkpoint
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
     from .models.qwen3_asr.checkpoint import is_qwen3_asr_folder
 
     if is_qwen3_asr_folder(os.fspath(path)):

@@ -61,7 +61,7 @@ def demo():
     from funasr_nano import load_model
 
     torch.set_num_threads(1)
-    return load_model()
+    return load_model(engine="transformers")  # the torch reference (load_model() runs the light runtime)
 
 
 @pytest.fixture(scope="session")

@@ -75,5 +75,6 @@ def test_missing_default_model_is_a_checkpoint_error(monkeypatch, tmp_path):
     import funasr_nano.load
 
     monkeypatch.setattr(funasr_nano.load, "DEFAULT_MODEL", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(funasr_nano.load, "DEFAULT_LIGHT_MODEL", str(tmp_path / "nowhere-either"))
     with pytest.raises(CheckpointError, match="embedded demo model is missing"):
         load_model()

@@ -62,7 +62,7 @@ def test_demo_translate_adapter_gives_the_peft_tokens(demo_pair):
     # the base weights serve transcription from the same loaded model, and the adapter changed the output
     base = reference.transcribe(DEMO_CLIP, options=OPTIONS).tokens
     assert gguf.transcribe(DEMO_CLIP, options=OPTIONS).tokens == base
-    plain = load_model().run("translate", DEMO_CLIP, options=OPTIONS).tokens
+    plain = load_model(engine="transformers").run("translate", DEMO_CLIP, options=OPTIONS).tokens
     assert plain != expected, "the adapter should change the output"
     assert gguf.translate(DEMO_CLIP, mode="unified").text == \
         reference.translate(DEMO_CLIP, mode="unified").text

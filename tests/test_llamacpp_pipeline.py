@@ -65,7 +65,7 @@ def test_batches_long_audio_and_streaming(pair, binhai):
 
 
 def test_demo_model_translates_on_llama_cpp(tmp_path):
-    reference = load_model()
+    reference = load_model(engine="transformers")
     export_gguf(None, tmp_path / "demo", "f32")
     gguf = load_model(tmp_path / "demo", n_threads=1)
     example = "examples/demo_zh.wav"

@@ -104,7 +104,7 @@ def test_cascade_on_llama_cpp_gives_the_transformers_events(tmp_path_factory):
             out.append(event)
         return out
 
-    expected = events(load_model(), ChatLMTranslator(source))
+    expected = events(load_model(engine="transformers"), ChatLMTranslator(source))
     translated = [e for e in expected if isinstance(e, SentenceTranslated)]
     assert translated and all(e.sentence.text for e in translated)
     got = events(speech_gguf, str(next((folder / "translator").glob("*.gguf"))))

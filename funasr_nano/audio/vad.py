@@ -1,11 +1,12 @@
 """Voice activity detection: cut long audio into speech segments of at most ~30 s, at pauses.
 
 Fun-ASR-Nano decodes one segment of up to ~30 s well and loops on longer input, so long audio is cut
-first. Speech probabilities come from silero-vad (the ``silero-vad`` package ships the model; one
-probability per 32 ms window of 512 samples at 16 kHz, with the 64 samples before the window as
-context, as ``silero_vad.utils_vad.OnnxWrapper``/the JIT wrapper do). The network is called through its
-stateless inner module with an explicit LSTM state, so one loaded :class:`SileroVAD` serves any number
-of concurrent streams.
+first. Speech probabilities come from silero-vad: its 16 kHz "sequence" ONNX model in onnxruntime (the
+model of silero's public ``silero_vad.sequence_vad.SileroVADSequence``, carried in
+``funasr_nano/assets/silero_vad`` with its MIT licence, since the ``silero-vad`` package requires torch):
+one probability per 32 ms window of 512 samples, with the 64 samples before the window as context, one
+ONNX call per block of up to 512 windows, the LSTM state ``(h, c)`` passed in and out. The state is the
+caller's, so one loaded :class:`SileroVAD` serves any number of concurrent streams.
 
 The segmentation (:class:`VadSegmenter`) is online: it consumes audio block by block and emits each
 speech segment as soon as it can no longer change, keeping in memory only the audio of the segment
@@ -30,26 +31,23 @@ Rules (all durations in :class:`VadOptions`):
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib.resources
 import logging
 import math
-import os
 import threading
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..errors import InvalidOptionError
+from ..errors import InvalidOptionError, MissingDependencyError
 from .io import SAMPLE_RATE
-
-if TYPE_CHECKING:
-    import torch
 
 logger = logging.getLogger(__name__)
 
 WINDOW = 512  # samples per silero-vad window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window that silero-vad v5 prepends
-ENCODER_BATCH = 256  # windows run through silero's convolutional encoder at once
+BLOCK = 512  # windows per ONNX call (silero's sequence_vad.DEFAULT_MAX_FRAMES, ~16 s)
+MODEL_FILE = "silero_vad_16k_sequence.onnx"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,50 +124,47 @@ class SpeechChunk:
 
 
 class SileroVAD:
-    """The silero-vad v5 network (16 kHz), stateless: the caller carries the LSTM state.
-
-    Loads ``silero_vad/data/silero_vad.jit`` from the installed ``silero-vad`` package (without importing
-    the package, whose import sets ``torch.set_num_threads(1)`` for the whole process).
+    """Silero VAD's 16 kHz sequence model in onnxruntime, stateless: the caller carries the LSTM state.
 
     Raises:
-        ImportError: ``silero-vad`` is not installed.
+        MissingDependencyError: onnxruntime is not installed.
     """
 
     def __init__(self):
-        import torch
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise MissingDependencyError("voice activity detection needs onnxruntime (pip install funasr-nano "
+                                         "brings it)") from error
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1  # as silero's wrappers
+        options.log_severity_level = 3  # its exported graph warns about unused initializers
+        model = importlib.resources.files("funasr_nano") / "assets" / "silero_vad" / MODEL_FILE
+        with importlib.resources.as_file(model) as path:
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        spec = importlib.util.find_spec("silero_vad")
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError("voice activity detection needs the silero-vad package: pip install silero-vad")
-        path = os.path.join(list(spec.submodule_search_locations)[0], "data", "silero_vad.jit")
-        wrapper = torch.jit.load(path, map_location="cpu")
-        wrapper.eval()
-        self._net = wrapper._model  # forward(x: (batch, 576), state) -> (prob (batch, 1), state (2, batch, 128))
-
-    def __call__(self, frames: "torch.Tensor", state: "torch.Tensor | None") -> "tuple[np.ndarray, torch.Tensor]":
+    def __call__(self, frames: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None
+                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Speech probabilities of consecutive windows of one stream.
 
         Args:
             frames: ``(n, 576)`` float32: each row a 512-sample window preceded by the 64 samples before it.
-            state: the LSTM state returned by the previous call for this stream, or ``None`` at its start.
+            state: the LSTM state ``(h, c)`` (each ``(1, 1, 128)``) returned by the previous call for this
+                stream, or ``None`` at its start.
 
         Returns:
-            ``(n,)`` float32 probabilities and the new ``(2, 1, 128)`` state.
+            ``(n,)`` float32 probabilities and the new state.
         """
-        import torch
-
-        with torch.inference_mode():
-            return self._run(frames, torch.zeros(0) if state is None else state)
-
-    def _run(self, frames, state):
-        probs = np.empty(frames.shape[0], dtype=np.float32)
-        for begin in range(0, frames.shape[0], ENCODER_BATCH):
-            batch = frames[begin : begin + ENCODER_BATCH]
-            encoded = self._net.encoder(self._net.run_extractors(batch))  # (n, 128, 1)
-            for row in range(encoded.shape[0]):
-                out, state = self._net.decoder(encoded[row : row + 1], state)  # (1, 1, 1)
-                probs[begin + row] = out.squeeze(1).mean(1).item()
-        return probs, state
+        if state is None:
+            state = (np.zeros((1, 1, 128), np.float32), np.zeros((1, 1, 128), np.float32))
+        hidden, cell = state
+        probs = []
+        for begin in range(0, frames.shape[0], BLOCK):
+            block = np.ascontiguousarray(frames[begin : begin + BLOCK], dtype=np.float32)
+            values, hidden, cell = self._session.run(["speech_probs", "hn", "cn"],
+                                                     {"input": block, "h": hidden, "c": cell})
+            probs.append(np.asarray(values, np.float32).reshape(-1))
+        return (np.concatenate(probs) if probs else np.zeros(0, np.float32)), (hidden, cell)
 
 
 _vad_lock = threading.Lock()
@@ -177,7 +172,7 @@ _vad: SileroVAD | None = None
 
 
 def load_vad() -> SileroVAD:
-    """The process-wide :class:`SileroVAD` (loaded on first use, ~2 MB, thread-safe)."""
+    """The process-wide :class:`SileroVAD` (loaded on first use, ~1.3 MB, thread-safe)."""
     global _vad
     with _vad_lock:
         if _vad is None:
@@ -208,7 +203,7 @@ class VadSegmenter:
         self._total = 0  # samples received
         self._pos = 0  # samples run through the VAD (a multiple of WINDOW)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
-        self._state = None  # silero's LSTM state, (2, 1, 128)
+        self._state = None  # silero's LSTM state (h, c), each (1, 1, 128)
         self._triggered = False
         self._region_start = 0
         self._temp_end: int | None = None
@@ -276,9 +271,7 @@ class VadSegmenter:
         audio = self._buffer[begin : begin + count * WINDOW]
         windows = audio.reshape(count, WINDOW)
         context = np.concatenate([self._context[None], windows[:-1, -CONTEXT:]]) if count > 1 else self._context[None]
-        import torch
-
-        frames = torch.from_numpy(np.concatenate([context, windows], axis=1))
+        frames = np.concatenate([context, windows], axis=1)
         self._context = windows[-1, -CONTEXT:].copy()
         probs, self._state = self._vad(frames, self._state)
         for prob in probs.tolist():
@@ -361,14 +354,12 @@ class VadSegmenter:
 def speech_probabilities(waveform: np.ndarray, vad: SileroVAD | None = None) -> np.ndarray:
     """silero's speech probability of every whole 32 ms window of ``waveform`` (16 kHz float32), the
     stream starting from silence (a trailing part window is left out): ``(windows,)`` float32."""
-    import torch
-
     count = waveform.size // WINDOW
     if count == 0:
         return np.zeros(0, dtype=np.float32)
     windows = np.ascontiguousarray(waveform[: count * WINDOW], dtype=np.float32).reshape(count, WINDOW)
     context = np.concatenate([np.zeros((1, CONTEXT), np.float32), windows[:-1, -CONTEXT:]])
-    probs, _ = (vad or load_vad())(torch.from_numpy(np.concatenate([context, windows], axis=1)), None)
+    probs, _ = (vad or load_vad())(np.concatenate([context, windows], axis=1), None)
     return probs
 
 

@@ -55,6 +55,10 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from ..load import require_torch
+
+    # exporting reads the torch model (and writes the ONNX encoder with torch.onnx.export)
+    require_torch("funasr-nano export (pip install 'funasr-nano[export]')")
     from ..models.qwen3_asr.checkpoint import is_qwen3_asr_folder
 
     qwen3_asr = args.model != DEMO and is_qwen3_asr_folder(args.model)

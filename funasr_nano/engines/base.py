@@ -15,14 +15,23 @@ from __future__ import annotations
 import abc
 import dataclasses
 import threading
-from typing import Callable, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Sequence, Union
 
-import torch
+import numpy as np
 
 from ..options import DecodingOptions
 
-# A part of an LLM input: token ids, or embeddings shaped ``(positions, hidden)``.
-Part = Union[Sequence[int], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+# A part of an LLM input: token ids, or embeddings shaped ``(positions, hidden)`` (a torch tensor, or a
+# numpy array on the light runtime, which has no torch).
+Part = Union[Sequence[int], "torch.Tensor", np.ndarray]
+
+
+def is_embedding(part: Part) -> bool:
+    """Whether ``part`` is an embedding run (a tensor or array) rather than token ids."""
+    return hasattr(part, "shape") and hasattr(part, "ndim")
 
 # Called after each generated token of a row that is still running, with the row's index in the batch
 # and every token it generated so far (stop tokens excluded). Returning ``True`` stops that row now.
@@ -34,7 +43,8 @@ class LLMInput:
     """One prompt for the LLM.
 
     Attributes:
-        parts: token-id runs and embedding runs (``(n, hidden)`` float tensors), in prompt order.
+        parts: token-id runs and embedding runs (``(n, hidden)`` float tensors or numpy arrays), in
+            prompt order.
         adapter: the LoRA adapter this row runs with (``None``: the base weights). Rows of one batch
             may use different adapters.
     """
@@ -45,10 +55,10 @@ class LLMInput:
     @property
     def length(self) -> int:
         """Number of positions."""
-        return sum(part.shape[0] if isinstance(part, torch.Tensor) else len(part) for part in self.parts)
+        return sum(part.shape[0] if is_embedding(part) else len(part) for part in self.parts)
 
 
-def embed_parts(llm_input: LLMInput, table: torch.nn.Module) -> torch.Tensor:
+def embed_parts(llm_input: LLMInput, table: "torch.nn.Module") -> "torch.Tensor":
     """``(length, hidden)`` input embeddings of one row: token runs through ``table`` (the LLM's input
     embedding module, ``(vocab, hidden)`` weight), embedding runs as given; all in the table's device and
     dtype.
@@ -56,11 +66,14 @@ def embed_parts(llm_input: LLMInput, table: torch.nn.Module) -> torch.Tensor:
     Raises:
         ValueError: an embedding part that is not ``(n, hidden)``.
     """
+    import torch
+
     weight = table.weight
     hidden = weight.shape[1]
     pieces = []
     for part in llm_input.parts:
-        if isinstance(part, torch.Tensor):
+        if is_embedding(part):
+            part = torch.as_tensor(part)
             if part.ndim != 2 or part.shape[1] != hidden:
                 raise ValueError(f"an embedding part must be (n, {hidden}), got {tuple(part.shape)}")
             pieces.append(part.to(weight.device, weight.dtype))

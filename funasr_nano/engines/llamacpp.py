@@ -55,12 +55,11 @@ import threading
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError
 from ..export.gguf import NATIVE_LOGGER, check_gguf_file, import_gguf, import_llama_cpp
 from ..options import DecodingOptions
-from .base import Engine, LLMInput, OnToken
+from .base import Engine, LLMInput, OnToken, is_embedding
 from .continuous import KV_CELLS_MIN, ContinuousScheduler, GenerationCall, ScheduledRow
 
 logger = logging.getLogger(__name__)
@@ -485,12 +484,14 @@ class LlamaCppEngine(Engine):
                              "to load_model(..., lora=...); funasr-nano export gguf-lora writes them)")
         runs = []
         for part in item.parts:
-            if isinstance(part, torch.Tensor):
+            if is_embedding(part):  # a torch tensor, or a numpy array (the light runtime)
                 if part.ndim != 2 or part.shape[1] != self._n_embd:
                     raise ValueError(f"input {index}: an embedding part must be (n, {self._n_embd}), "
                                      f"got {tuple(part.shape)}")
                 if part.shape[0]:
-                    data = part.detach().to("cpu", torch.float32).contiguous().numpy()
+                    if not isinstance(part, np.ndarray):
+                        part = part.detach().to("cpu").float().numpy()
+                    data = np.ascontiguousarray(part, dtype=np.float32)
                     if self._embd_divisor != 1.0:
                         data = data / np.float32(self._embd_divisor)
                     runs.append(("embd", data))

@@ -42,11 +42,9 @@ import threading
 from typing import Any, Iterator, Mapping
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError, MissingDependencyError
 from .gguf_architectures import ARCHITECTURES, GgufArchitecture, architecture_for
-from .llm_checkpoint import llm_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +148,17 @@ def import_llama_cpp():
 # tensors
 
 
-def _check_tied(config, state: Mapping[str, torch.Tensor]) -> None:
+def llm_state_dict(model):
+    """:func:`funasr_nano.export.llm_checkpoint.llm_state_dict` (imported on use: it needs torch, which the
+    light runtime's use of this module, reading GGUF files, does not)."""
+    from .llm_checkpoint import llm_state_dict as state_dict
+
+    return state_dict(model)
+
+
+def _check_tied(config, state: Mapping[str, "torch.Tensor"]) -> None:
+    import torch
+
     if getattr(config, "tie_word_embeddings", False) and not torch.equal(
         state["lm_head.weight"], state["model.embed_tokens.weight"]
     ):
@@ -184,6 +192,8 @@ def map_tensors(architecture: GgufArchitecture, state: Mapping[str, torch.Tensor
 def _tensor_data(gguf, tensor: torch.Tensor, out_type: str):
     """``(numpy data, raw GGML type or None)`` of one tensor in ``out_type``. 1-D tensors (norms) stay
     f32, as in ``convert_hf_to_gguf.py``; 2-D ones take the file's type."""
+    import torch
+
     data = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
     if data.ndim == 1 or out_type == "f32":
         return data, None

@@ -2,8 +2,9 @@
 
 OUT_DIR is in the GGUF layout (:mod:`funasr_nano.models.fun_asr_nano.gguf_layout`): the LLM as
 ``llm-<type>.gguf`` (:func:`funasr_nano.export.gguf.write_llm_gguf`, which stock llama.cpp runs on its
-own), the encoder and adaptor as ``audio.safetensors``, ``config.json`` and the tokenizer, so that
-``load_model(OUT_DIR)`` loads it and decodes with the llama.cpp engine. Works for both checkpoint
+own), the encoder and adaptor as ``audio.safetensors`` (torch) and as ``audio.onnx`` / ``audio-int8.onnx``
+(onnxruntime, :mod:`funasr_nano.export.onnx_audio`), ``config.json`` and the tokenizer, so that
+``load_model(OUT_DIR)`` loads it on the light runtime (no torch) and decodes with the llama.cpp engine. Works for both checkpoint
 layouts and for the embedded demo model. A LoRA adapter must be merged first (``funasr-nano lora
 merge``), since llama.cpp runs the weights as they are.
 """
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike, out_type: str = "q8_0", *,
-                n_threads: int | None = None, dtype=None) -> str:
+                n_threads: int | None = None, dtype=None, audio_onnx: bool = True) -> str:
     """Export a Fun-ASR-Nano checkpoint (``None``: the embedded demo model) to a GGUF-layout folder.
 
     Args:
@@ -30,6 +31,7 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
         n_threads: quantizer threads (default: all cores).
         dtype: the LLM's torch dtype while exporting (default float32); ``torch.bfloat16`` halves the memory
             for large LLMs (e.g. a swapped 4 B LLM), with bf16-rounded weights.
+        audio_onnx: also write the encoder + adaptor as ONNX (fp32 and int8) for the light runtime.
 
     Returns:
         the path of the GGUF file.
@@ -59,6 +61,10 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
                                n_threads=n_threads)
     audio = {k: v.detach().contiguous() for k, v in loaded.model.state_dict().items() if k.startswith(AUDIO_PREFIXES)}
     save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    if audio_onnx:
+        from .onnx_audio import export_audio_onnx
+
+        export_audio_onnx(loaded.model, out_dir)
     config = loaded.model.config
     config.use_low_frame_rate = loaded.use_low_frame_rate
     config.tasks = list(loaded.tasks)

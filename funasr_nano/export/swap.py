@@ -48,11 +48,12 @@ import dataclasses
 import inspect
 import logging
 import os
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError, InvalidOptionError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ def add_speech_markers(tokenizer, llm, markers: tuple[str, str]) -> list[int]:
     """Add ``markers`` as special tokens; returns their ids. Grows ``llm``'s embeddings when needed and
     sets the new rows (input embeddings; output rows too when untied) to the mean of the rows of the
     tokens the tokenizer had."""
+    import torch
     from tokenizers import AddedToken
 
     known = len(tokenizer)
@@ -206,6 +208,8 @@ def _adaptor_config(base_config, hidden_size: int, options: SwapOptions) -> dict
 
 
 def _init_adaptor(projector: torch.nn.Module, seed: int) -> None:
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for module in projector.modules():
@@ -221,6 +225,8 @@ def build_swapped(base_path: str, llm_dir: str, options: SwapOptions = SwapOptio
         CheckpointError: an unusable BASE or LLM folder (no inputs_embeds, no chat template, a hidden
             size the adaptor heads do not divide, missing or mis-shaped tensors).
     """
+    import torch
+
     from transformers import AutoModelForCausalLM, FunAsrNanoConfig
 
     from ..models.fun_asr_nano.checkpoint import _new_model, load_checkpoint

@@ -12,13 +12,14 @@ import abc
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
 from ..engines.base import LLMInput
 from ..errors import CheckpointError
 from .chat import ChatFormat
 
 if TYPE_CHECKING:
+    import torch
+
     from ..results import Word
     from .alignment import CtcAnalysis
 
@@ -50,9 +51,9 @@ class SpeechLLM(abc.ABC):
         """How many prompt positions ``samples`` of 16 kHz audio take."""
 
     @abc.abstractmethod
-    def audio_embeddings(self, waveform: np.ndarray) -> torch.Tensor:
+    def audio_embeddings(self, waveform: np.ndarray) -> "torch.Tensor | np.ndarray":
         """``(samples,)`` float32 16 kHz audio -> ``(num_audio, llm_hidden)`` float32 embeddings that fill
-        the prompt's audio slot."""
+        the prompt's audio slot (a torch tensor on the torch path, a numpy array on the light runtime)."""
 
     # -- prompts --------------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class SpeechLLM(abc.ABC):
         """Whether ``task``'s prompt has an audio slot."""
 
     @abc.abstractmethod
-    def llm_input(self, instruction: str, audio: torch.Tensor | None, *, answer_prefix: str = "",
+    def llm_input(self, instruction: str, audio: "torch.Tensor | np.ndarray | None", *, answer_prefix: str = "",
                   adapter: str | None = None) -> LLMInput:
         """The LLM input for one prompt: the chat around ``instruction`` with ``audio``
         (``(num_audio, llm_hidden)``, or ``None`` for a text-only prompt) in its slot."""
@@ -146,6 +147,6 @@ class SpeechLLM(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def llm(self) -> torch.nn.Module:
+    def llm(self) -> "torch.nn.Module":
         """The causal LLM (a transformers ``PreTrainedModel`` whose ``generate`` takes
         ``inputs_embeds``), for the transformers engine and for export."""

@@ -13,17 +13,30 @@ import os
 import re
 from typing import TYPE_CHECKING, Protocol
 
-import torch
-
 from ..errors import InvalidOptionError, TranslatorError
 from ..options import TRANSLATION_MODES, TranslationOptions
 
 if TYPE_CHECKING:
+    import torch
+
     from .speech_model import SpeechModel
 
 logger = logging.getLogger(__name__)
 
 LANGUAGE_ENGLISH_NAMES = {"zh": "Chinese", "en": "English"}
+
+
+def _inference_mode(function):
+    """``torch.inference_mode()`` as a decorator that imports torch when called (this module is imported
+    on the light runtime, which has no torch)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.inference_mode():
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 class Translator(Protocol):
@@ -59,9 +72,11 @@ class ChatLMTranslator:
     is dropped from the answer.
     """
 
-    def __init__(self, path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, path: str, device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None):
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        dtype = torch.float32 if dtype is None else dtype
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if not getattr(self.tokenizer, "chat_template", None):
             raise TranslatorError(f"{path}: the tokenizer has no chat template; a chat (Instruct) model is needed")
@@ -73,7 +88,7 @@ class ChatLMTranslator:
         return self.tokenizer.apply_chat_template([{"role": "user", "content": request}], tokenize=False,
                                                   add_generation_prompt=True, enable_thinking=False)
 
-    @torch.inference_mode()
+    @_inference_mode
     def tokens(self, text: str, options: TranslationOptions) -> list[int]:
         """The generated token ids (the end-of-turn token excluded)."""
         ids = self.tokenizer(self.prompt(text, options), return_tensors="pt", add_special_tokens=False)
@@ -96,15 +111,17 @@ NLLB_CODES = {"zh": "zho_Hans", "en": "eng_Latn"}
 class Seq2SeqTranslator:
     """A local encoder-decoder MT model (Marian ``opus-mt-zh-en``, NLLB) as translator."""
 
-    def __init__(self, path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, path: str, device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None):
+        import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+        dtype = torch.float32 if dtype is None else dtype
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype).to(device).eval()
         self.multilingual = NLLB_CODES["en"] in self.tokenizer.get_vocab()
         self.path = path
 
-    @torch.inference_mode()
+    @_inference_mode
     def translate(self, text: str, options: TranslationOptions) -> str:
         kwargs = {}
         if self.multilingual:
@@ -172,7 +189,7 @@ def _load_translator_cached(path: str, device: str, n_threads: int | None) -> Tr
         "translate; use a chat LLM (e.g. Qwen3/Qwen2.5 Instruct) or a Marian/NLLB translation model")
 
 
-def load_translator(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+def load_translator(path: str | os.PathLike, device: "str | torch.device" = "cpu", *,
                     n_threads: int | None = None) -> Translator:
     """Load a cascade translator (cached: loading the same path twice gives the same object): a
     transformers folder (chat LLM on transformers, or Marian/NLLB), or a chat LLM as a GGUF file or a

@@ -106,10 +106,10 @@ class ServerState:
 
     @staticmethod
     def _default_name(model: "SpeechModel") -> str:
-        from ..load import DEFAULT_MODEL
+        from ..load import DEFAULT_LIGHT_MODEL, DEFAULT_MODEL
 
         path = os.path.abspath(getattr(model.family, "path", "") or "")
-        if path == os.path.abspath(DEFAULT_MODEL):
+        if path in (os.path.abspath(DEFAULT_MODEL), os.path.abspath(DEFAULT_LIGHT_MODEL)):
             return DEMO_MODEL_NAME
         return os.path.basename(path.rstrip(os.sep)) or "funasr-nano"
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from typing import TYPE_CHECKING
+
 import kaldi_native_fbank as knf
 import numpy as np
-import torch
 
 from ...audio.io import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +115,16 @@ class Frontend:
     def __init__(self, config: FrontendConfig = FrontendConfig()):
         self.config = config
 
-    def __call__(self, waveform: np.ndarray) -> torch.Tensor:
+    def __call__(self, waveform: np.ndarray) -> "torch.Tensor":
         """Returns ``(frames, n_mels * lfr_m)`` float32, 60 ms per frame for the default config."""
+        import torch
+
+        return torch.from_numpy(self.features(waveform))
+
+    def features(self, waveform: np.ndarray) -> np.ndarray:
+        """As :meth:`__call__`, as a numpy array (the light runtime, without torch)."""
         fbank = compute_fbank(waveform, self.config)
-        return torch.from_numpy(apply_lfr(fbank, self.config.lfr_m, self.config.lfr_n))
+        return apply_lfr(fbank, self.config.lfr_m, self.config.lfr_n)
 
     def num_frames(self, num_samples: int) -> int:
         """Number of LFR frames for a waveform of ``num_samples`` samples."""

@@ -1,0 +1,181 @@
+"""Fun-ASR-Nano on the light runtime: a GGUF-layout folder run without torch or transformers.
+
+The same prompts, features and text post-processing as :class:`.model.FunAsrNanoModel` (they come from
+:mod:`.prompt` and :mod:`.frontend`, which need neither), with the encoder + adaptor in onnxruntime
+(``audio.onnx`` / ``audio-int8.onnx``, :mod:`funasr_nano.export.onnx_audio`), the tokenizer and chat
+template through :class:`funasr_nano.models.light_tokenizer.LightTokenizer`, and the LLM in llama.cpp.
+Audio embeddings are numpy arrays, which the llama.cpp engine takes as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import types
+from typing import Sequence
+
+import numpy as np
+
+from ...engines.base import LLMInput
+from ...errors import CheckpointError
+from ..base import SpeechLLM
+from ..light_tokenizer import LightTokenizer
+from ..onnx_audio import OnnxAudioEncoder, audio_onnx_file
+from .frontend import Frontend, FrontendConfig
+from .prompt import SYSTEM_PROMPT, chat_format_for, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
+
+logger = logging.getLogger(__name__)
+
+LIGHT_PRECISIONS = ("fp32", "int8")
+# What a folder that does not list its tasks can do (as .checkpoint.DEFAULT_TASKS; that module needs torch).
+DEFAULT_TASKS = ("transcribe",)
+
+
+def read_config(path: str) -> dict:
+    """``path/config.json`` as a dict (as :func:`funasr_nano.models.weights.read_json_object`, which needs torch).
+
+    Raises:
+        CheckpointError: unreadable, not JSON, or not an object.
+    """
+    file = os.path.join(path, "config.json")
+    try:
+        with open(file, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{file} is not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{file} must hold a JSON object")
+    return value
+
+
+def light_folder(path: str, encoder_precision: str = "fp32") -> str | None:
+    """The LLM GGUF file of ``path`` if it is a Fun-ASR-Nano GGUF-layout folder the light runtime runs at
+    ``encoder_precision`` (``config.json`` without ``model_type: qwen3_asr``, the GGUF named by
+    ``llm_gguf`` or the only ``.gguf``, and the ONNX audio file), else ``None``. The same rule as
+    :func:`.gguf_layout.is_gguf_folder` / :func:`.gguf_layout.gguf_path` (that module needs torch)."""
+    try:
+        names = set(os.listdir(path))
+    except OSError:
+        return None
+    if "config.json" not in names or audio_onnx_file(path, encoder_precision) is None:
+        return None
+    try:
+        config = read_config(path)
+    except CheckpointError:
+        return None
+    if config.get("model_type") == "qwen3_asr":
+        return None
+    named = config.get("llm_gguf")
+    found = [named] if isinstance(named, str) and named in names else sorted(n for n in names if n.endswith(".gguf"))
+    return os.path.join(path, found[0]) if len(found) == 1 else None
+
+
+def folder_tasks(value, where: str) -> tuple[str, ...]:
+    """The ``tasks`` of a config.json (``None``: :data:`DEFAULT_TASKS`).
+
+    Raises:
+        CheckpointError: not a list of names.
+    """
+    if value is None:
+        return DEFAULT_TASKS
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        raise CheckpointError(f"{where}: tasks must be a list of task names, got {value!r}")
+    return tuple(value)
+
+
+class LightFunAsrNanoModel(SpeechLLM):
+    """A Fun-ASR-Nano GGUF-layout folder on onnxruntime + llama.cpp (no torch).
+
+    Args:
+        path: the folder (``funasr-nano export gguf``), with ``audio.onnx`` (and ``audio-int8.onnx``).
+        encoder_precision: ``"fp32"`` (``audio.onnx``) or ``"int8"`` (``audio-int8.onnx``).
+        n_threads: onnxruntime's threads (``None``: one per core).
+        use_low_frame_rate: override the folder's audio-length rule (:func:`.prompt.num_audio_tokens`).
+
+    Raises:
+        CheckpointError: a missing ONNX file, an unreadable config or tokenizer.
+    """
+
+    def __init__(self, path: str, encoder_precision: str = "fp32", *, n_threads: int | None = None,
+                 use_low_frame_rate: bool | None = None):
+        self.path = path
+        self.encoder_precision = encoder_precision
+        file = audio_onnx_file(path, encoder_precision)
+        if file is None:
+            raise CheckpointError(f"{path}: no ONNX audio encoder for encoder_precision={encoder_precision!r}; "
+                                  f"export the folder again with funasr-nano export gguf")
+        config = read_config(path)
+        audio = dict(config.get("audio_config") or {})
+        text = dict(config.get("text_config") or {})
+        self.frontend = Frontend(FrontendConfig(n_mels=int(audio.get("num_mel_bins", 80)),
+                                                lfr_m=int(audio.get("num_stacked_frames", 7)), lfr_n=6))
+        self._max_frames = int(audio.get("max_position_embeddings") or 2048)
+        self.use_low_frame_rate = (bool(config.get("use_low_frame_rate", True)) if use_low_frame_rate is None
+                                   else use_low_frame_rate)
+        self.tasks = folder_tasks(config.get("tasks"), f"{path}/config.json")
+        self.tokenizer = LightTokenizer.from_pretrained(path)
+        self.encoder = OnnxAudioEncoder(file, n_threads)
+        try:
+            self.chat = chat_format_for(self.tokenizer, types.SimpleNamespace(**config))
+            eos = text.get("eos_token_id")
+            eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+            self._stop_token_ids = self.chat.stop_token_ids(self.tokenizer, eos)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from error
+
+    @property
+    def llm(self):
+        raise CheckpointError(f"{self.path}: on the light runtime the LLM is the GGUF file, run by llama.cpp")
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        return list(self._stop_token_ids)
+
+    @property
+    def max_audio_seconds(self) -> float:
+        return self._max_frames * self.frontend.config.seconds_per_frame
+
+    # -- audio -> embeddings --------------------------------------------------------------------------
+
+    def features(self, waveform: np.ndarray) -> np.ndarray:
+        """``(samples,)`` 16 kHz float32 -> ``(frames, 560)`` LFR fbank, 60 ms per frame."""
+        return self.frontend.features(waveform)
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """``(frames, 560)`` -> ``(frames, llm_hidden)`` float32 adaptor output (onnxruntime)."""
+        return self.encoder(features=np.ascontiguousarray(features[None], dtype=np.float32))[0]
+
+    def audio_positions(self, samples: int) -> int:
+        return num_audio_tokens(self.frontend.num_frames(samples), self.use_low_frame_rate)
+
+    def audio_embeddings(self, waveform: np.ndarray) -> np.ndarray:
+        """``(num_audio, llm_hidden)`` float32, as :meth:`.model.FunAsrNanoModel.audio_embeddings`."""
+        features = self.features(waveform)
+        return self.encode(features)[: num_audio_tokens(features.shape[0], self.use_low_frame_rate)]
+
+    # -- prompts (as FunAsrNanoModel) -----------------------------------------------------------------
+
+    def check_language(self, language: str | None) -> str | None:
+        return language_name(language)
+
+    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+        return transcription_instruction(list(hotwords), language_name(language), itn)
+
+    def task_instruction(self, task: str, text: str | None = None) -> str:
+        return get_task(task).user_text(text)
+
+    def task_uses_audio(self, task: str) -> bool:
+        return get_task(task).uses_audio
+
+    def llm_input(self, instruction: str, audio: np.ndarray | None, *, answer_prefix: str = "",
+                  adapter: str | None = None) -> LLMInput:
+        num_audio = 0 if audio is None else audio.shape[0]
+        prompt = self.chat.prompt_ids(self.tokenizer, instruction, num_audio, system=SYSTEM_PROMPT,
+                                      answer_prefix=answer_prefix)
+        parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
+        return LLMInput(parts=parts, adapter=adapter)
+
+    def decode_text(self, tokens: Sequence[int]) -> str:
+        """Token ids -> text, post-processed as FunASR does."""
+        return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
