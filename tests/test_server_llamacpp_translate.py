@@ -169,6 +169,9 @@ def test_cli_translate_and_transcribe_take_lora_and_translator(models, demo, bin
     assert capsys.readouterr().out.strip() == demo.translate(EXAMPLE, mode="cascade", translator=models["chat"]).text
     assert main(["translate", *common, "--lora", paths["lora"], "--mode", "unified", str(EXAMPLE)]) == 0
     assert capsys.readouterr().out.strip() == models["peft"].translate(EXAMPLE, mode="unified").text
+    # a plain --lora PATH is the translate task's: the cascade's transcription runs on the base weights
+    assert main(["translate", *common, "--lora", paths["lora"], "--translator", paths["translator"], str(binhai)]) == 0
+    assert capsys.readouterr().out.strip() == demo.translate(binhai, mode="cascade", translator=models["chat"]).text
     # transcribe: TASK=PATH, or a plain PATH for every task
     with_adapter = load_model(lora={"transcribe": paths["adapter"]}).transcribe(binhai).text
     assert with_adapter != demo.transcribe(binhai).text
