@@ -51,6 +51,10 @@ SENTENCES = (1, 3, 6)
 ASR_TOKENS, EN_TOKENS = 16, 24
 ENCODER = "int8"  # our encoder and adaptor's arithmetic (as the issue's transcription figure); official: fp32
 WORKERS = ("transcribe", "unified", "cascade-llama", "cascade-hf", "official", "together", "profile")
+# rough seconds of each worker on a 2-core AVX2 machine, to group workers into exclusive holds of the lock
+ESTIMATED_SECONDS = {"transcribe": 45, "unified": 50, "profile": 80, "cascade-llama": 110, "cascade-hf": 170,
+                     "together": 140, "official": 200}
+HOLD_SECONDS = 400
 
 
 def _text_rows(embedding, tokenizer) -> None:
@@ -353,23 +357,50 @@ def main(args) -> None:
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker, args.quant, paths, clip, args.threads)), flush=True)
         return
+    if args.batch:  # a group of workers, one fresh process each, in one exclusive hold of the lock
+        for item in args.batch.split(","):
+            name, quant = item.split(":")
+            print(_run_worker(name, quant, out, args.threads), flush=True)
+        return
+    plan = [(name, quant) for name in args.workers.split(",")
+            for quant in (QUANTS if name != "official" else ("fp32",))]
+    groups, current, seconds = [], [], 0
+    for name, quant in plan:  # holds of at most HOLD_SECONDS (estimated), so that each stays short
+        if current and seconds + ESTIMATED_SECONDS[name] > HOLD_SECONDS:
+            groups.append(current)
+            current, seconds = [], 0
+        current.append((name, quant))
+        seconds += ESTIMATED_SECONDS[name]
+    groups.append(current)
     results = []
-    for name in args.workers.split(","):
-        for quant in (QUANTS if name != "official" else ("fp32",)):
-            command = [sys.executable, __file__.replace("translate_full.py", "bench_translate.py"), "--size", "full",
-                       "--worker", name, "--quant", quant, "--out", str(out), "--threads", str(args.threads)]
-            if args.lock:  # one exclusive hold per worker, so that the holds stay short
-                command = ["flock", "-x", args.lock] + command
-            done = subprocess.run(command, capture_output=True, text=True)
-            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
-            if line is None:
-                print(done.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"worker {name} {quant} failed")
+    for group in groups:
+        command = [sys.executable, __file__.replace("translate_full.py", "bench_translate.py"), "--size", "full",
+                   "--batch", ",".join(f"{n}:{q}" for n, q in group), "--out", str(out), "--threads", str(args.threads)]
+        if args.lock:
+            command = ["flock", "-x", args.lock] + command
+        done = subprocess.run(command, capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        for line in lines:
             results.append(json.loads(line[len("RESULT "):]))
             print(json.dumps(results[-1]), flush=True)
+        if len(lines) != len(group):
+            print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"a worker of {group} failed")
     report(results)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(dict(cpu=cpu_info(), results=results), indent=1))
+
+
+def _run_worker(name: str, quant: str, out: pathlib.Path, threads: int) -> str:
+    """The RESULT line of one worker, run in a fresh process."""
+    command = [sys.executable, __file__.replace("translate_full.py", "bench_translate.py"), "--size", "full",
+               "--worker", name, "--quant", quant, "--out", str(out), "--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return f"FAILED {name} {quant}"
+    return line
 
 
 def report(results: list[dict]) -> None:

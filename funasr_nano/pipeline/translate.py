@@ -15,7 +15,9 @@ Event order of :func:`translate_stream` (every event is a frozen dataclass):
 * cascade: for each sentence ``i`` in time order: ``PartialTranscript`` x n (the segment's transcript
   so far, growing) -> ``SourceSentence(i)`` -> ``SentenceTranslated(i)``; after the last one,
   ``TranslationFinished``. The translation of sentence ``i`` is emitted before any text of sentence
-  ``i + 1`` that was not already decoded when sentence ``i`` completed.
+  ``i + 1`` that was not already decoded when sentence ``i`` completed. With ``options.overlap`` the
+  events are the same, but the speech pass runs ahead in a thread of its own while sentence ``i`` is
+  translated (its partial transcripts are emitted after ``SentenceTranslated(i)``).
 * unified: ``SentenceTranslated(i)`` for each sentence as the speech LLM writes it (``source`` is
   ``None``), then ``TranslationFinished``.
 
