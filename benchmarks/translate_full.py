@@ -53,8 +53,8 @@ ENCODER = "int8"  # our encoder and adaptor's arithmetic (as the issue's transcr
 WORKERS = ("transcribe", "unified", "cascade-llama", "cascade-hf", "official", "together", "profile")
 # rough seconds of each worker on a 2-core AVX2 machine, to group workers into exclusive holds of the lock
 ESTIMATED_SECONDS = {"transcribe": 45, "unified": 50, "profile": 80, "cascade-llama": 110, "cascade-hf": 170,
-                     "together": 140, "official": 200}
-HOLD_SECONDS = 400
+                     "together": 140, "official": 180}
+HOLD_SECONDS = 460
 
 
 def _text_rows(embedding, tokenizer) -> None:
@@ -254,7 +254,7 @@ def worker(name: str, quant: str, paths: dict, clip: str, threads: int) -> dict:
 
             translator = load_translator(paths["translator"])
             inner = translator.tokens
-            translator.tokens = lambda text, options: mt_counts.append(len(r := inner(text, options))) or r
+            translator.tokens = lambda text, options, **kw: mt_counts.append(len(r := inner(text, options, **kw))) or r
         forced = ForcedTranslator(translator) if translator is not None else None
         model.transcribe(clip, options=fixed)  # warm-up
         if name in ("transcribe", "together"):
