@@ -15,8 +15,8 @@ Client events (JSON text messages):
   or ``cascade`` (the item is transcribed live, then each sentence of its final transcript is translated
   by the server's translator: no previews, one ``delta`` per English sentence as soon as it is
   translated, and the transcript in ``completed.source_transcript``); default: the server's
-  ``translation_mode``. The default format is OpenAI's: PCM16 at 24 kHz (any rate is resampled to 16 kHz). Settings change only
-  between items: before the first audio or right after a commit.
+  ``translation_mode``. The default format is OpenAI's: PCM16 at 24 kHz (any rate is resampled to
+  16 kHz). Settings change only between items: before the first audio or right after a commit.
 * ``input_audio_buffer.append`` (``audio``: base64 little-endian PCM16 mono);
 * ``input_audio_buffer.commit``: ends the current item now (what the VAD has not closed yet is final);
 * ``input_audio_buffer.clear``: drops the audio not yet final.
