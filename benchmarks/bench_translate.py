@@ -66,15 +66,17 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench-out" / "translate-full"), help="--size full: model folder")
     parser.add_argument("--workers", default="transcribe,unified,cascade-llama,cascade-hf,official,together",
                         help="--size full: which workers to run")
-    parser.add_argument("--lock", help="--size full: run each worker under flock -x LOCK (short exclusive holds)")
+    parser.add_argument("--lock", help="--size full: run the workers in groups, each group under flock -x LOCK "
+                                       "(exclusive holds of about 7 minutes at most)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--quant", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.size == "full":
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from translate_full import main as full_main
 
-        if args.threads == os.cpu_count() and not args.worker:
+        if args.threads == os.cpu_count() and not args.worker and not args.batch:
             args.threads = 2
         return full_main(args)
 

@@ -23,6 +23,12 @@ Workers (each a fresh process; peak RSS from VmHWM):
   official       funasr ``AutoModel`` (ASR, 16 tokens) then the translator through transformers ``generate``
                  (24 tokens), sentence after sentence
   together       speech model + adapter + llama.cpp translator loaded at once: transcribe, unified, cascade
+  profile        where the unified pass's time goes: VAD, encoder, prefill and per-token decode, base
+                 weights vs the f32 / f16 / r=4 GGUF LoRA (one engine, all adapters loaded)
+
+Cascade workers run each sentence count serially (``cascade_N``) and with overlap (``cascade_overlap_N``:
+the translation of sentence i runs while sentence i + 1 is decoded; both engines with ``--threads``
+threads), and cascade-llama also with a 1-thread translator during overlap (``cascade_overlap1_N``).
 """
 
 from __future__ import annotations
@@ -44,7 +50,11 @@ QUANTS = ("q8_0", "q4_k_m")
 SENTENCES = (1, 3, 6)
 ASR_TOKENS, EN_TOKENS = 16, 24
 ENCODER = "int8"  # our encoder and adaptor's arithmetic (as the issue's transcription figure); official: fp32
-WORKERS = ("transcribe", "unified", "cascade-llama", "cascade-hf", "official", "together")
+WORKERS = ("transcribe", "unified", "cascade-llama", "cascade-hf", "official", "together", "profile")
+# rough seconds of each worker on a 2-core AVX2 machine, to group workers into exclusive holds of the lock
+ESTIMATED_SECONDS = {"transcribe": 45, "unified": 50, "profile": 80, "cascade-llama": 110, "cascade-hf": 170,
+                     "together": 140, "official": 180}
+HOLD_SECONDS = 460
 
 
 def _text_rows(embedding, tokenizer) -> None:
@@ -89,6 +99,25 @@ def ensure_models(out: pathlib.Path) -> dict:
                     weight.copy_(0.01 * torch.randn(weight.shape, generator=generator))
         save_adapter(model, str(paths["adapter"]))
         write_lora_gguf(paths["adapter"], model.config.text_config, paths["lora"])
+        del model
+    paths["lora-f16"] = out / "translate-lora-f16.gguf"
+    if not paths["lora-f16"].exists():
+        from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint
+
+        text_config = load_checkpoint(str(paths["speech"])).model.config.text_config
+        write_lora_gguf(paths["adapter"], text_config, paths["lora-f16"], "f16")
+    paths["lora-r4"] = out / "translate-lora-r4.gguf"
+    if not paths["lora-r4"].exists():
+        print("writing an r=4 LoRA ...", file=sys.stderr, flush=True)
+        model, _, _ = build_random_model(TinyConfig.full_size(), 0, tokenizer)
+        add_lora(model, LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0))
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for _, layer in lora_layers(model.model.language_model):
+                for weight in (layer.lora_A["default"].weight, layer.lora_B["default"].weight):
+                    weight.copy_(0.01 * torch.randn(weight.shape, generator=generator))
+        save_adapter(model, str(out / "translate-lora-r4"))
+        write_lora_gguf(out / "translate-lora-r4", model.config.text_config, paths["lora-r4"])
         del model
     for quant in QUANTS:
         folder = out / f"speech-{quant}"
@@ -175,6 +204,9 @@ def worker(name: str, quant: str, paths: dict, clip: str, threads: int) -> dict:
     cascade = TranslationOptions(mode="cascade", max_new_tokens=ASR_TOKENS)
     unified = TranslationOptions(mode="unified", max_new_tokens=EN_TOKENS)
     fixed = DecodingOptions(max_new_tokens=ASR_TOKENS, min_new_tokens=ASR_TOKENS, repetition_guard=False)
+    if name == "profile":
+        return dict(worker=name, quant=quant, rows=profile(quant, paths, clip, threads), peak_rss_mb=peak_rss_mb(),
+                    asr_tokens=[], mt_tokens=[])
     if name == "official":
         from funasr import AutoModel
 
@@ -222,24 +254,82 @@ def worker(name: str, quant: str, paths: dict, clip: str, threads: int) -> dict:
 
             translator = load_translator(paths["translator"])
             inner = translator.tokens
-            translator.tokens = lambda text, options: mt_counts.append(len(r := inner(text, options))) or r
+            translator.tokens = lambda text, options, **kw: mt_counts.append(len(r := inner(text, options, **kw))) or r
         forced = ForcedTranslator(translator) if translator is not None else None
         model.transcribe(clip, options=fixed)  # warm-up
         if name in ("transcribe", "together"):
             best = min(_timed(lambda: model.transcribe(clip, options=fixed)) for _ in range(3))
             rows["transcribe_5s"] = dict(total_s=best)
+            forced24 = dataclasses.replace(fixed, max_new_tokens=EN_TOKENS, min_new_tokens=EN_TOKENS)
+            rows["transcribe24_5s"] = dict(total_s=min(_timed(lambda: model.transcribe(clip, options=forced24))
+                                                       for _ in range(3)))
         if name in ("unified", "together"):
             run_stream(model, audio[1], unified)  # warm-up
             rows.update({f"unified_{n}": run_stream(model, audio[n], unified) for n in SENTENCES})
         if forced is not None:
             run_stream(model, audio[1], cascade, forced)  # warm-up
             prefix = "cascade" if name != "together" else "cascade_llama"
+            overlap = dataclasses.replace(cascade, overlap=True)
             rows.update({f"{prefix}_{n}": run_stream(model, audio[n], cascade, forced) for n in SENTENCES})
+            rows.update({f"{prefix}_overlap_{n}": run_stream(model, audio[n], overlap, forced) for n in SENTENCES})
+            if name == "cascade-llama":
+                from funasr_nano.pipeline.translators import load_translator
+
+                one = ForcedTranslator(load_translator(paths[f"translator-{quant}"], n_threads=1))
+                run_stream(model, audio[1], overlap, one)  # warm-up
+                rows.update({f"cascade_overlap1_{n}": run_stream(model, audio[n], overlap, one) for n in SENTENCES})
         if name == "together":
             rows["gguf_bytes"] = os.path.getsize(model.family.checkpoint.llm_gguf) + os.path.getsize(
                 paths[f"translator-{quant}"])
     return dict(worker=name, quant=quant if name != "official" else "fp32", rows=rows, peak_rss_mb=peak_rss_mb(),
                 asr_tokens=sorted(set(asr_counts)), mt_tokens=sorted(set(mt_counts)))
+
+
+def profile(quant: str, paths: dict, clip: str, threads: int) -> dict:
+    """Seconds of each stage of one 5 s sentence (best of 3): VAD over the 6 s of audio, the int8 encoder,
+    the prompt prefill (``max_new_tokens=1``) and 16 / 24 forced tokens, on the base weights and with each
+    GGUF LoRA (f32 r=16, f16 r=16, f32 r=4) on one engine."""
+    import numpy as np
+
+    from funasr_nano import DecodingOptions, load_model
+    from funasr_nano.audio.vad import VadSegmenter
+    from funasr_nano.engines.llamacpp import LlamaCppEngine
+    from funasr_nano.options import TranslationOptions
+
+    model = load_model(paths[f"speech-{quant}"], n_threads=threads, encoder_precision=ENCODER)
+    family = model.family
+    engine = LlamaCppEngine(family.checkpoint.llm_gguf, family.stop_token_ids, n_threads=threads,
+                            lora_adapters={"f32-r16": paths["lora"], "f16-r16": paths["lora-f16"],
+                                           "f32-r4": paths["lora-r4"]})
+    audio = sentences_audio(clip, 1)
+
+    def vad():
+        segmenter = VadSegmenter(TranslationOptions().vad_options)
+        return segmenter.push(audio) + segmenter.finish()
+
+    chunk = vad()[0]
+    rows = {"vad_s": min(_timed(vad) for _ in range(3)),
+            "encoder_s": min(_timed(lambda: family.audio_embeddings(chunk.samples)) for _ in range(3))}
+    embeddings = family.audio_embeddings(chunk.samples)
+    prompts = {"transcribe": family.transcription_instruction(None, (), True),
+               "translate": family.task_instruction("translate")}
+    for adapter in (None, "f32-r16", "f16-r16", "f32-r4"):
+        for task, instruction in prompts.items():
+            if adapter is not None and task == "transcribe":
+                continue
+            row = family.llm_input(instruction, embeddings, adapter=adapter)
+            times = {}
+            for n in (1, ASR_TOKENS, EN_TOKENS):
+                options = DecodingOptions(max_new_tokens=n, min_new_tokens=n, repetition_guard=False)
+                engine.generate([row], options)  # warm-up (and adapter switch)
+                times[n] = min(_timed(lambda: engine.generate([row], options)) for _ in range(3))
+            per_token = (times[EN_TOKENS] - times[1]) / (EN_TOKENS - 1)
+            rows[f"{task}_{adapter or 'base'}"] = dict(prompt_positions=row.length, prefill_s=round(times[1], 4),
+                                                      tokens16_s=round(times[ASR_TOKENS], 4),
+                                                      tokens24_s=round(times[EN_TOKENS], 4),
+                                                      per_token_ms=round(per_token * 1000, 2))
+    engine.close()
+    return rows
 
 
 def _timed(fn) -> float:
@@ -267,23 +357,50 @@ def main(args) -> None:
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker, args.quant, paths, clip, args.threads)), flush=True)
         return
+    if args.batch:  # a group of workers, one fresh process each, in one exclusive hold of the lock
+        for item in args.batch.split(","):
+            name, quant = item.split(":")
+            print(_run_worker(name, quant, out, args.threads), flush=True)
+        return
+    plan = [(name, quant) for name in args.workers.split(",")
+            for quant in (QUANTS if name != "official" else ("fp32",))]
+    groups, current, seconds = [], [], 0
+    for name, quant in plan:  # holds of at most HOLD_SECONDS (estimated), so that each stays short
+        if current and seconds + ESTIMATED_SECONDS[name] > HOLD_SECONDS:
+            groups.append(current)
+            current, seconds = [], 0
+        current.append((name, quant))
+        seconds += ESTIMATED_SECONDS[name]
+    groups.append(current)
     results = []
-    for name in args.workers.split(","):
-        for quant in (QUANTS if name != "official" else ("fp32",)):
-            command = [sys.executable, __file__.replace("translate_full.py", "bench_translate.py"), "--size", "full",
-                       "--worker", name, "--quant", quant, "--out", str(out), "--threads", str(args.threads)]
-            if args.lock:  # one exclusive hold per worker, so that the holds stay short
-                command = ["flock", "-x", args.lock] + command
-            done = subprocess.run(command, capture_output=True, text=True)
-            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
-            if line is None:
-                print(done.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"worker {name} {quant} failed")
+    for group in groups:
+        command = [sys.executable, __file__.replace("translate_full.py", "bench_translate.py"), "--size", "full",
+                   "--batch", ",".join(f"{n}:{q}" for n, q in group), "--out", str(out), "--threads", str(args.threads)]
+        if args.lock:
+            command = ["flock", "-x", args.lock] + command
+        done = subprocess.run(command, capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        for line in lines:
             results.append(json.loads(line[len("RESULT "):]))
             print(json.dumps(results[-1]), flush=True)
+        if len(lines) != len(group):
+            print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"a worker of {group} failed")
     report(results)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(dict(cpu=cpu_info(), results=results), indent=1))
+
+
+def _run_worker(name: str, quant: str, out: pathlib.Path, threads: int) -> str:
+    """The RESULT line of one worker, run in a fresh process."""
+    command = [sys.executable, __file__.replace("translate_full.py", "bench_translate.py"), "--size", "full",
+               "--worker", name, "--quant", quant, "--out", str(out), "--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return f"FAILED {name} {quant}"
+    return line
 
 
 def report(results: list[dict]) -> None:
@@ -291,6 +408,9 @@ def report(results: list[dict]) -> None:
     print("| worker | mode | type | sentences | first English sentence s | total s | RTF | peak RSS MB | tokens ASR / MT |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        if r["worker"] == "profile":
+            print(f"profile {r['quant']}: " + json.dumps(r["rows"]))
+            continue
         for key, row in r["rows"].items():
             if not isinstance(row, dict):
                 continue
@@ -308,10 +428,11 @@ def report(results: list[dict]) -> None:
             continue
         base = plain["total_s"]
         lines = [f"{quant}: plain transcription of 5 s: {base:.2f} s"]
-        for worker_name, key, goal in (("unified", "unified_1", 1.15), ("cascade-llama", "cascade_1", 1.6)):
+        for worker_name, key, goal in (("unified", "unified_1", 1.15), ("cascade-llama", "cascade_1", 1.6),
+                                       ("cascade-llama", "cascade_overlap_1", 1.6), ("cascade-hf", "cascade_1", 1.6)):
             row = by.get((worker_name, quant), {}).get(key)
             if row and row.get("first_s"):
-                line = f"{worker_name} first sentence {row['first_s']:.2f} s = {row['first_s'] / base:.2f}x (goal <= {goal}x)"
+                line = f"{worker_name} {key} first sentence {row['first_s']:.2f} s = {row['first_s'] / base:.2f}x (goal <= {goal}x)"
                 if official:
                     line += f", {official['first_s'] / row['first_s']:.1f}x faster than official (goal >= 6x)"
                 lines.append(line)

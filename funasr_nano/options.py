@@ -176,6 +176,9 @@ class TranslationOptions:
         stream_by_sentence: translate sentence by sentence (lowest latency); ``False`` translates each
             VAD segment whole (more context per translation, later first output).
         vad_options: how long audio is cut at pauses.
+        overlap: cascade: translate sentence i in a thread of its own while the speech model decodes
+            sentence i + 1 (same events and text as without; faster only where the CPU has cores to spare
+            for both passes).
     """
 
     source_language: str = "zh"
@@ -185,6 +188,7 @@ class TranslationOptions:
     temperature: float = 0.0
     stream_by_sentence: bool = True
     vad_options: VadOptions = dataclasses.field(default_factory=VadOptions)
+    overlap: bool = False
 
     def __post_init__(self):
         from .errors import UnsupportedLanguageError
@@ -200,11 +204,62 @@ class TranslationOptions:
         _finite("temperature", self.temperature, 0.0)
         if not isinstance(self.vad_options, VadOptions):
             raise InvalidOptionError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
+        if not isinstance(self.overlap, bool):
+            raise InvalidOptionError(f"overlap must be True or False, got {self.overlap!r}")
 
     @property
     def decoding(self) -> DecodingOptions:
         """The speech model's decoding options for this translation."""
         return DecodingOptions(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterOptions:
+    """What a command loads beside the speech model: LoRA adapters and the cascade translator.
+
+    Attributes:
+        lora: a LoRA adapter, TASK=PATH (translate=translate.gguf: that task runs with it, the others on the
+            base weights) or PATH (the translate command: its translate task; transcribe and serve: every
+            task); PATH is a peft adapter folder or, for a GGUF-layout model on llama.cpp, a GGUF LoRA file
+            (funasr-nano export gguf-lora); repeatable, one per task.
+        translator: cascade translator: a chat LLM GGUF file or a folder of one (llama.cpp; funasr-nano
+            export gguf LLM_DIR OUT_DIR writes one), or a transformers chat LLM or Marian/NLLB folder
+            (default: the speech model's own LLM on its text translation task).
+    """
+
+    lora: tuple[str, ...] = ()
+    translator: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.lora, str) or not isinstance(self.lora, tuple) or \
+                any(not isinstance(entry, str) or not entry.strip() for entry in self.lora):
+            raise InvalidOptionError(f"lora must be a tuple of TASK=PATH or PATH strings, got {self.lora!r}")
+        if self.translator is not None and (not isinstance(self.translator, str) or not self.translator.strip()):
+            raise InvalidOptionError(f"translator must be a path, got {self.translator!r}")
+        self.adapters("default")  # one adapter per task
+
+    def adapters(self, plain: str) -> dict[str, str] | None:
+        """``lora`` as :func:`funasr_nano.load_model`'s mapping ``{task: path}`` (``None`` without
+        adapters); a plain PATH is the adapter of task ``plain`` (``"default"``: every task). An entry
+        is TASK=PATH when the part before the first ``=`` is a word and the whole entry is no existing
+        path.
+
+        Raises:
+            InvalidOptionError: two adapters for one task.
+        """
+        import os
+        import re
+
+        mapping: dict[str, str] = {}
+        for entry in self.lora:
+            task, sep, path = entry.partition("=")
+            if not (sep and re.fullmatch(r"\w+", task) and path and not os.path.exists(entry)):
+                task, path = plain, entry
+            if task in mapping:
+                raise InvalidOptionError(f"lora: two adapters for the {task!r} task ({mapping[task]}, {path}); "
+                                         "give one per task as TASK=PATH")
+            mapping[task] = path
+        return mapping or None
 
 
 Options = TypeVar("Options", DecodingOptions, TranscribeOptions, TranslationOptions)

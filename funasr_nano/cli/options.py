@@ -64,6 +64,12 @@ HELP: Mapping[str, str] = types.MappingProxyType({
 CHOICES: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
     "TranslationOptions.mode": TRANSLATION_MODES,
 })
+# Placeholders of flags that take a path: "<Class>.<field>" -> metavar.
+METAVARS: Mapping[str, str] = types.MappingProxyType({
+    "AdapterOptions.lora": "[TASK=]PATH",
+    "AdapterOptions.translator": "PATH",
+    "ServerOptions.translator": "PATH",
+})
 # Titles of the flag groups of nested dataclasses in --help.
 GROUP_TITLES: Mapping[str, str] = types.MappingProxyType({
     "DecodingOptions": "decoding (how the LLM generates)",
@@ -115,9 +121,10 @@ def _help(text: str, default: Any, show_default: bool) -> str:
     return text
 
 
-def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
+                     exclude: tuple[str, ...] = ()) -> None:
     """Add one flag per field of the option dataclass ``cls`` (nested dataclasses recursively, in a
-    group each) to ``parser``. The flag's destination is the field's dotted path
+    group each; fields named in ``exclude`` left out) to ``parser``. The flag's destination is the field's dotted path
     (``decoding.max_new_tokens``); its default is :data:`argparse.SUPPRESS`, so the dataclass's own
     default applies when the flag is absent.
 
@@ -128,6 +135,8 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
         hint, default, key = hints[field.name], _default(field), f"{cls.__name__}.{field.name}"
         dest = prefix + field.name
         if dataclasses.is_dataclass(hint):
@@ -150,7 +159,8 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "
             pair.add_argument(f"--no-{name}", action="store_const", const=False,
                               help=HELP.get(f"{key}:off", f"turn --{name} off"), **common)
         elif hint == tuple[str, ...] and not name.endswith("s"):  # a singular name: --api-key K, repeatable
-            parser.add_argument(f"--{name}", *aliases, type=lambda value: [value], action="extend", metavar="S",
+            parser.add_argument(f"--{name}", *aliases, type=lambda value: [value], action="extend",
+                                metavar=METAVARS.get(key, "S"),
                                 help=_help(text, default, True), **common)
         elif hint == tuple[str, ...]:  # a plural name: --hotwords A,B and a repeatable --hotword W
             parser.add_argument(f"--{name}", *aliases, type=_comma_list, action="extend", metavar="A,B",
@@ -159,7 +169,7 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "
                                 help=f"one entry of --{name} (repeatable; may contain commas)", **common)
         elif _scalar_type(hint) is not None:
             scalar = _scalar_type(hint)
-            metavar = {int: "N", float: "X", str: "S"}[scalar] if key not in CHOICES else None
+            metavar = METAVARS.get(key, {int: "N", float: "X", str: "S"}[scalar]) if key not in CHOICES else None
             shown = f"{text} (default: {DEFAULT_HELP[key]})".replace("%", "%%") if key in DEFAULT_HELP else None
             parser.add_argument(f"--{name}", *aliases, type=scalar, choices=CHOICES.get(key), metavar=metavar,
                                 help=shown or _help(text, default, True), **common)

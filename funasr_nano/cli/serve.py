@@ -18,6 +18,7 @@ import socket
 from typing import Mapping
 
 from ..errors import InvalidOptionError, MissingDependencyError
+from ..options import AdapterOptions
 from .options import add_model_flags, add_option_flags, load_model_from_args, options_from_args
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -31,6 +32,7 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                              "the /v1/realtime WebSocket, GET /v1/models and /health; concurrent "
                                              "requests are decoded in batches.")
     add_model_flags(parser)
+    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora (ServerOptions has --translator)
     add_option_flags(parser, ServerOptions)
     parser.set_defaults(run=run)
 
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..server.config import ServerOptions
 
     options = options_from_args(ServerOptions, args)  # bad values fail here, before loading the model
+    adapters = options_from_args(AdapterOptions, args)
     options = with_environment_key(options, os.environ)
     keys = load_api_keys(options.api_key, options.api_key_file)
     check_exposure(options.host, keys, options.allow_unauthenticated)
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     sock = bind(options.host, options.port)
     try:
-        model = load_model_from_args(args)
+        model = load_model_from_args(args, lora=adapters.adapters("default"))
         try:
             app = create_app(model, options)
             host, port = sock.getsockname()[:2]

@@ -13,7 +13,7 @@ import json
 import logging
 
 from ..errors import InvalidOptionError, UnsupportedLanguageError
-from ..options import TranscribeOptions
+from ..options import AdapterOptions, TranscribeOptions
 from ..writers import FORMATS, get_writer, write_result
 from .options import add_model_flags, add_option_flags, load_model_from_args, naming_flags, options_from_args
 from .output import Failures, plan_output_names, prepare_output_dir, printable, write_stdout
@@ -32,6 +32,7 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--output-dir", metavar="DIR",
                         help="write DIR/<file stem>.<format> per input instead of printing (a stem shared by "
                              "several inputs gets -1, -2, ...)")
+    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora
     add_option_flags(parser, TranscribeOptions)
     parser.set_defaults(run=run)
 
@@ -73,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_format(args)
     options = options_from_args(TranscribeOptions, args)  # bad values fail here, before loading the model
+    adapters = options_from_args(AdapterOptions, args)
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, FORMATS if args.format == "all" else (args.format,))
-    model = load_model_from_args(args)
+    model = load_model_from_args(args, lora=adapters.adapters("default"))
     try:
         results = model.transcribe_batch(args.files, options)  # options checked against the model here
     except (InvalidOptionError, UnsupportedLanguageError) as error:

@@ -13,7 +13,7 @@ import logging
 import os
 
 from ..errors import InvalidOptionError
-from ..options import TranslationOptions
+from ..options import AdapterOptions, TranslationOptions
 from ..writers import get_writer, write_file, write_result
 from .options import add_model_flags, add_option_flags, load_model_from_args, options_from_args
 from .output import Failures, OutputError, plan_output_names, prepare_output_dir, printable, write_stdout
@@ -31,12 +31,7 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                              "sentence.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length: cut at pauses)")
     add_model_flags(parser)
-    parser.add_argument("--translator", metavar="PATH",
-                        help="cascade: a chat LLM or Marian/NLLB folder, or a chat LLM GGUF file (llama.cpp; "
-                             "funasr-nano export gguf LLM_DIR OUT_DIR writes one) (default: the speech model's own LLM)")
-    parser.add_argument("--lora", metavar="PATH",
-                        help="unified: the translate LoRA adapter (a peft folder, or a GGUF LoRA file for a GGUF-layout "
-                             "model: funasr-nano export gguf-lora), applied to the translate task only")
+    add_option_flags(parser, AdapterOptions)  # --lora, --translator
     parser.add_argument("--format", default="txt", choices=FORMATS, help="output format (default: txt)")
     parser.add_argument("--output-dir", metavar="DIR", help="write DIR/<file stem>.<format> per input")
     parser.add_argument("--stream", action="store_true",
@@ -112,17 +107,18 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline.translate import resolve_translator
 
     mode_given = hasattr(args, "mode")
-    if args.translator and mode_given and args.mode != "cascade":
+    adapters = options_from_args(AdapterOptions, args)
+    if adapters.translator and mode_given and args.mode != "cascade":
         raise InvalidOptionError("--translator is only used with --mode cascade")
     check_format(args)
     options = options_from_args(TranslationOptions, args)  # bad values fail here, before loading the model
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, (args.format,))
-    model = load_model_from_args(args, lora={"translate": args.lora} if args.lora else None)
+    model = load_model_from_args(args, lora=adapters.adapters("translate"))  # a plain --lora PATH: translate
     if not mode_given:
-        options = dataclasses.replace(options, mode=choose_mode(model, args.translator))
+        options = dataclasses.replace(options, mode=choose_mode(model, adapters.translator))
         logger.info("translation mode: %s", options.mode)
-    translator = resolve_translator(model, options.mode, args.translator)  # loaded once, before any file
+    translator = resolve_translator(model, options.mode, adapters.translator)  # loaded once, before any file
     failures = Failures(verbose=args.verbose)
     for path, name in zip(args.files, names):
         try:

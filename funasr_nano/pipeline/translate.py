@@ -15,7 +15,9 @@ Event order of :func:`translate_stream` (every event is a frozen dataclass):
 * cascade: for each sentence ``i`` in time order: ``PartialTranscript`` x n (the segment's transcript
   so far, growing) -> ``SourceSentence(i)`` -> ``SentenceTranslated(i)``; after the last one,
   ``TranslationFinished``. The translation of sentence ``i`` is emitted before any text of sentence
-  ``i + 1`` that was not already decoded when sentence ``i`` completed.
+  ``i + 1`` that was not already decoded when sentence ``i`` completed. With ``options.overlap`` the
+  events are the same, but the speech pass runs ahead in a thread of its own while sentence ``i`` is
+  translated (its partial transcripts are emitted after ``SentenceTranslated(i)``).
 * unified: ``SentenceTranslated(i)`` for each sentence as the speech LLM writes it (``source`` is
   ``None``), then ``TranslationFinished``.
 
@@ -25,10 +27,14 @@ concatenated streamed sentences.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import os
+import queue
+import threading
 import time
 from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
@@ -37,7 +43,7 @@ from ..audio.vad import VadSegmenter
 from ..options import TranslationOptions
 from ..results import join_texts
 from .decoding import TokenStream
-from .translators import Translator, resolve_translator
+from .translators import Translator, resolve_translator, translate_text
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel
@@ -229,36 +235,20 @@ def translate_stream(model: "SpeechModel", audio: AudioInput, options: Translati
     return _translate_events(model, audio, options, translator, sample_rate)
 
 
-def _translate_events(model: "SpeechModel", audio: AudioInput, options: TranslationOptions,
-                      translator: "Translator | None", sample_rate: int | None) -> Iterator[TranslationEvent]:
-    began = time.perf_counter()
-    first: float | None = None
-    sentences: list[TranslatedSentence] = []
-    sources: list[str] = []
+def _speech_pass(model: "SpeechModel", audio: AudioInput, options: TranslationOptions, sample_rate: int | None,
+                 info: dict, cancel: threading.Event | None = None) -> Iterator[tuple]:
+    """The speech model's pass over ``audio``: ``("partial", PartialTranscript)`` (cascade: whenever the
+    segment's transcript changes) and ``("sentence", text, (start, end))`` for each completed sentence (the
+    source sentence in cascade, the English one in unified mode), in time order. ``info["duration"]`` holds
+    the seconds read. Stops (generation cancelled within one token) when ``cancel`` is set or the
+    iterator is closed."""
     mode = options.mode
     task = "transcribe" if mode == "cascade" else "translate"
     instruction = (model.family.transcription_instruction(None, (), True) if mode == "cascade"
                    else model.family.task_instruction("translate"))
-
-    def emit(text: str, source: str | None, span: tuple[float, float]) -> SentenceTranslated:
-        nonlocal first
-        sentence = TranslatedSentence(len(sentences), text, source, span[0], span[1])
-        sentences.append(sentence)
-        latency = time.perf_counter() - began
-        first = latency if first is None else first
-        return SentenceTranslated(sentence, latency)
-
-    def sentence_events(sentence: str) -> Iterator[TranslationEvent]:
-        if mode == "unified":
-            yield emit(sentence, None, span)
-            return
-        yield SourceSentence(len(sentences), sentence, *span)
-        sources.append(sentence)
-        yield emit(translator.translate(sentence, options), sentence, span)
-
-    span = (0.0, 0.0)
-    info = {"duration": 0.0}
     for number, chunk in enumerate(_segments(audio, options, sample_rate, info)):
+        if cancel is not None and cancel.is_set():
+            return
         llm_input = model.family.llm_input(instruction, model.family.audio_embeddings(chunk.samples),
                                            adapter=model.adapter_for(task))
         done_chars = 0  # characters of this segment's text already sent as sentences
@@ -268,23 +258,65 @@ def _translate_events(model: "SpeechModel", audio: AudioInput, options: Translat
         # closing the stream (when this generator is closed, or a translator fails) cancels generation
         with contextlib.closing(TokenStream(model.engine, llm_input, options.decoding)) as stream:
             for tokens in stream:
+                if cancel is not None and cancel.is_set():
+                    return
                 text = model.decode_text(tokens)
                 if mode == "cascade" and text.strip() != partial:  # only when the transcript changed
                     partial = text.strip()
-                    yield PartialTranscript(number, partial)
+                    yield ("partial", PartialTranscript(number, partial))
                 if not options.stream_by_sentence:
                     continue
                 complete, _ = split_sentences(text[done_chars:], final=False)
                 for sentence in complete:
                     done_chars = text.index(sentence, done_chars) + len(sentence)
-                    yield from sentence_events(sentence)
+                    yield ("sentence", sentence, span)
         final_text = model.decode_text(tokens)
         if options.stream_by_sentence:
             rest, _ = split_sentences(final_text[done_chars:], final=True)
         else:
             rest = [final_text.strip()] if final_text.strip() else []
         for sentence in rest:
-            yield from sentence_events(sentence)
+            yield ("sentence", sentence, span)
+
+
+def _translate_events(model: "SpeechModel", audio: AudioInput, options: TranslationOptions,
+                      translator: "Translator | None", sample_rate: int | None) -> Iterator[TranslationEvent]:
+    began = time.perf_counter()
+    first: float | None = None
+    sentences: list[TranslatedSentence] = []
+    sources: list[str] = []
+    mode = options.mode
+    info = {"duration": 0.0}
+
+    def emit(text: str, source: str | None, span: tuple[float, float]) -> SentenceTranslated:
+        nonlocal first
+        sentence = TranslatedSentence(len(sentences), text, source, span[0], span[1])
+        sentences.append(sentence)
+        latency = time.perf_counter() - began
+        first = latency if first is None else first
+        return SentenceTranslated(sentence, latency)
+
+    if mode == "unified":
+        for _, sentence, span in _speech_pass(model, audio, options, sample_rate, info):
+            yield emit(sentence, None, span)
+    elif not options.overlap:
+        for item in _speech_pass(model, audio, options, sample_rate, info):
+            if item[0] == "partial":
+                yield item[1]
+                continue
+            _, sentence, span = item
+            yield SourceSentence(len(sentences), sentence, *span)
+            sources.append(sentence)
+            yield emit(translate_text(translator, sentence, options), sentence, span)
+    else:
+        for item in _overlapped(model, audio, options, translator, sample_rate, info):
+            if item[0] == "partial":
+                yield item[1]
+                continue
+            _, sentence, span, translated = item
+            yield SourceSentence(len(sentences), sentence, *span)
+            sources.append(sentence)
+            yield emit(translated(), sentence, span)
     # events carry their VAD segment's span; the result shares it among the segment's sentences
     sentences = _respread(sentences)
     translation = Translation(
@@ -294,6 +326,53 @@ def _translate_events(model: "SpeechModel", audio: AudioInput, options: Translat
         timings=TranslationTimings(first_sentence_s=first, total_s=time.perf_counter() - began),
     )
     yield TranslationFinished(translation)
+
+
+_END = object()
+
+
+def _overlapped(model: "SpeechModel", audio: AudioInput, options: TranslationOptions, translator: "Translator",
+                sample_rate: int | None, info: dict) -> Iterator[tuple]:
+    """Cascade with overlap: the speech pass runs in a thread of its own and hands each completed source
+    sentence to a translator thread at once, so that sentence *i* is translated while the speech model
+    decodes sentence *i + 1*. Yields the speech pass's items in order, a sentence as ``("sentence", text,
+    span, result)`` where ``result()`` waits for its translation: the consumer emits the translation as
+    soon as it is done, and the partial transcripts decoded meanwhile after it (the serial path's event
+    order). Closing the iterator (or an error in either thread) cancels both passes within one token."""
+    cancel = threading.Event()
+    items: queue.Queue = queue.Queue()
+    translations = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="funasr-nano-translate")
+
+    def speech() -> None:
+        try:
+            for item in _speech_pass(model, audio, options, sample_rate, info, cancel):
+                if item[0] == "sentence":
+                    context = contextvars.copy_context()  # the server's request context, for batching
+                    future = translations.submit(context.run, translate_text, translator, item[1], options, cancel)
+                    item = (*item, future)
+                items.put(item)
+            items.put(_END)
+        except BaseException as error:  # handed to the consumer
+            items.put(("error", error))
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(speech,), name="funasr-nano-speech",
+                              daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _END:
+                break
+            if item[0] == "error":
+                raise item[1]
+            if item[0] == "sentence":
+                future = item[3]
+                item = (*item[:3], future.result)
+            yield item
+    finally:
+        cancel.set()
+        thread.join()
+        translations.shutdown(wait=True, cancel_futures=True)
 
 
 def _respread(sentences: list[TranslatedSentence]) -> list[TranslatedSentence]:

@@ -8,9 +8,11 @@ or the speech model's own LLM on the text-only translate task when it was traine
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import re
+import threading
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import InvalidOptionError, TranslatorError
@@ -40,9 +42,34 @@ def _inference_mode(function):
 
 
 class Translator(Protocol):
-    """Turns source-language text into target-language text. Implementations are thread-safe."""
+    """Turns source-language text into target-language text. Implementations are thread-safe; those
+    whose ``translate`` also takes ``cancel`` (a :class:`threading.Event`) stop within one token once it
+    is set, returning what they have (see :func:`translate_text`)."""
 
     def translate(self, text: str, options: TranslationOptions) -> str: ...
+
+
+def translate_text(translator: Translator, text: str, options: TranslationOptions,
+                   cancel: threading.Event | None = None) -> str:
+    """``translator.translate(text, options)``, passing ``cancel`` to translators that take it (the
+    llama.cpp and transformers chat translators, Marian/NLLB)."""
+    if cancel is not None and "cancel" in inspect.signature(translator.translate).parameters:
+        return translator.translate(text, options, cancel=cancel)
+    return translator.translate(text, options)
+
+
+def _stopping(cancel: threading.Event | None) -> dict:
+    """``generate`` arguments that stop generation once ``cancel`` is set (checked after each token)."""
+    if cancel is None:
+        return {}
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return {"stopping_criteria": StoppingCriteriaList([Cancelled()])}
 
 
 def _sampling(options: TranslationOptions) -> dict:
@@ -89,19 +116,21 @@ class ChatLMTranslator:
                                                   add_generation_prompt=True, enable_thinking=False)
 
     @_inference_mode
-    def tokens(self, text: str, options: TranslationOptions) -> list[int]:
-        """The generated token ids (the end-of-turn token excluded)."""
+    def tokens(self, text: str, options: TranslationOptions, *, cancel: threading.Event | None = None) -> list[int]:
+        """The generated token ids (the end-of-turn token excluded); with ``cancel`` set (from any
+        thread), those generated so far."""
         ids = self.tokenizer(self.prompt(text, options), return_tensors="pt", add_special_tokens=False)
         ids = ids.to(self.model.device)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        output = self.model.generate(**ids, max_new_tokens=options.max_new_tokens, pad_token_id=pad, **_sampling(options))
+        output = self.model.generate(**ids, max_new_tokens=options.max_new_tokens, pad_token_id=pad,
+                                     **_sampling(options), **_stopping(cancel))
         generated = output[0, ids["input_ids"].shape[1]:].tolist()
         stops = self.model.generation_config.eos_token_id
         stops = set(stops if isinstance(stops, (list, tuple)) else [stops])
         return generated[:-1] if generated and generated[-1] in stops else generated
 
-    def translate(self, text: str, options: TranslationOptions) -> str:
-        return clean_output(self.tokenizer.decode(self.tokens(text, options), skip_special_tokens=True))
+    def translate(self, text: str, options: TranslationOptions, *, cancel: threading.Event | None = None) -> str:
+        return clean_output(self.tokenizer.decode(self.tokens(text, options, cancel=cancel), skip_special_tokens=True))
 
 
 # NLLB's language codes (FLORES-200) for the supported pairs.
@@ -122,8 +151,8 @@ class Seq2SeqTranslator:
         self.path = path
 
     @_inference_mode
-    def translate(self, text: str, options: TranslationOptions) -> str:
-        kwargs = {}
+    def translate(self, text: str, options: TranslationOptions, *, cancel: threading.Event | None = None) -> str:
+        kwargs = _stopping(cancel)
         if self.multilingual:
             self.tokenizer.src_lang = NLLB_CODES[options.source_language]
             kwargs["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(NLLB_CODES[options.target_language])

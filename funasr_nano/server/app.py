@@ -93,7 +93,9 @@ class ServerState:
                                                               thread_name_prefix="funasr-nano-request")
         self.translator = None
         if options.translation_mode == "cascade":  # loaded (and checked) once, before serving
-            self.translator = resolve_translator(self.model, "cascade", options.translator)
+            # a translator path is loaded with the speech engine's threads (the unwrapped model's)
+            self.translator = resolve_translator(model if options.translator else self.model, "cascade",
+                                                 options.translator)
         self.counters = {"requests": 0, "cancelled": 0, "client_closed": 0, "errors_4xx": 0, "errors_5xx": 0,
                          "realtime_sessions": 0}
         self._latency = 1.0  # seconds, moving average of served requests (for Retry-After)

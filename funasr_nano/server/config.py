@@ -34,8 +34,10 @@ class ServerOptions:
         max_sessions: realtime WebSocket sessions at once; one more is refused (error event, close code 1013).
         translation_mode: how /v1/audio/translations translates by default: unified (the speech LLM
             translates in one pass) or cascade (transcribe, then translate each sentence).
-        translator: cascade translator folder (a chat LLM or Marian/NLLB model; default: the speech model's
-            own LLM on its text translation task).
+        translator: cascade translator of /v1/audio/translations and realtime task translate: a chat LLM GGUF
+            file or a folder of one (llama.cpp; funasr-nano export gguf LLM_DIR OUT_DIR writes one), or a
+            transformers chat LLM or Marian/NLLB folder (default: the speech model's own LLM on its text
+            translation task).
         model_name: the model id clients see in GET /v1/models (default: the model folder's name, or
             funasr-nano-demo for the embedded demo model).
         api_key: API keys clients must send (Authorization: Bearer KEY, or the realtime subprotocol

@@ -10,9 +10,13 @@ Client events (JSON text messages):
   ``turn_detection``). ``transcription`` also takes, as extensions, every field of
   :class:`~funasr_nano.options.TranscribeOptions` and :class:`~funasr_nano.pipeline.streaming.StreamingOptions`
   (``hotwords``, ``itn``, ``max_new_tokens``, ``chunk_duration``, ``rollback_tokens``, ...) and ``task``:
-  ``transcribe`` (default) or ``translate`` (live speech translation, for models trained for it). The
-  default format is OpenAI's: PCM16 at 24 kHz (any rate is resampled to 16 kHz). Settings change only
-  between items: before the first audio or right after a commit.
+  ``transcribe`` (default) or ``translate`` (live speech translation), with ``mode`` for ``translate``:
+  ``unified`` (the speech LLM translates, a model or LoRA adapter trained for it; previews are English)
+  or ``cascade`` (the item is transcribed live, then each sentence of its final transcript is translated
+  by the server's translator: no previews, one ``delta`` per English sentence as soon as it is
+  translated, and the transcript in ``completed.source_transcript``); default: the server's
+  ``translation_mode``. The default format is OpenAI's: PCM16 at 24 kHz (any rate is resampled to
+  16 kHz). Settings change only between items: before the first audio or right after a commit.
 * ``input_audio_buffer.append`` (``audio``: base64 little-endian PCM16 mono);
 * ``input_audio_buffer.commit``: ends the current item now (what the VAD has not closed yet is final);
 * ``input_audio_buffer.clear``: drops the audio not yet final.
@@ -47,8 +51,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import WebSocket
 
-from ..options import TranscribeOptions
+from ..options import TRANSLATION_MODES, TranscribeOptions
 from ..pipeline.streaming import StreamingOptions
+from ..results import join_texts
 from . import schema
 from .batching import RequestCancelled, RequestContext, request_context
 from .errors import APIError, from_exception
@@ -83,6 +88,7 @@ class SessionConfig:
     streaming: StreamingOptions = dataclasses.field(default_factory=StreamingOptions)
     task: str = "transcribe"
     prompt: str | None = None
+    mode: str | None = None  # translate: unified or cascade (None: the server's translation_mode)
 
 
 @dataclasses.dataclass
@@ -126,6 +132,8 @@ class RealtimeConnection:
     def session_json(self) -> dict:
         config, vad = self.config, self.config.streaming.vad_options
         transcription = {"model": self.state.model_id, "language": config.options.language, "task": config.task}
+        if config.task == "translate":
+            transcription["mode"] = self.translation_mode(config)
         if config.prompt:
             transcription["prompt"] = config.prompt
         return {
@@ -179,7 +187,14 @@ class RealtimeConnection:
         if task not in TASKS:
             raise APIError(400, f"task must be one of {', '.join(TASKS)}, got {task!r}", param="task",
                            code="invalid_value")
-        if task != "transcribe" and not self.state.model.supports_task(task):
+        mode = values.pop("mode", self.config.mode)
+        if mode is not None and mode not in TRANSLATION_MODES:
+            raise APIError(400, f"mode must be one of {', '.join(TRANSLATION_MODES)}, got {mode!r}", param="mode",
+                           code="invalid_value")
+        cascade = task == "translate" and (mode or self.state.options.translation_mode) == "cascade"
+        if cascade:
+            self._translator()  # a usable translator, checked now
+        elif task != "transcribe" and not self.state.model.supports_task(task):
             raise APIError(400, f"this model was not trained for the {task} task (its tasks: "
                                 f"{', '.join(self.state.model.tasks)})", param="task", code="unsupported_task")
         turn = audio_input.get("turn_detection", session.get("turn_detection"))
@@ -196,7 +211,7 @@ class RealtimeConnection:
                            code="unknown_parameter")
         options = schema.build_options(TranscribeOptions, rest, base=self.config.options)
         streaming = schema.build_options(StreamingOptions, streaming_values, base=self.config.streaming)
-        config = SessionConfig(rate=rate, options=options, streaming=streaming, task=task, prompt=prompt)
+        config = SessionConfig(rate=rate, options=options, streaming=streaming, task=task, prompt=prompt, mode=mode)
         try:  # checked against the model now (language, lengths), not at the first audio
             self._open_session(config)
         except Exception as error:
@@ -204,12 +219,49 @@ class RealtimeConnection:
             raise from_exception(error, params=fields) from None
         return config
 
+    def translation_mode(self, config: SessionConfig | None = None) -> str:
+        return (config or self.config).mode or self.state.options.translation_mode
+
+    @property
+    def cascade(self) -> bool:
+        """Whether items are transcribed, then translated sentence by sentence."""
+        return self.config.task == "translate" and self.translation_mode() == "cascade"
+
+    def _translator(self):
+        """The cascade translator: the server's (``ServerOptions.translator``), else the speech model's own
+        LLM on its text translation task.
+
+        Raises:
+            APIError: 400 when the model has no text translation task and the server no translator.
+        """
+        from ..pipeline.translators import resolve_translator
+
+        if self.state.translator is not None:
+            return self.state.translator
+        try:
+            return resolve_translator(self.state.model, "cascade", None)
+        except Exception as error:
+            raise APIError(400, f"mode cascade: {error} (funasr-nano serve --translation-mode cascade --translator "
+                                "PATH)", param="mode", code="unsupported_task") from None
+
     def _open_session(self, config: SessionConfig | None = None) -> "StreamingSession":
         from ..pipeline.streaming import StreamingSession
 
         config = config or self.config
+        cascade = config.task == "translate" and self.translation_mode(config) == "cascade"
         return StreamingSession(self.state.model, config.options, streaming_options=config.streaming,
-                                sample_rate=config.rate, task=config.task)
+                                sample_rate=config.rate, task="transcribe" if cascade else config.task)
+
+    def _translate_sentence(self, sentence: str) -> str:
+        """Cascade: one source sentence in English (in the thread pool; stops when the client goes away)."""
+        from ..options import TranslationOptions
+        from ..pipeline.translators import translate_text
+
+        options = TranslationOptions(mode="cascade", temperature=self.config.options.decoding.temperature)
+        with request_context(self.context):
+            if self.context.cancel.is_set():
+                raise RequestCancelled(self.context.name)
+            return translate_text(self._translator(), sentence, options, self.context.cancel).strip()
 
     def _feed(self, pcm: np.ndarray) -> list[tuple["StreamingEvent", str]]:
         """Feed audio (in the thread pool); events with the text each partial's next re-decode keeps."""
@@ -244,17 +296,28 @@ class RealtimeConnection:
                 await self.send({"type": "input_audio_buffer.speech_started", "item_id": item.item_id,
                                  "audio_start_ms": int(round((self.offset + event.start) * 1000))})
             if not event.final:
-                if kept.startswith(item.sent) and len(kept) > len(item.sent):
+                if not self.cascade and kept.startswith(item.sent) and len(kept) > len(item.sent):
                     await self._delta(item, kept)
                 continue
             await self.send({"type": "input_audio_buffer.speech_stopped", "item_id": item.item_id,
                              "audio_end_ms": int(round((self.offset + event.end) * 1000))})
             await self.send({"type": "input_audio_buffer.committed", "item_id": item.item_id,
                              "previous_item_id": self.previous_item_id})
-            if event.text.startswith(item.sent) and len(event.text) > len(item.sent):
-                await self._delta(item, event.text)
+            extra = {}
+            if self.cascade:  # each sentence of the transcript translated, sent as soon as it is
+                from ..pipeline.translate import split_sentences
+
+                english: list[str] = []
+                for sentence in split_sentences(event.text, final=True)[0]:
+                    english.append(await self.state.run(self._translate_sentence, sentence))
+                    await self._delta(item, join_texts(english))
+                transcript, extra = join_texts(english), {"source_transcript": event.text}
+            else:
+                transcript = event.text
+                if transcript.startswith(item.sent) and len(transcript) > len(item.sent):
+                    await self._delta(item, transcript)
             await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item.item_id,
-                             "content_index": 0, "transcript": event.text,
+                             "content_index": 0, "transcript": transcript, **extra,
                              "usage": {"type": "duration", "seconds": round(event.end - event.start, 3)},
                              "start": round(self.offset + event.start, 3), "end": round(self.offset + event.end, 3)})
             self.previous_item_id = item.item_id
