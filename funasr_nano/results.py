@@ -39,7 +39,9 @@ class Segment:
         tokens: generated LLM token ids, end-of-turn token excluded.
         words: the words with their times (``word_timestamps=True``), else ``None``.
         avg_logprob: the mean log-probability of the generated tokens under the LLM (end of turn
-            included, as whisper counts it), when the engine reports it; else ``None``.
+            included, as whisper counts it), when the engine reports it; else ``None``. Not part of a
+            segment's equality: the same tokens decoded alone or in a padded batch get log-probabilities
+            that differ in the last float digits (~1e-8), while the transcript is the same.
         no_speech_prob: how likely the segment holds no speech (CTC blank posterior, or the VAD's
             speech probability; see docs/timestamps.md), when it was computed; else ``None``.
     """
@@ -49,7 +51,7 @@ class Segment:
     text: str
     tokens: tuple[int, ...]
     words: tuple[Word, ...] | None = None
-    avg_logprob: float | None = None
+    avg_logprob: float | None = dataclasses.field(default=None, compare=False)
     no_speech_prob: float | None = None
 
 

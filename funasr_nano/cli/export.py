@@ -23,7 +23,7 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     subcommands = export.add_subparsers(dest="export_command", required=True)
     gguf = subcommands.add_parser(
         "gguf", parents=parents,
-        help="a model folder whose LLM is a GGUF file (llama.cpp engine; the encoder and adaptor stay in torch)")
+        help="a model folder whose LLM is a GGUF file (llama.cpp engine) and whose encoder + adaptor are ONNX files (fp32, int8): the light runtime, no torch at inference")
     gguf.add_argument("model", metavar="MODEL",
                       help=f"checkpoint folder (official or transformers layout), or '{DEMO}' for the embedded demo model; "
                            "or a transformers chat LLM folder (Qwen3, Llama, Gemma 2: its GGUF, a cascade translator)")
