@@ -29,7 +29,7 @@ def test_serve_on_a_free_port_then_stop():
     try:
         assert "embedded demo model" in process.stderr.readline()  # no --model: the notice comes first
         line = process.stderr.readline()
-        match = re.search(r"serving demo \(transformers engine\) on (http://127\.0\.0\.1:\d+)", line)
+        match = re.search(r"serving demo \(llama\.cpp engine\) on (http://127\.0\.0\.1:\d+)", line)
         assert match, line
         status = httpx.get(match.group(1) + "/health", timeout=30).json()
         assert status["model"] == "demo" and status["limits"]["max_batch_size"] == 4
