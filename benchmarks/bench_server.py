@@ -21,6 +21,12 @@ request generates exactly ``--new-tokens`` tokens). "Batching on" is the default
 (``--max-batch-size 16``, 10 ms window); "off" is ``--max-batch-size 1`` (requests decoded one at a
 time in arrival order).
 
+A checkpoint folder is exported once to a GGUF + ONNX folder for ``--engines llama.cpp``. The full-size
+random checkpoint of ``bench_translate.py --size full`` (``bench-out/translate-full/speech-official``) has its
+embedding rows scaled so that random logits pick text tokens: with it (and ``--clip``, a 5 s clip), the
+streamed deltas carry text and the time to the first delta can be measured; ``--model full`` decodes to
+empty text, so no delta is sent.
+
 ``--engines transformers llama.cpp`` serves the same model on each engine in one run (llama.cpp: the
 checkpoint exported to GGUF ``--gguf-type``, default q8_0, ``--threads`` threads; continuous batching,
 rows per decoding step in ``batch_rows``), for ratios measured under the same conditions; the run ends
@@ -239,6 +245,7 @@ def main() -> None:
     parser.add_argument("--gguf-type", default="q8_0", help="llama.cpp: the GGUF the checkpoint is exported to")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp engine threads")
     parser.add_argument("--stream", action="store_true", help="stream=true: also time the first delta")
+    parser.add_argument("--clip", help="checkpoint folders: the clip sent (default examples/zh_binhai.wav)")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of load at the last level, RSS sampled")
     parser.add_argument("--soak-every", type=float, default=30.0)
     parser.add_argument("--soak-engines", nargs="+", default=None, help="engines soaked (default: all)")
@@ -262,6 +269,8 @@ def main() -> None:
             clips = [clip if clip.exists() else make_clips(out, [5])[5]]
         else:
             model_dir, clips = args.model, [ROOT / "examples" / "zh_binhai.wav"]
+            if args.clip:
+                clips = [pathlib.Path(args.clip)]
         # random weights: a fixed amount of work per request
         fields = {"max_new_tokens": str(args.new_tokens), "min_new_tokens": str(args.new_tokens),
                   "repetition_guard": "false"}
@@ -278,8 +287,13 @@ def main() -> None:
             sys.path.insert(0, str(ROOT / "benchmarks"))
             from bench_transcribe import ensure_gguf
 
-            serve_dir = str(ensure_gguf(out, pathlib.Path(model_dir), "full", args.gguf_type)) \
-                if args.model == "full" else model_dir
+            if args.model == "full":
+                serve_dir = str(ensure_gguf(out, pathlib.Path(model_dir), "full", args.gguf_type))
+            elif (pathlib.Path(model_dir) / "model.pt").exists() or (pathlib.Path(model_dir) / "config.yaml").exists():
+                # an official-layout checkpoint folder: its GGUF + ONNX folder (the light runtime), exported once
+                serve_dir = str(ensure_gguf(out, pathlib.Path(model_dir), pathlib.Path(model_dir).name, args.gguf_type))
+            else:
+                serve_dir = model_dir  # already a GGUF folder
             engine_args = ["--engine", "llama.cpp", "--threads", str(args.threads)]
         else:
             serve_dir, engine_args = model_dir, ["--engine", "transformers"]

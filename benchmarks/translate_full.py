@@ -279,8 +279,7 @@ def worker(name: str, quant: str, paths: dict, clip: str, threads: int) -> dict:
                 run_stream(model, audio[1], overlap, one)  # warm-up
                 rows.update({f"cascade_overlap1_{n}": run_stream(model, audio[n], overlap, one) for n in SENTENCES})
         if name == "together":
-            rows["gguf_bytes"] = os.path.getsize(model.family.checkpoint.llm_gguf) + os.path.getsize(
-                paths[f"translator-{quant}"])
+            rows["gguf_bytes"] = os.path.getsize(speech_gguf(paths, quant)) + os.path.getsize(paths[f"translator-{quant}"])
     return dict(worker=name, quant=quant if name != "official" else "fp32", rows=rows, peak_rss_mb=peak_rss_mb(),
                 asr_tokens=sorted(set(asr_counts)), mt_tokens=sorted(set(mt_counts)))
 
@@ -298,7 +297,7 @@ def profile(quant: str, paths: dict, clip: str, threads: int) -> dict:
 
     model = load_model(paths[f"speech-{quant}"], n_threads=threads, encoder_precision=ENCODER)
     family = model.family
-    engine = LlamaCppEngine(family.checkpoint.llm_gguf, family.stop_token_ids, n_threads=threads,
+    engine = LlamaCppEngine(speech_gguf(paths, quant), family.stop_token_ids, n_threads=threads,
                             lora_adapters={"f32-r16": paths["lora"], "f16-r16": paths["lora-f16"],
                                            "f32-r4": paths["lora-r4"]})
     audio = sentences_audio(clip, 1)
@@ -330,6 +329,11 @@ def profile(quant: str, paths: dict, clip: str, threads: int) -> dict:
                                                       per_token_ms=round(per_token * 1000, 2))
     engine.close()
     return rows
+
+
+def speech_gguf(paths: dict, quant: str) -> str:
+    """The speech model's LLM file in its GGUF folder (the light runtime's model has no torch checkpoint)."""
+    return os.path.join(paths[f"speech-{quant}"], f"llm-{quant}.gguf")
 
 
 def _timed(fn) -> float:
