@@ -40,7 +40,7 @@ def make_corpus(folder: pathlib.Path, copies: int) -> tuple[int, float]:
 
 def run(config: str, corpus: pathlib.Path, out: pathlib.Path, batch_size: int) -> dict:
     from funasr_nano.corpus import transcribe_corpus
-    from funasr_nano.corpus.runner import ModelSpec
+    from funasr_nano.corpus.transcriber import ModelSpec
     from funasr_nano.options import TranscribeOptions
 
     kind, workers = config[:-1], int(config[-1])

@@ -139,7 +139,7 @@ def main() -> None:
             print(f"| {name} | {threads} | " + " | ".join(f"{t:.3f}" for t in timed) + " |")
 
     if args.agreement:
-        from funasr_nano.training.data import read_manifest
+        from funasr_nano.manifests import read_manifest
 
         heldout = ROOT / "tests" / "data" / "demo_heldout"
         audio = [str(c) for c in clips]

@@ -84,7 +84,7 @@ def main() -> None:
     import torch
 
     from funasr_nano import load_model
-    from funasr_nano.training.data import read_manifest
+    from funasr_nano.manifests import read_manifest
     from funasr_nano.options import TranslationOptions
     from funasr_nano.pipeline.translate import resolve_translator
 

@@ -2,9 +2,10 @@
 
 The pipeline, one package per role: ``audio`` (decode, resample, VAD) -> ``models`` (a speech-LLM family:
 frontend, checkpoint map, prompt; the chat format) -> ``engines`` (LLM input embeddings -> tokens) ->
-``pipeline`` (transcribe, stream, translate) -> ``writers`` / ``cli``; ``training`` and ``export``
-beside them; ``testing`` writes tiny random checkpoints. Options live in ``options``, results in
-``results``, errors in ``errors``.
+``pipeline`` (transcribe, stream, translate) -> ``writers`` / ``server`` / ``cli``; ``training`` beside
+them, ``export`` under the engines that run what it writes; ``testing`` writes tiny random checkpoints.
+Options live in ``options``, results in ``results``, errors in ``errors``. The layer order and its test:
+docs/layout.md, tests/test_import_graph.py.
 """
 
 from .audio.io import load_audio
@@ -23,8 +24,7 @@ from .options import DecodingOptions, TranscribeOptions, TranslationOptions
 from .pipeline.speech_model import SpeechModel
 from .pipeline.translate import Translation
 from .results import Segment, Transcription, TranscriptionFailure, TranscriptionInfo
-
-__version__ = "0.2.0"
+from .version import __version__
 
 __all__ = [
     "AudioDecodeError",

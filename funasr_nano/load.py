@@ -17,24 +17,18 @@ device other than the CPU, a peft LoRA folder.
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 from typing import TYPE_CHECKING, Mapping
 
 from .errors import CheckpointError, InvalidOptionError, MissingDependencyError
+from .models.fun_asr_nano.demo import DEFAULT_LIGHT_MODEL, DEFAULT_MODEL  # the embedded demo model, both layouts
 from .pipeline.speech_model import SpeechModel
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
-
-# The embedded demo model (recipes/demo): used when no checkpoint folder is given; in the transformers layout
-# (the torch engines) and in the GGUF + ONNX layout (the light runtime: `funasr-nano export gguf demo
-# funasr_nano/assets/demo-gguf --type q8_0`, without audio.safetensors and audio-int8.onnx; docs/light-runtime.md).
-DEFAULT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo")
-DEFAULT_LIGHT_MODEL = str(importlib.resources.files("funasr_nano") / "assets" / "demo-gguf")
 
 # dtype names -> torch dtype attribute names (torch is imported only when a torch model is built)
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -216,7 +210,10 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
     if _check_engine(engine, llm_gguf, path) == "vllm":  # before reading the weights
         raise InvalidOptionError(f"{path}: {QWEN3_ASR_NO_VLLM}")
     if llm_gguf is not None:
+        from .export.thinker_gguf import check_thinker_gguf
+
         checkpoint, llm_gguf = load_gguf_folder(path, device=device)
+        check_thinker_gguf(llm_gguf, checkpoint.mrope_section)  # the file's M-RoPE sections are the config's
     else:
         checkpoint = load_checkpoint(path, device=device, dtype=dtype)
     return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf)

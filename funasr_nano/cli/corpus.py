@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..corpus import list_inputs, transcribe_corpus
-    from ..corpus.runner import ModelSpec
+    from ..corpus.transcriber import ModelSpec
 
     options = options_from_args(TranscribeOptions, args)  # bad values fail here, before anything starts
     if args.num_workers < 1:
@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if args.address and not args.ray:
         raise InvalidOptionError("--address needs --ray")
     if args.ray:
-        from ..corpus.ray_job import _import_ray
+        from ..corpus.ray_job import import_ray
 
-        _import_ray()  # a missing extra is a usage error before the inputs are listed
+        import_ray()  # a missing extra is a usage error before the inputs are listed
     items = list_inputs(args.source)
     notice_demo_model(args)
     spec = ModelSpec(path=args.model, device=args.device, dtype=args.dtype, engine=args.engine, threads=args.threads,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import logging
 import re
 import types
@@ -32,7 +31,7 @@ import typing
 from typing import Any, Mapping
 
 from ..errors import InvalidOptionError, UnsupportedLanguageError
-from ..options import TRANSLATION_MODES
+from ..option_docs import CHOICES, field_docs
 
 logger = logging.getLogger("funasr_nano.cli")
 
@@ -60,10 +59,6 @@ HELP: Mapping[str, str] = types.MappingProxyType({
                                       "with a CTC head)",
     "TranscribeOptions.silence_gate:off": "never drop segments with no speech",
 })
-# Allowed values of fields that take one of a few strings.
-CHOICES: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
-    "TranslationOptions.mode": TRANSLATION_MODES,
-})
 # Placeholders of flags that take a path: "<Class>.<field>" -> metavar.
 METAVARS: Mapping[str, str] = types.MappingProxyType({
     "AdapterOptions.lora": "[TASK=]PATH",
@@ -75,29 +70,6 @@ GROUP_TITLES: Mapping[str, str] = types.MappingProxyType({
     "DecodingOptions": "decoding (how the LLM generates)",
     "VadOptions": "voice activity detection (how long audio is cut at pauses; durations in seconds)",
 })
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """``{field: description}`` from the ``Attributes:`` section of ``cls``'s docstring, one line each,
-    reST markup removed (``:class:`~a.B``` -> ``B``, ````x```` -> ``x``)."""
-    doc = inspect.getdoc(cls) or ""
-    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
-    docs: dict[str, str] = {}
-    name = None
-    for line in section.splitlines():
-        match = re.match(r"^    (\w+): (.*)$", line)
-        if match:
-            name, text = match.groups()
-            docs[name] = text
-        elif name and line.startswith("      "):
-            docs[name] += " " + line.strip()
-        elif line.strip():
-            break  # the next section
-    clean = {}
-    for name, text in docs.items():
-        text = re.sub(r":\w+:`~?(?:[\w.]*\.)?(\w+)`", r"\1", text)
-        clean[name] = text.replace("``", "")
-    return clean
 
 
 def _default(field: dataclasses.Field) -> Any:

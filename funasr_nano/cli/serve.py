@@ -19,14 +19,13 @@ from typing import Mapping
 
 from ..errors import InvalidOptionError, MissingDependencyError
 from ..options import AdapterOptions
+from ..server.config import ServerOptions  # dataclasses only: FastAPI loads when the server starts
 from .options import add_model_flags, add_option_flags, load_model_from_args, options_from_args
 
 logger = logging.getLogger("funasr_nano.cli")
 
 
 def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
-    from ..server.config import ServerOptions  # here: the server package imports the CLI's flag helpers
-
     parser = commands.add_parser("serve", help="serve a model over HTTP with OpenAI's audio API", parents=parents,
                                  description="Serve one model: POST /v1/audio/transcriptions and /v1/audio/translations, "
                                              "the /v1/realtime WebSocket, GET /v1/models and /health; concurrent "
@@ -70,7 +69,6 @@ def with_environment_key(options, environ: Mapping[str, str]):
 
 def run(args: argparse.Namespace) -> int:
     from ..server.auth import check_exposure, load_api_keys
-    from ..server.config import ServerOptions
 
     options = options_from_args(ServerOptions, args)  # bad values fail here, before loading the model
     adapters = options_from_args(AdapterOptions, args)

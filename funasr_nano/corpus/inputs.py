@@ -42,7 +42,7 @@ def _from_folder(folder: str) -> list[CorpusItem]:
 
 
 def _from_manifest(path: str) -> list[CorpusItem]:
-    from ..training.data import read_manifest
+    from ..manifests import read_manifest
 
     return [CorpusItem(key=example.key, audio=example.audio) for example in read_manifest(path)
             if example.audio is not None]  # text-only lines (text translation) have nothing to transcribe

@@ -1,5 +1,5 @@
 """The corpus job on Ray Data: the inputs (keys and paths, not audio) become a dataset, a pool of actors
-(one :class:`~funasr_nano.corpus.runner.Transcriber`, so one model, each) maps batches of them to result
+(one :class:`~funasr_nano.corpus.transcriber.Transcriber`, so one model, each) maps batches of them to result
 rows, and the driver appends the rows to the results file as they stream out.
 
 Ray Data's streaming executor starts the actors, feeds each a batch at a time and hands finished batches
@@ -21,12 +21,17 @@ from typing import Callable, Sequence
 from ..errors import FunASRNanoError, MissingDependencyError
 from ..options import TranscribeOptions
 from .inputs import CorpusItem
-from .runner import ModelSpec, Transcriber
+from .transcriber import ModelSpec, Transcriber
 
 logger = logging.getLogger(__name__)
 
 
-def _import_ray():
+def import_ray():
+    """The ``ray`` module with Ray Data loaded.
+
+    Raises:
+        MissingDependencyError: Ray Data is not installed (the message names the ``ray`` extra).
+    """
     try:
         import ray
         import ray.data  # noqa: F401
@@ -58,7 +63,7 @@ def run_on_ray(items: Sequence[CorpusItem], spec: ModelSpec, options: Transcribe
         MissingDependencyError: Ray is not installed. FunASRNanoError: what an actor's model loading
         raised (unusable checkpoint or options).
     """
-    ray = _import_ray()
+    ray = import_ray()
     threads = spec.threads or 1
     spec = dataclasses.replace(spec, threads=threads)
     started_here = not ray.is_initialized()

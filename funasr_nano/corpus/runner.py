@@ -1,8 +1,8 @@
 """Corpus jobs: list the inputs, skip those the results file already holds, transcribe the rest (on a
 Ray Data actor pool, :mod:`.ray_job`, or in this process) and append one row per input as it finishes.
 
-The unit of work is :class:`Transcriber`: one loaded model, called on batches of inputs; a failing
-input becomes an error row and never stops the job. The same class runs as a Ray Data actor and
+The unit of work is :class:`~.transcriber.Transcriber`: one loaded model, called on batches of inputs; a
+failing input becomes an error row and never stops the job. The same class runs as a Ray Data actor and
 in-process, so both paths give the same rows, equal to :meth:`funasr_nano.SpeechModel.transcribe`.
 """
 
@@ -15,74 +15,11 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from ..options import TranscribeOptions
-from ..results import TranscriptionFailure
 from .inputs import CorpusItem, list_inputs
-from .journal import Journal, error_row, result_row, write_parquet
+from .journal import Journal, write_parquet
+from .transcriber import ModelSpec, Transcriber
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """How each worker loads its model (the arguments of :func:`funasr_nano.load_model`).
-
-    Attributes:
-        path: checkpoint folder (``None``: the embedded demo model).
-        threads: torch (and llama.cpp) threads of one worker; ``None``: torch's default.
-    """
-
-    path: str | None = None
-    device: str = "cpu"
-    dtype: str = "fp32"
-    engine: str | None = None
-    threads: int | None = None
-    encoder_precision: str = "fp32"
-
-    def load(self):
-        """The :class:`~funasr_nano.SpeechModel` (``threads`` set this process's torch threads too)."""
-        from ..load import load_model
-
-        return load_model(self.path, device=self.device, dtype=self.dtype, engine=self.engine, n_threads=self.threads,
-                          encoder_precision=self.encoder_precision)
-
-
-class Transcriber:
-    """One model transcribing batches of corpus inputs into result rows (a Ray Data callable class).
-
-    Args:
-        spec: how to load the model (once, here).
-        options: transcription options (long inputs are cut by the VAD as in ``transcribe``).
-    """
-
-    def __init__(self, spec: ModelSpec, options: TranscribeOptions):
-        from transformers.utils import logging as hf_logging
-
-        from ..pipeline.transcribe import check_options
-
-        hf_logging.disable_progress_bar()  # a worker's log is not a terminal
-        self.model = spec.load()
-        check_options(self.model, options)  # options this model refuses fail here, not as one error row per input
-        self.options = options
-
-    def rows(self, keys: Sequence[str], audios: Sequence[str]) -> list[dict]:
-        """Result or error rows for the inputs, in order; never raises for a bad input."""
-        keys, audios = [str(k) for k in keys], [str(a) for a in audios]
-        try:
-            results = list(self.model.transcribe_batch(audios, self.options))
-        except Exception as error:  # the batch as a whole failed: one by one, so only the culprit fails
-            if len(audios) == 1:
-                return [error_row(keys[0], audios[0], error)]
-            logger.info("a batch failed (%s); transcribing its inputs one by one", error)
-            return [row for key, audio in zip(keys, audios) for row in self.rows([key], [audio])]
-        return [error_row(key, audio, result.error) if isinstance(result, TranscriptionFailure)
-                else result_row(key, audio, result) for key, audio, result in zip(keys, audios, results)]
-
-    def __call__(self, batch: dict) -> dict:
-        """Ray Data's batch (columns ``key``, ``audio``) -> a column ``row`` of JSON rows (strings, so that
-        Arrow never has to reconcile the schemas of result and error rows)."""
-        import json
-
-        return {"row": [json.dumps(row, ensure_ascii=False) for row in self.rows(batch["key"], batch["audio"])]}
 
 
 @dataclasses.dataclass(frozen=True)

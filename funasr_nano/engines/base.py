@@ -1,61 +1,30 @@
 """The engine seam: what turns a speech LLM's prompt (token ids with audio embeddings spliced in) into
 generated token ids.
 
-Everything model-specific stays above this line (features, encoder, adaptor, prompt, chat format,
+Everything model-specific stays out of the engines (features, encoder, adaptor, prompt, chat format,
 repetition guard, text post-processing, in :mod:`funasr_nano.models` and :mod:`funasr_nano.pipeline`);
 an engine only runs the causal LLM, as vLLM's ``EmbedsPrompt`` or llama.cpp's ``llama_batch.embd`` do.
 
-An :class:`LLMInput` is a sequence of *parts*: runs of token ids (the engine embeds them with the LLM's
-own table) and runs of ready embeddings (the audio positions). Engines that can feed token ids
-directly (llama.cpp) never materialise the text embeddings; the transformers engine concatenates.
+An engine decodes :class:`~funasr_nano.models.llm_input.LLMInput` rows (defined with the families, which
+build them; imported here as part of the engine API): runs of token ids, which the engine embeds with the
+LLM's own table, and runs of ready embeddings (the audio positions).
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import threading
-from typing import TYPE_CHECKING, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import numpy as np
-
+from ..models.llm_input import LLMInput, is_embedding  # the engine API's input type (built by the families)
 from ..options import DecodingOptions
 
 if TYPE_CHECKING:
     import torch
 
-# A part of an LLM input: token ids, or embeddings shaped ``(positions, hidden)`` (a torch tensor, or a
-# numpy array on the light runtime, which has no torch).
-Part = Union[Sequence[int], "torch.Tensor", np.ndarray]
-
-
-def is_embedding(part: Part) -> bool:
-    """Whether ``part`` is an embedding run (a tensor or array) rather than token ids."""
-    return hasattr(part, "shape") and hasattr(part, "ndim")
-
 # Called after each generated token of a row that is still running, with the row's index in the batch
 # and every token it generated so far (stop tokens excluded). Returning ``True`` stops that row now.
 OnToken = Callable[[int, Sequence[int]], bool]
-
-
-@dataclasses.dataclass(frozen=True)
-class LLMInput:
-    """One prompt for the LLM.
-
-    Attributes:
-        parts: token-id runs and embedding runs (``(n, hidden)`` float tensors or numpy arrays), in
-            prompt order.
-        adapter: the LoRA adapter this row runs with (``None``: the base weights). Rows of one batch
-            may use different adapters.
-    """
-
-    parts: tuple[Part, ...]
-    adapter: str | None = None
-
-    @property
-    def length(self) -> int:
-        """Number of positions."""
-        return sum(part.shape[0] if is_embedding(part) else len(part) for part in self.parts)
 
 
 def embed_parts(llm_input: LLMInput, table: "torch.nn.Module") -> "torch.Tensor":

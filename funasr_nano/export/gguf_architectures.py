@@ -13,12 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..errors import CheckpointError
-
-
-def _import_gguf():
-    from .gguf import import_gguf  # the ImportError there names the extra
-
-    return import_gguf()
+from .native import import_gguf
 
 
 class GgufArchitecture:
@@ -33,7 +28,7 @@ class GgufArchitecture:
     arch_name: ClassVar[str]  # attribute name of gguf.MODEL_ARCH
 
     def __init__(self, config):
-        self.gguf = _import_gguf()
+        self.gguf = import_gguf()  # a missing package: an error naming the extra
         self.config = config
         self.check_config()
 

@@ -43,8 +43,8 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
     from safetensors.torch import save_file
 
     from ..errors import InvalidOptionError
-    from ..load import DEFAULT_MODEL
     from ..models.fun_asr_nano.checkpoint import load_checkpoint
+    from ..models.fun_asr_nano.demo import DEFAULT_MODEL
 
     if out_type not in OUT_TYPES:
         raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")

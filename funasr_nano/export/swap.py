@@ -229,7 +229,7 @@ def build_swapped(base_path: str, llm_dir: str, options: SwapOptions = SwapOptio
 
     from transformers import AutoModelForCausalLM, FunAsrNanoConfig
 
-    from ..models.fun_asr_nano.checkpoint import _new_model, load_checkpoint
+    from ..models.fun_asr_nano.checkpoint import empty_model, load_checkpoint
     from ..models.weights import raise_on_key_problems
 
     base = load_checkpoint(base_path)
@@ -280,7 +280,7 @@ def build_swapped(base_path: str, llm_dir: str, options: SwapOptions = SwapOptio
         "adaptor_layers": int(adaptor["num_hidden_layers"]), "adaptor_ffn": int(adaptor["projector_hidden_size"]),
         "speech_markers": marker_source,
     }
-    model = _new_model(config)
+    model = empty_model(config)
 
     # explicit key map, every shape checked
     state: dict[str, torch.Tensor] = {}

@@ -2,7 +2,7 @@
 audio slot, and the text conventions of its outputs.
 
 A family (one folder under :mod:`funasr_nano.models`) implements :class:`SpeechLLM`; the pipeline
-(:mod:`funasr_nano.pipeline`) turns its :class:`~funasr_nano.engines.base.LLMInput` rows into tokens
+(:mod:`funasr_nano.pipeline`) turns its :class:`~funasr_nano.models.llm_input.LLMInput` rows into tokens
 with an engine (:mod:`funasr_nano.engines`) and never looks inside the family.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..engines.base import LLMInput
+from .llm_input import LLMInput
 from ..errors import CheckpointError
 from .chat import ChatFormat
 

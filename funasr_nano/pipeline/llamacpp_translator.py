@@ -2,7 +2,7 @@
 Gemma 2, ...; ``funasr-nano export gguf`` writes one from a transformers chat LLM folder).
 
 The request is the one :class:`~funasr_nano.pipeline.translators.ChatLMTranslator` sends (one user turn,
-:func:`~funasr_nano.pipeline.translators.translation_request`), rendered with the chat template stored in the
+:func:`~funasr_nano.pipeline.translation_prompt.translation_request`), rendered with the chat template stored in the
 GGUF (``tokenizer.chat_template``) by llama-cpp-python's ``Jinja2ChatFormatter``, the renderer of its
 chat-completion API, which follows transformers' chat-template environment, with ``enable_thinking=False``
 (Qwen3's switch; templates without it ignore it). The prompt is tokenized by the GGUF's own vocabulary
@@ -22,7 +22,7 @@ from ..engines.base import LLMInput, OnToken
 from ..errors import CheckpointError, TranslatorError
 from ..options import DecodingOptions, TranslationOptions
 from .decoding import TokenStream
-from .translators import clean_output, translation_request
+from .translation_prompt import clean_output, translation_request
 
 logger = logging.getLogger(__name__)
 

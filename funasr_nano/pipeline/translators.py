@@ -11,12 +11,12 @@ import functools
 import inspect
 import logging
 import os
-import re
 import threading
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import InvalidOptionError, TranslatorError
 from ..options import TRANSLATION_MODES, TranslationOptions
+from .translation_prompt import clean_output, translation_request
 
 if TYPE_CHECKING:
     import torch
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from .speech_model import SpeechModel
 
 logger = logging.getLogger(__name__)
-
-LANGUAGE_ENGLISH_NAMES = {"zh": "Chinese", "en": "English"}
 
 
 def _inference_mode(function):
@@ -75,20 +73,6 @@ def _stopping(cancel: threading.Event | None) -> dict:
 def _sampling(options: TranslationOptions) -> dict:
     """``generate`` arguments for ``options.temperature`` (0 = greedy)."""
     return dict(do_sample=True, temperature=options.temperature) if options.temperature > 0 else dict(do_sample=False)
-
-
-def clean_output(text: str) -> str:
-    """A chat LLM's answer without a ``<think>`` block, whitespace collapsed."""
-    text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def translation_request(text: str, options: TranslationOptions) -> str:
-    """The user turn a chat-LLM translator sends for ``text``."""
-    source = LANGUAGE_ENGLISH_NAMES[options.source_language]
-    target = LANGUAGE_ENGLISH_NAMES[options.target_language]
-    return (f"Translate the following {source} text into {target}. "
-            f"Reply with the {target} translation only.\n\n{text}")
 
 
 class ChatLMTranslator:

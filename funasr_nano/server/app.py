@@ -26,9 +26,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ..version import __version__
 from .batching import BatchingEngine
 from .config import ServerOptions
-from .errors import APIError
+from .errors import APIError, UploadTimeout, UploadTooLarge, too_large
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -38,14 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEMO_MODEL_NAME = "funasr-nano-demo"
-
-
-class UploadTooLarge(Exception):
-    """A request body grew past the upload limit while it was read."""
-
-
-class UploadTimeout(Exception):
-    """A request body was not complete within the request timeout."""
 
 
 class Admission:
@@ -244,11 +237,6 @@ class _BodyLimit:
         return await self.app(scope, counting_receive, send)
 
 
-def too_large(limit: int) -> APIError:
-    return APIError(413, f"the request body is larger than the server's upload limit of {limit / (1 << 20):g} MB "
-                         "(funasr-nano serve --max-upload-mb)", param="file", code="file_too_large")
-
-
 def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "FastAPI":
     """The application serving ``model`` (any :func:`funasr_nano.load_model` result) with ``options``.
 
@@ -281,7 +269,7 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
         state.close()
 
     app = FastAPI(title="funasr-nano", description="OpenAI-compatible speech recognition and translation",
-                  version=_version(), lifespan=lifespan)
+                  version=__version__, lifespan=lifespan)
     app.state.server = state
 
     @app.exception_handler(APIError)
@@ -357,9 +345,3 @@ def create_app(model: "SpeechModel", options: ServerOptions | None = None) -> "F
 def _model_card(state: ServerState) -> dict:
     return {"id": state.model_id, "object": "model", "created": int(state.started), "owned_by": "funasr-nano",
             "tasks": list(state.model.tasks), "engine": state.batching.name}
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

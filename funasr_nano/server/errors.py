@@ -46,6 +46,20 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+class UploadTooLarge(Exception):
+    """A request body grew past the upload limit while it was read."""
+
+
+class UploadTimeout(Exception):
+    """A request body was not complete within the request timeout."""
+
+
+def too_large(limit: int) -> APIError:
+    """The 413 for a request body over ``limit`` bytes (``funasr-nano serve --max-upload-mb``)."""
+    return APIError(413, f"the request body is larger than the server's upload limit of {limit / (1 << 20):g} MB "
+                         "(funasr-nano serve --max-upload-mb)", param="file", code="file_too_large")
+
+
 def param_in_message(message: str, params: Sequence[str]) -> str | None:
     """The first of ``params`` that ``message`` names (``max_new_tokens must be ...``), or ``None``."""
     found = [(match.start(), name) for name in params if (match := re.search(rf"\b{re.escape(name)}\b(?!=)", message))]

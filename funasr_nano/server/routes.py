@@ -33,7 +33,7 @@ from ..options import TranscribeOptions, TranslationOptions
 from ..results import Segment, Transcription, join_texts
 from . import formats, schema
 from .batching import RequestCancelled, RequestContext, request_context
-from .errors import APIError, from_exception
+from .errors import APIError, UploadTimeout, UploadTooLarge, from_exception, too_large
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -63,8 +63,6 @@ async def read_form(request: Request, state: "ServerState") -> tuple[dict[str, l
     from starlette.datastructures import UploadFile
     from starlette.formparsers import MultiPartException
     from starlette.requests import ClientDisconnect
-
-    from .app import UploadTimeout, UploadTooLarge, too_large
 
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):

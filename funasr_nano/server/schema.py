@@ -1,7 +1,7 @@
 """Request fields derived from the option dataclasses (:mod:`funasr_nano.options`), as the command
 line's flags are (:mod:`funasr_nano.cli.options`): one field per dataclass field, nested dataclasses
 flattened (``decoding.max_new_tokens`` is the field ``max_new_tokens``), the description from the
-class docstring (:func:`funasr_nano.cli.options.field_docs`), the default from the dataclass, the value
+class docstring (:func:`funasr_nano.option_docs.field_docs`), the default from the dataclass, the value
 checked by the dataclass itself.
 
 The same fields are read from a multipart form (``/v1/audio/transcriptions``: every value a string,
@@ -17,8 +17,8 @@ import re
 import typing
 from typing import Any, Iterable, Mapping
 
-from ..cli.options import CHOICES, field_docs
 from ..errors import InvalidOptionError, UnsupportedLanguageError
+from ..option_docs import CHOICES, field_docs
 from .errors import APIError, param_in_message
 
 # Fields the server decides, never a request: how many of a request's segments go through the LLM together;

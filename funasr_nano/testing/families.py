@@ -81,7 +81,7 @@ def build_family_tokenizer(family: str, vocabulary=None):
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from ..training.tokenizer import _qwen_pre_tokenizer, build_tokenizer
+    from ..training.tokenizer import build_tokenizer, qwen_pre_tokenizer
 
     _check(family)
     if family == "qwen3" and vocabulary is None:
@@ -97,7 +97,7 @@ def build_family_tokenizer(family: str, vocabulary=None):
     else:
         alphabet = pre_tokenizers.ByteLevel.alphabet()
         backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(sorted(alphabet))}, merges=[]))
-        backend.pre_tokenizer = _qwen_pre_tokenizer()
+        backend.pre_tokenizer = qwen_pre_tokenizer()
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad,

@@ -188,14 +188,14 @@ def _write_ctc_branch(path: str, config: TinyConfig, cfg: dict, seed: int) -> No
 def build_random_model(config: TinyConfig, seed: int = 0, tokenizer=None):
     """``(FunAsrNanoForConditionalGeneration, tokenizer, official config.yaml dict)`` with random
     weights drawn from ``seed``; ``tokenizer`` defaults to :func:`build_tokenizer`'s."""
-    from ..models.fun_asr_nano.checkpoint import hf_config_from_official, _frontend_from_yaml, _new_model
+    from ..models.fun_asr_nano.checkpoint import empty_model, frontend_from_yaml, hf_config_from_official
 
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     cfg = official_config_yaml(config)
-    hf_config = hf_config_from_official(cfg, llm_config_dict(config, tokenizer), _frontend_from_yaml(cfg))
+    hf_config = hf_config_from_official(cfg, llm_config_dict(config, tokenizer), frontend_from_yaml(cfg))
     hf_config.audio_token_id = tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER_TOKEN)
     generator = torch.Generator().manual_seed(seed)
-    model = _new_model(hf_config)
+    model = empty_model(hf_config)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if name.endswith("layernorm.weight") or name.endswith("norm.weight"):

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Example
 from ..errors import AudioDecodeError, AudioTooShortError, TrainingDataError, TrainingError
+from ..manifests import Example
 from ..models.chat import ChatFormat
 from ..models.fun_asr_nano.prompt import build_prompt_ids, num_audio_tokens
 

@@ -199,7 +199,7 @@ def synthesize(
     import soundfile
     from tqdm.auto import tqdm
 
-    from .data import write_manifest
+    from ..manifests import write_manifest
 
     espeak_path()
     wav_dir = os.path.join(output_dir, "wav")

@@ -17,7 +17,9 @@ QWEN_SPLIT_PATTERN = (
 CJK_CHAR_PATTERN = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 
 
-def _qwen_pre_tokenizer(cjk_chars: bool = False):
+def qwen_pre_tokenizer(cjk_chars: bool = False):
+    """Qwen's pre-tokenizer (``tokenizers``): its split regex, then byte-level; with ``cjk_chars`` every CJK
+    character is a pre-token of its own first."""
     from tokenizers import Regex, pre_tokenizers
 
     steps = [pre_tokenizers.Split(Regex(CJK_CHAR_PATTERN), behavior="isolated", invert=False)] if cjk_chars else []
@@ -53,7 +55,7 @@ def build_tokenizer():
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tokenizer.pre_tokenizer = _qwen_pre_tokenizer()
+    tokenizer.pre_tokenizer = qwen_pre_tokenizer()
     return _with_qwen_specials(tokenizer)
 
 
@@ -70,7 +72,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = _qwen_pre_tokenizer(cjk_chars)
+    tokenizer.pre_tokenizer = qwen_pre_tokenizer(cjk_chars)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tokenizer.train_from_iterator(texts, trainer=trainer)

@@ -39,8 +39,9 @@ import torch
 
 from .batching import Batch, BatchSampler, Collator, SpeechLLMLoss, batch_loader
 from .config import EvalResult, StepLog, TrainConfig, TrainResult
-from .data import Example, audio_duration, read_manifest, text_translation_examples
+from .data import audio_duration, text_translation_examples
 from ..errors import AudioDecodeError, AudioTooShortError, MissingDependencyError, TrainingDataError, TrainingError
+from ..manifests import Example, read_manifest
 from ..models.lora import add_lora, save_adapter, strip_lora
 from ..models.fun_asr_nano.prompt import TASKS, num_audio_tokens
 

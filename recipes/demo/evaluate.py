@@ -81,7 +81,7 @@ def evaluate(model, manifest: str, limit: int | None = None) -> tuple[Scores, li
     """Run the three tasks on a held-out manifest; returns the scores and one record per sentence."""
     import sacrebleu
 
-    from funasr_nano.training.data import read_manifest
+    from funasr_nano.manifests import read_manifest
 
     examples = read_manifest(manifest)
     transcribe = [e for e in examples if e.task == "transcribe"]

@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 from evaluate import cer  # noqa: E402
 
 from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint  # noqa: E402
-from funasr_nano.training.data import read_manifest  # noqa: E402
+from funasr_nano.manifests import read_manifest  # noqa: E402
 from funasr_nano.load import DEFAULT_MODEL, from_checkpoint  # noqa: E402
 from funasr_nano.training.trainer import TrainConfig, Trainer, latest_checkpoint  # noqa: E402
 

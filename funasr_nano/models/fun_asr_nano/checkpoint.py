@@ -111,7 +111,12 @@ def detect_layout(path: str) -> str:
 # official layout: config
 
 
-def _frontend_from_yaml(cfg: Mapping[str, Any]) -> FrontendConfig:
+def frontend_from_yaml(cfg: Mapping[str, Any]) -> FrontendConfig:
+    """The fbank + LFR settings of an official ``config.yaml`` (``frontend_conf``).
+
+    Raises:
+        CheckpointError: a frontend other than ``WavFrontend``, or a CMVN file (Fun-ASR-Nano has none).
+    """
     conf = dict(cfg.get("frontend_conf") or {})
     if cfg.get("frontend", "WavFrontend") not in ("WavFrontend", "wav_frontend"):
         raise CheckpointError(f"unsupported frontend {cfg.get('frontend')!r}; only WavFrontend is")
@@ -308,7 +313,9 @@ def _fix_adaptor_attention(model) -> None:
         model.config.adaptor_config._attn_implementation = "eager"
 
 
-def _new_model(config):
+def empty_model(config):
+    """A ``FunAsrNanoForConditionalGeneration`` for ``config`` with uninitialised weights (the caller loads
+    every tensor right after), the adaptor's attention fixed as for a loaded checkpoint."""
     from transformers import FunAsrNanoForConditionalGeneration
     from transformers.initialization import no_init_weights
 
@@ -347,7 +354,7 @@ def _load_official(path: str):
         raise CheckpointError(f"{path}: the LLM folder has no config.json ({llm_config_path})")
     with open(llm_config_path, encoding="utf-8") as f:
         llm_config = json.load(f)
-    frontend = _frontend_from_yaml(cfg)
+    frontend = frontend_from_yaml(cfg)
     config = hf_config_from_official(cfg, llm_config, frontend)
     try:
         # mmap: tensors stay in the page cache instead of a second in-memory copy (0.8 B fp32 = 3.2 GB)
@@ -357,7 +364,7 @@ def _load_official(path: str):
     state_dict = checkpoint.get("state_dict", checkpoint.get("model", checkpoint)) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{path}/model.pt does not hold a state dict")
-    model = _new_model(config)
+    model = empty_model(config)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     num_blocks = int((cfg.get("audio_encoder_conf") or {}).get("num_blocks", 6))
     converted = official_to_hf_state_dict(state_dict, expected, num_blocks)

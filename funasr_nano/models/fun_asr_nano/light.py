@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...engines.base import LLMInput
+from ..llm_input import LLMInput
 from ...errors import CheckpointError
 from ..base import SpeechLLM
 from ..light_tokenizer import LightTokenizer

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...engines.base import LLMInput
+from ..llm_input import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ...results import Word
 from ..alignment import CtcAnalysis, TokenSpan, forced_align, words_from_spans

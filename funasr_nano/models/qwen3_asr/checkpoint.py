@@ -311,9 +311,14 @@ def chat_template(path: str, tokenizer) -> str | None:
     return getattr(tokenizer, "chat_template", None)
 
 
-def _feature_config(path: str) -> dict:
-    """The feature extractor settings: ``preprocessor_config.json`` (official), else the
-    ``feature_extractor`` entry of ``processor_config.json`` (what transformers writes); ``{}`` if neither."""
+def read_feature_config(path: str) -> dict:
+    """The feature extractor settings of the checkpoint folder ``path`` (any layout):
+    ``preprocessor_config.json`` (official), else the ``feature_extractor`` entry of ``processor_config.json``
+    (what transformers writes); ``{}`` if neither.
+
+    Raises:
+        CheckpointError: a file that is not valid JSON.
+    """
     for name, entry in (("preprocessor_config.json", None), ("processor_config.json", "feature_extractor")):
         file = os.path.join(path, name)
         if not os.path.isfile(file):
@@ -408,4 +413,4 @@ def load_checkpoint(path: str, *, device: str | torch.device = "cpu",
     logger.info("loaded Qwen3-ASR %s checkpoint %s (LLM %s)", layout, path, dtype)
     return LoadedCheckpoint(model=model, tokenizer=tokenizer, chat_template=chat_template(path, tokenizer),
                             layout=layout, path=path, mrope_section=section, support_languages=languages,
-                            feature_config=_feature_config(path))
+                            feature_config=read_feature_config(path))

@@ -60,17 +60,17 @@ def is_gguf_folder(path: str) -> bool:
 def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     """``(LoadedCheckpoint, gguf_path)`` of a GGUF-layout folder: the checkpoint's ``model`` is an
     :class:`AudioModel` (the audio tensors matched by name and shape), the rest as
-    :func:`.checkpoint.load_checkpoint` gives it; ``gguf_path`` the LLM file, its M-RoPE sections checked
-    against ``config.json`` (:func:`funasr_nano.export.thinker_gguf.check_thinker_gguf`).
+    :func:`.checkpoint.load_checkpoint` gives it (``mrope_section`` from ``config.json``); ``gguf_path`` the
+    LLM file, not opened here: :func:`funasr_nano.load.load_model` checks its M-RoPE sections against
+    ``mrope_section`` (:func:`funasr_nano.export.thinker_gguf.check_thinker_gguf`) before the engine reads it.
 
     Raises:
         CheckpointError: unreadable files, missing/unexpected/mis-shaped tensors (listed), a missing
-            GGUF file or one whose sections differ from the config's.
+            GGUF file.
     """
     from transformers import Qwen3ASRConfig
 
-    from ...export.thinker_gguf import check_thinker_gguf
-    from .checkpoint import LoadedCheckpoint, _feature_config, chat_template, load_tokenizer
+    from .checkpoint import LoadedCheckpoint, chat_template, load_tokenizer, read_feature_config
 
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
@@ -82,7 +82,6 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     if not os.path.isfile(gguf_file):
         raise CheckpointError(f"{path}: config.json names llm_gguf {raw['llm_gguf']!r}, which is missing")
     section = tuple(raw["mrope_section"]) if raw.get("mrope_section") else None
-    check_thinker_gguf(gguf_file, section)
     model = AudioModel(config)
     load_audio_weights(model, path)  # the sinusoidal table is computed, not stored
     model.eval().requires_grad_(False).to(device=device, dtype=torch.float32)
@@ -90,6 +89,6 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     languages = tuple(str(x) for x in raw.get("support_languages") or ())
     checkpoint = LoadedCheckpoint(model=model, tokenizer=tokenizer, chat_template=chat_template(path, tokenizer),
                                   layout="gguf", path=path, mrope_section=section, support_languages=languages,
-                                  feature_config=_feature_config(path))
+                                  feature_config=read_feature_config(path))
     logger.info("loaded Qwen3-ASR GGUF-layout folder %s (LLM %s)", path, os.path.basename(gguf_file))
     return checkpoint, gguf_file

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...engines.base import LLMInput
+from ..llm_input import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint
