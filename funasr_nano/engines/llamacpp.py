@@ -48,7 +48,6 @@ Install: ``pip install 'funasr-nano[llama]'`` (llama-cpp-python compiles llama.c
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -56,6 +55,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..export.gguf import import_llama_cpp
 from ..options import DecodingOptions
 from .base import Engine, GeneratedTokens, LLMInput, OnToken, is_embedding
 from .continuous import KV_CELLS_MIN, ContinuousScheduler, GenerationCall, ScheduledRow
@@ -128,8 +128,6 @@ class LlamaCppEngine(Engine):
                  kv_cache_type: str | None = None, seed: int | None = None,
                  lora_adapters: Mapping[str, str | os.PathLike] | None = None,
                  prefix_cache: int = PREFIX_CACHE_DEFAULT):
-        from ..export.gguf import import_llama_cpp
-
         self._context: LlamaContext | None = None
         self._closed = False
         self._lock = threading.Lock()  # held by the driver while it uses the context

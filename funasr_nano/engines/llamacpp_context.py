@@ -19,7 +19,6 @@ one position, which llama.cpp spreads over the axes itself.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 from typing import Mapping, Sequence
 
@@ -27,8 +26,6 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..export.gguf import NATIVE_LOGGER, check_gguf_file, import_gguf, import_llama_cpp
-
-logger = logging.getLogger(__name__)
 
 # KV cache element types by name
 KV_CACHE_TYPES = ("f32", "f16")
