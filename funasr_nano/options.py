@@ -265,6 +265,47 @@ class AdapterOptions:
 Options = TypeVar("Options", DecodingOptions, TranscribeOptions, TranslationOptions)
 
 
+@dataclasses.dataclass(frozen=True)
+class SubtitleOptions:
+    """How srt and vtt cues are cut at word times (openai-whisper's ``--max_line_width``,
+    ``--max_line_count``, ``--max_words_per_line``, ``--highlight_words``; :mod:`funasr_nano.writers`).
+    Any of them needs segments with words (``word_timestamps``).
+
+    Attributes:
+        max_line_width: srt/vtt: the most characters in a subtitle line; a word that does not fit starts
+            the next line (needs word timestamps).
+        max_line_count: srt/vtt: the most lines in a cue; with max_line_width, words flow across segments
+            into cues of at most this many lines, and a pause of more than 3 s starts a new cue (needs word
+            timestamps).
+        max_words_per_line: srt/vtt: the most words in a cue (whisper's name); a segment's words are cut
+            into cues of at most this many (needs word timestamps; not with max_line_count).
+        highlight_words: srt/vtt: underline each word while it is spoken (one cue per word, <u>word</u>;
+            needs word timestamps).
+    """
+
+    max_line_width: int | None = None
+    max_line_count: int | None = None
+    max_words_per_line: int | None = None
+    highlight_words: bool = False
+
+    def __post_init__(self):
+        for name in ("max_line_width", "max_line_count", "max_words_per_line"):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), 1)
+        if not isinstance(self.highlight_words, bool):
+            raise InvalidOptionError(f"highlight_words must be True or False, got {self.highlight_words!r}")
+        if self.max_line_count is not None and self.max_line_width is None:
+            raise InvalidOptionError("max_line_count needs max_line_width (lines are cut by their width)")
+        if self.max_words_per_line is not None and self.max_line_count is not None:
+            raise InvalidOptionError("max_words_per_line has no effect with max_line_count (cues are cut by their "
+                                     "lines there): give one of them")
+
+    @property
+    def active(self) -> bool:
+        """Whether cues are cut at word times (any option given)."""
+        return self != SubtitleOptions()
+
+
 def _field_names(cls) -> set[str]:
     return {field.name for field in dataclasses.fields(cls)}
 

@@ -123,9 +123,12 @@ def test_batched_equals_one_by_one_across_rounds(low_frame_rate, tmp_path):
     inputs = [setup.llm_input(INSTRUCTIONS[i % len(INSTRUCTIONS)], audio) for i, audio in enumerate(audios)]
     one_by_one = [setup.engine.generate([item], GREEDY)[0] for item in inputs]
     assert setup.engine.generate(inputs, GREEDY) == one_by_one
-    # two rows at a time, and a context so small that rows also split by cells
+    # two rows at a time (a row joins when another leaves), and a context so small that rows also split by cells
     with LlamaCppEngine(setup.path, setup.stop, n_seq_max=2, n_ctx=300, n_batch=16, n_threads=1) as small:
-        assert small.generate(inputs, GREEDY) == one_by_one
+        batched = small.generate(inputs, GREEDY)
+    assert batched == one_by_one
+    for row, alone in zip(batched, one_by_one):  # each row keeps its own log-probabilities
+        assert len(row.logprobs) == len(alone.logprobs) and row.logprobs == pytest.approx(alone.logprobs, abs=1e-5)
 
 
 def test_text_only_input_and_thread_count(low_frame_rate):

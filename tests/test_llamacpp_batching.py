@@ -1,7 +1,7 @@
 """The llama.cpp engine's prompt-prefix cache and continuous batching (tiny model, real recording): the
 prefix cache on or off gives the same tokens on the parity cases and on mixed prompts in one context,
 never serves one prefix's KV for another (token ids, LoRA adapter), a row that arrives while others
-decode starts at the next step with its solo tokens, and the KV cache is sized to what rows need."""
+decode starts at the next step with its solo tokens and log-probabilities, and the KV cache is sized to what rows need."""
 
 from __future__ import annotations
 
@@ -133,9 +133,13 @@ def test_a_row_that_arrives_mid_batch_starts_at_the_next_step(low_frame_rate):
             return False
 
         sizes_before = dict(engine.step_sizes)
-        assert engine.generate([long_row], full, on_token=on_long_token)[0] == solo_long
+        joined = engine.generate([long_row], full, on_token=on_long_token)[0]
+        assert joined == solo_long
         worker.join(timeout=60)
         assert late["tokens"] == solo_late
+        # each row's log-probabilities are its own, as when it decoded alone
+        assert late["tokens"].logprobs == pytest.approx(solo_late.logprobs, abs=1e-5)
+        assert joined.logprobs == pytest.approx(solo_long.logprobs, abs=1e-5)
         assert late_steps[0] == long_steps[4] + 1  # the step right after the one it arrived in
         assert late_steps[0] < long_steps[-1], "the late row waited for the running batch to end"
         assert engine.step_sizes.get(2, 0) > sizes_before.get(2, 0)  # one llama_decode for both rows

@@ -90,6 +90,9 @@ def test_every_response_format_equals_model_transcribe(demo, client):
     assert [(s.start, s.end, s.text, tuple(s.tokens)) for s in verbose.segments] == [
         (0.0, round(expected.duration, 3), expected.text, expected.tokens)]
     assert verbose.segments[0].compression_ratio > 0
+    # the LLM's confidence survives the server's batching scheduler (rounded to 4 digits)
+    in_zh = demo.transcribe(EXAMPLE, language="zh").segments[0]  # the language is in the prompt
+    assert verbose.segments[0].avg_logprob == pytest.approx(in_zh.avg_logprob, abs=2e-4)
 
 
 def test_long_audio_with_vad_and_extension_fields(demo, client, tmp_path):

@@ -15,7 +15,7 @@ import torch
 gguf = pytest.importorskip("gguf", reason="the gguf package is not installed (pip install 'funasr-nano[llama]')")
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'funasr-nano[llama]')")
 
-from funasr_nano.engines.llamacpp import MROPE_POSITIONS, _EmbdBatch, mrope_1d_positions  # noqa: E402
+from funasr_nano.engines.llamacpp_context import MROPE_POSITIONS, _EmbdBatch, mrope_1d_positions  # noqa: E402
 from funasr_nano.errors import CheckpointError, InvalidOptionError  # noqa: E402
 from funasr_nano.export.gguf import import_llama_cpp, write_causal_lm_gguf  # noqa: E402
 from funasr_nano.export.gguf_architectures import Qwen3VLArchitecture  # noqa: E402

@@ -1,6 +1,7 @@
 """The vLLM engine against the transformers engine. These tests run inside the vLLM environment
 (.venv-vllm, made by setup-vllm.sh), started by tests/test_vllm.py; not collected by the main suite
-(vLLM needs transformers < 5.20)."""
+(vLLM needs transformers < 5.20). Log-probabilities (Segment.avg_logprob) equal the transformers engine's,
+greedy, and the teacher-forced log-softmax after the temperature, sampled."""
 
 from __future__ import annotations
 
@@ -41,7 +42,12 @@ def test_tokens_equal_the_transformers_engine(pair, audio, case):
     assert served.engine.name == "vllm"
     for path in audio.values():
         expected = reference.transcribe(path, options=OPTIONS, **CASES[case])
-        assert served.transcribe(path, options=OPTIONS, **CASES[case]).tokens == expected.tokens
+        got = served.transcribe(path, options=OPTIONS, **CASES[case])
+        assert got.tokens == expected.tokens
+        # the same log-probabilities as the transformers engine (vLLM's processed logprobs)
+        assert [s.avg_logprob for s in got.segments] == pytest.approx([s.avg_logprob for s in expected.segments],
+                                                                    abs=1e-3)
+        assert all(s.avg_logprob is not None and s.avg_logprob < 0 for s in got.segments)
 
 
 def test_batches_long_audio_guard_and_concurrency(pair, audio):
@@ -74,12 +80,45 @@ def test_batches_long_audio_guard_and_concurrency(pair, audio):
     assert [results[i] for i in range(len(threads))] == [reference.transcribe(p, OPTIONS).tokens for p in files * 2]
 
 
+def teacher_forced(reference, row, tokens, options):
+    """Each token's log-probability under the torch model fed the prompt plus the tokens: log_softmax of
+    the logits, stop tokens masked below min_new_tokens, over the temperature; then, when the row ended
+    on a stop token, that of the stop token closest to the reported one (which one ended it is not
+    reported)."""
+    import torch
+
+    stops = list(reference.family.stop_token_ids)
+    engine = reference.engine
+    prompt = engine.embed(row)
+    table = engine.model.get_input_embeddings()
+    with torch.inference_mode():
+        inputs = torch.cat([prompt, table(torch.tensor(list(tokens), dtype=torch.long))])[None]
+        logits = engine.model(inputs_embeds=inputs).logits[0, prompt.shape[0] - 1:].double()
+    values = []
+    for step in range(len(tokens.logprobs)):
+        scores = logits[step].clone()
+        if step < options.min_new_tokens:
+            scores[stops] = -float("inf")
+        logprobs = torch.log_softmax(scores / options.temperature, -1)
+        if step < len(tokens):
+            values.append(logprobs[tokens[step]].item())
+        else:  # the stop token
+            values.append(min((logprobs[s].item() for s in stops), key=lambda v: abs(v - tokens.logprobs[step])))
+    return values
+
+
 def test_on_token_and_cancel(pair, audio):
     _, served = pair
     family, engine = served.family, served.engine
     row = family.llm_input(family.transcription_instruction(None, (), True),
                            served.audio_embeddings(served_waveform(audio["zh_mid"])))
     full = engine.generate([row], OPTIONS)[0]
+    reference = pair[0].engine.generate([row], OPTIONS)[0]
+    assert len(full.logprobs) == len(reference.logprobs) in (len(full), len(full) + 1)
+    assert full.logprobs == pytest.approx(reference.logprobs, abs=1e-3)
+    sampling = DecodingOptions(max_new_tokens=12, temperature=1.5, min_new_tokens=4, repetition_guard=False)
+    sampled = engine.generate([row], sampling)[0]
+    assert sampled.logprobs == pytest.approx(teacher_forced(pair[0], row, sampled, sampling), abs=1e-3)
     seen = []
 
     def stop_after_five(index, tokens):

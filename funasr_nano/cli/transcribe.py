@@ -13,9 +13,11 @@ import json
 import logging
 
 from ..errors import InvalidOptionError, UnsupportedLanguageError
-from ..options import AdapterOptions, TranscribeOptions
+from ..options import AdapterOptions, SubtitleOptions, TranscribeOptions
 from ..writers import FORMATS, get_writer, write_result
-from .options import add_model_flags, add_option_flags, load_model_from_args, naming_flags, options_from_args
+from .options import (
+    add_model_flags, add_option_flags, flag_names, load_model_from_args, naming_flags, options_from_args,
+)
 from .output import Failures, plan_output_names, prepare_output_dir, printable, write_stdout
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -34,7 +36,25 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                              "several inputs gets -1, -2, ...)")
     add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora
     add_option_flags(parser, TranscribeOptions)
+    add_option_flags(parser.add_argument_group(GROUP_TITLE), SubtitleOptions)
     parser.set_defaults(run=run)
+
+
+GROUP_TITLE = "subtitles (srt and vtt cues cut at word times; need --word-timestamps)"
+
+
+def subtitle_options(args: argparse.Namespace, options: TranscribeOptions) -> SubtitleOptions:
+    """``--max-line-width``, ``--max-line-count``, ``--max-words-per-line``, ``--highlight-words``.
+
+    Raises:
+        InvalidOptionError: a bad value, or any of them without ``--word-timestamps`` (naming the flags).
+    """
+    subtitles = options_from_args(SubtitleOptions, args)
+    if subtitles.active and not options.word_timestamps:
+        given = [flag for field, flag in flag_names(SubtitleOptions).items()
+                 if getattr(subtitles, field) != getattr(SubtitleOptions(), field)]
+        raise InvalidOptionError(f"{', '.join(given)}: subtitles cut at word times need --word-timestamps")
+    return subtitles
 
 
 def check_format(args: argparse.Namespace) -> None:
@@ -49,13 +69,16 @@ def check_format(args: argparse.Namespace) -> None:
         raise InvalidOptionError(f"--format {args.format} for several files: give --output-dir")
 
 
-def emit(args: argparse.Namespace, path: str, name: str | None, result, failures: Failures) -> None:
+def emit(args: argparse.Namespace, path: str, name: str | None, result, failures: Failures,
+         subtitles: SubtitleOptions | None = None) -> None:
     """Print ``result`` (a :class:`~funasr_nano.results.Transcription`) or write it under ``--output-dir``
-    as ``name``; a file that cannot be written counts as a failure of that input."""
+    as ``name`` (srt and vtt cues cut by ``subtitles``); a file that cannot be written counts as a failure
+    of that input."""
     if args.output_dir:
         for output_format in FORMATS if args.format == "all" else (args.format,):
             try:
-                logger.info("wrote %s", printable(write_result(result, path, args.output_dir, output_format, name=name)))
+                written = write_result(result, path, args.output_dir, output_format, name=name, subtitles=subtitles)
+                logger.info("wrote %s", printable(written))
             except OSError as error:  # a full disk, or the output would replace the input
                 failures.add_line(path, f"cannot write its {output_format} output: {error}", error)
                 return
@@ -64,7 +87,7 @@ def emit(args: argparse.Namespace, path: str, name: str | None, result, failures
     elif args.format == "txt":
         write_stdout(result.text if len(args.files) == 1 else f"{printable(path)}\t{result.text}")
     else:
-        write_stdout(lambda file: get_writer(args.format)(result, file))
+        write_stdout(lambda file: get_writer(args.format, subtitles)(result, file))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_format(args)
     options = options_from_args(TranscribeOptions, args)  # bad values fail here, before loading the model
+    subtitles = subtitle_options(args, options)
     adapters = options_from_args(AdapterOptions, args)
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, FORMATS if args.format == "all" else (args.format,))
@@ -89,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(result, TranscriptionFailure):
                 failures.add(path, result.error)
             else:
-                emit(args, path, name, result, failures)
+                emit(args, path, name, result, failures, subtitles)
             files_bar.update()
     return failures.exit_code(len(args.files))
 

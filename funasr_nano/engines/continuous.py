@@ -47,6 +47,8 @@ class GenerationCall:
         cancel: anything with ``is_set()``; checked at every step.
         rng: the sampler's random generator (``temperature > 0``), shared by the call's rows.
         remaining: rows not finished; error: the first error of one of its rows.
+        results: per row, the generated token ids; logprobs: per row, the log-probability of each
+            picked token (then of the stop token, when the row ended on one).
     """
 
     options: DecodingOptions
@@ -56,9 +58,11 @@ class GenerationCall:
     remaining: int
     error: BaseException | None = None
     results: list = dataclasses.field(default_factory=list)
+    logprobs: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         self.results = [[] for _ in range(self.remaining)]
+        self.logprobs = [[] for _ in range(self.remaining)]
 
     @property
     def cancelled(self) -> bool:
@@ -107,6 +111,10 @@ class ScheduledRow:
     @property
     def tokens(self) -> list[int]:
         return self.call.results[self.index]
+
+    @property
+    def logprobs(self) -> list[float]:
+        return self.call.logprobs[self.index]
 
 
 class ContinuousScheduler:

@@ -7,6 +7,11 @@ embeddings (``LLM(..., enable_prompt_embeds=True)`` and an ``EmbedsPrompt``, ``{
 causal-LM folder (:func:`funasr_nano.export.llm_checkpoint.write_llm_checkpoint`), batches concurrent
 rows (continuous batching, paged KV cache) and decodes greedily or by sampling.
 
+Every generated token comes with its log-probability (``SamplingParams(logprobs=0)``: the sampled
+token's alone; ``logprobs_mode="processed_logprobs"``: after ``min_tokens`` and the temperature, as the
+other engines define it), so rows come back as :class:`~funasr_nano.engines.base.GeneratedTokens` and
+``Segment.avg_logprob`` is filled.
+
 Requests are driven step by step through ``LLM.llm_engine`` (``add_request`` / ``step`` /
 ``abort_request``), so that every token reaches ``on_token`` (the repetition guard and streaming of
 :mod:`funasr_nano.pipeline.decoding` stay above the engine) and ``cancel`` stops rows within one token.
@@ -30,7 +35,7 @@ import torch
 
 from ..errors import MissingDependencyError
 from ..options import DecodingOptions
-from .base import Engine, LLMInput, OnToken, embed_parts
+from .base import Engine, GeneratedTokens, LLMInput, OnToken, embed_parts
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ class _Row:
         self.on_token = on_token
         self.cancel = cancel
         self.tokens: list[int] = []
+        self.logprobs: list[float] | None = None  # of each token, then of the stop token if it ended on one
         self.done = False
         self.error: BaseException | None = None
 
@@ -93,9 +99,12 @@ class VllmEngine(Engine):
         self._hidden_size = int(embed_tokens.weight.shape[1])
         self._max_positions = int(max_model_len)
         self._dtype = dtype
+        # logprobs_mode: the chosen token's log-probability in the distribution it was drawn from (after
+        # min_tokens and the temperature), the definition the other engines report (vLLM's default is the
+        # raw logits')
         settings = dict(enable_prompt_embeds=True, dtype=str(dtype).removeprefix("torch."),
                         max_model_len=self._max_positions, skip_tokenizer_init=True, enforce_eager=True,
-                        generation_config="vllm", seed=0)
+                        generation_config="vllm", seed=0, logprobs_mode="processed_logprobs")
         settings.update(engine_args)
         self.llm = LLM(model=os.fspath(llm_dir), **settings)
         self._engine = self.llm.llm_engine
@@ -125,7 +134,7 @@ class VllmEngine(Engine):
             else dict(temperature=0.0)
         return SamplingParams(max_tokens=options.max_new_tokens, min_tokens=options.min_new_tokens,
                               stop_token_ids=list(self.stop_token_ids), ignore_eos=True, detokenize=False,
-                              output_kind=RequestOutputKind.CUMULATIVE, **sampling)
+                              output_kind=RequestOutputKind.CUMULATIVE, logprobs=0, **sampling)
 
     def generate(self, inputs: Sequence[LLMInput], options: DecodingOptions, *, on_token: OnToken | None = None,
                  cancel: threading.Event | None = None) -> list[list[int]]:
@@ -155,7 +164,7 @@ class VllmEngine(Engine):
         for row in rows:
             if row.error is not None:
                 raise row.error
-        return [row.tokens for row in rows]
+        return [GeneratedTokens(row.tokens, row.logprobs) for row in rows]
 
     def _step(self) -> None:
         """Abort cancelled rows, run one vLLM step for every running row, hand out the new tokens (lock held)."""
@@ -176,7 +185,10 @@ class VllmEngine(Engine):
             row = self._rows.get(output.request_id)
             if row is None:
                 continue
-            tokens = list(output.outputs[0].token_ids)
+            completion = output.outputs[0]
+            tokens = list(completion.token_ids)
+            if completion.logprobs is not None:  # logprobs=0: per token, {that token: Logprob}
+                row.logprobs = [entry[token].logprob for token, entry in zip(tokens, completion.logprobs)]
             stopped = bool(tokens) and tokens[-1] in self.stop_token_ids
             if stopped:
                 tokens = tokens[:-1]

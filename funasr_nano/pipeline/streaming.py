@@ -13,7 +13,8 @@ chunk, continuing from the previous result minus its last few tokens, which may 
   *partial* event is emitted;
 * a final segment is decoded afresh, without prefix, exactly as
   :meth:`funasr_nano.SpeechModel.transcribe_segments` decodes it: fed chunk by chunk, a file gives the
-  same final segments (boundaries, tokens, text) as offline transcription with ``vad=True``.
+  same final segments (boundaries, tokens, text; words with ``word_timestamps``) as offline transcription
+  with ``vad=True``.
 
 A session holds the state of one stream; the model it wraps is shared and may serve other sessions.
 """
@@ -31,7 +32,9 @@ from ..audio.io import SAMPLE_RATE, check_sample_rate, to_mono
 from ..audio.vad import SpeechChunk, VadOptions, VadSegmenter
 from ..errors import InvalidOptionError
 from ..options import TranscribeOptions
-from ..results import Segment, Transcription, join_texts
+from ..results import Segment, Transcription, Word, join_texts
+from . import timestamps
+from .decoding import avg_logprob
 from .transcribe import check_options, transcript_language
 
 if TYPE_CHECKING:
@@ -78,6 +81,8 @@ class StreamingEvent:
         end: segment end (for a partial: the audio received so far), seconds.
         text: the text of the segment (a partial includes its prefix).
         tokens: generated token ids (a partial: those generated after the prefix).
+        words: a final's words with their times, seconds from the start of the stream, when the session
+            asked for ``word_timestamps`` (as offline transcription computes them); else ``None``.
     """
 
     final: bool
@@ -86,9 +91,10 @@ class StreamingEvent:
     end: float
     text: str
     tokens: tuple[int, ...]
+    words: tuple[Word, ...] | None = None
 
     def to_segment(self) -> Segment:
-        return Segment(start=self.start, end=self.end, text=self.text, tokens=self.tokens)
+        return Segment(start=self.start, end=self.end, text=self.text, tokens=self.tokens, words=self.words)
 
 
 class StreamingSession:
@@ -190,13 +196,27 @@ class StreamingSession:
         for chunk in chunks:
             tokens = self.model.decode_waveforms([chunk.samples], self.instruction, self.options, task=self.task)[0]
             text = self.model.parse_transcription(tokens, self.language)[1].strip()
-            segment = Segment(start=chunk.start_time, end=chunk.end_time, text=text, tokens=tuple(tokens))
+            segment = self._final_segment(chunk, tokens, text)
             self._finals.append(segment)
-            events.append(StreamingEvent(True, self._index, segment.start, segment.end, text, segment.tokens))
+            events.append(StreamingEvent(True, self._index, segment.start, segment.end, text, segment.tokens,
+                                         segment.words))
             self._index += 1
             self._partial_text = ""
             self._partial_language = None
         return events
+
+    def _final_segment(self, chunk: SpeechChunk, tokens, text: str) -> Segment:
+        """A final segment, with its words when the session asks for ``word_timestamps`` (computed as
+        offline transcription computes them: :mod:`funasr_nano.pipeline.timestamps`)."""
+        options = self._transcribe_options
+        if not (options.word_timestamps and self.task == "transcribe"):
+            return Segment(start=chunk.start_time, end=chunk.end_time, text=text, tokens=tuple(tokens),
+                           avg_logprob=avg_logprob(tokens))
+        # the CTC analysis for the words only: a live session has no silence gate or hotwords file
+        analysed = dataclasses.replace(options, silence_gate=False, hotwords_file=None)
+        prepared = timestamps.prepare(self.model, analysed, chunk.samples, chunk.start_time, chunk.end_time,
+                                      vad_segment=True)
+        return timestamps.finish(self.model, options, prepared, tokens, text, avg_logprob(tokens))
 
     def _prefix(self) -> str:
         """The last partial minus its last ``rollback_tokens`` tokens (whole characters only)."""

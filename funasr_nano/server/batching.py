@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence
 
-from ..engines.base import Engine, LLMInput, OnToken
+from ..engines.base import Engine, GeneratedTokens, LLMInput, OnToken
 from ..options import DecodingOptions
 
 logger = logging.getLogger(__name__)
@@ -429,7 +429,9 @@ class BatchingEngine(Engine):
             stats.tokens += sum(len(tokens) for tokens in results)
         at = 0
         for call in live:
-            call.result = [list(tokens) for tokens in results[at: at + len(call.inputs)]]
+            # GeneratedTokens keep their log-probabilities (Segment.avg_logprob)
+            call.result = [tokens if isinstance(tokens, GeneratedTokens) else list(tokens)
+                           for tokens in results[at: at + len(call.inputs)]]
             at += len(call.inputs)
             if call.context is not None:
                 call.context.tokens += sum(len(tokens) for tokens in call.result)

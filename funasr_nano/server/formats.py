@@ -85,9 +85,10 @@ def segments_json(segments: Sequence[Segment], temperature: float) -> list[dict]
     } for index, segment in enumerate(segments)]
 
 
-def words_json(segments: Sequence[Segment]) -> list[dict]:
-    """OpenAI's ``words``: ``{"word", "start", "end"}`` of every segment's words, in order."""
-    return [{"word": word.word.strip(), "start": round(word.start, 3), "end": round(word.end, 3)}
+def words_json(segments: Sequence[Segment], offset: float = 0.0) -> list[dict]:
+    """OpenAI's ``words``: ``{"word", "start", "end"}`` of every segment's words, in order (times plus
+    ``offset`` seconds)."""
+    return [{"word": word.word.strip(), "start": round(offset + word.start, 3), "end": round(offset + word.end, 3)}
             for segment in segments for word in (segment.words or ()) if word.word.strip()]
 
 

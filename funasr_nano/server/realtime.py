@@ -27,7 +27,9 @@ than ``silence_duration_ms``, default 2 s, ends it; so does a commit): ``input_a
 the part of the partial result that the next re-decode keeps), ``input_audio_buffer.speech_stopped``,
 ``input_audio_buffer.committed``, a last ``...delta`` with the rest of the text when it extends the
 previews, and ``conversation.item.input_audio_transcription.completed`` (``transcript``: the segment
-decoded afresh, exactly as offline transcription with VAD decodes it; it may revise the previews);
+decoded afresh, exactly as offline transcription with VAD decodes it; it may revise the previews; with
+the ``word_timestamps`` extension, ``words``: ``[{"word", "start", "end"}]`` as verbose JSON's, seconds
+from the start of the session);
 ``input_audio_buffer.cleared``; ``error`` (``{"type", "code", "message", "param", "event_id"}``) for a bad
 event, which leaves the connection open.
 
@@ -57,6 +59,7 @@ from ..results import join_texts
 from . import schema
 from .batching import RequestCancelled, RequestContext, request_context
 from .errors import APIError, from_exception
+from .formats import words_json
 from .routes import prompt_hotwords, stable_text, turn_detection_fields
 
 if TYPE_CHECKING:
@@ -316,6 +319,8 @@ class RealtimeConnection:
                 transcript = event.text
                 if transcript.startswith(item.sent) and len(transcript) > len(item.sent):
                     await self._delta(item, transcript)
+                if event.words is not None:  # the session asked for word_timestamps
+                    extra = {"words": words_json([event.to_segment()], self.offset)}
             await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item.item_id,
                              "content_index": 0, "transcript": transcript, **extra,
                              "usage": {"type": "duration", "seconds": round(event.end - event.start, 3)},
