@@ -91,6 +91,11 @@ def test_onnx_ctc_log_probs_equal_torch_fp32(torch_ctc, light_ctc):
         np.testing.assert_allclose(ours.audio_embeddings, reference.audio_embeddings.numpy(), atol=2e-4)
 
 
+# Texts to align besides the tiny LLM's own output (random bytes, often one "word"): Chinese (a word per
+# character) and English (words cut at spaces, punctuation attached), so that many word boundaries are compared.
+TEXTS = ("我想问，滨海新区有房吗？欢迎来到杭州。", "hello world, the model is here.")
+
+
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_light_words_equal_the_torch_paths(torch_ctc, light_ctc, name):
     wave = _wave(name)
@@ -102,6 +107,13 @@ def test_light_words_equal_the_torch_paths(torch_ctc, light_ctc, name):
     assert [(w.word, w.start, w.end) for w in segment.words] == [(w.word, w.start, w.end) for w in expected.words]
     assert [w.probability for w in segment.words] == pytest.approx([w.probability for w in expected.words], abs=2e-3)
     assert "".join(w.word for w in segment.words) == segment.text
+    light_analysis, torch_analysis = light_ctc.family.ctc_analysis(wave), torch_ctc.family.ctc_analysis(wave)
+    for text in TEXTS:
+        got = light_ctc.family.align_words(light_analysis, text, offset=1.5)
+        want = torch_ctc.family.align_words(torch_analysis, text, offset=1.5)
+        assert len(got) >= 5 and len({w.start for w in got}) >= 5  # many words, at different times
+        assert [(w.word, w.start, w.end) for w in got] == [(w.word, w.start, w.end) for w in want], text
+        assert [w.probability for w in got] == pytest.approx([w.probability for w in want], abs=2e-3)
 
 
 def test_int8_ctc_head_gives_words(ctc_folder, torch_ctc):
@@ -149,6 +161,8 @@ def test_the_light_silence_gate_gives_no_text_for_silence_and_noise(deaf_folder,
     gated = deaf_folder.transcribe(audio, silence_gate=True, max_new_tokens=8)  # decoded whole, gated by ctc.onnx
     assert gated.text == "" and gated.segments == ()
     assert deaf_folder.transcribe(audio, max_new_tokens=8).text != ""  # ungated: the LLM writes into it
+    # it is the CTC head that gates (silero would keep speech): on by default for VAD segments
+    assert deaf_folder.transcribe(_wave("zh_binhai"), vad=True, max_new_tokens=8).segments == ()
     # a head that hears tokens keeps speech; its no_speech_prob is the torch model's
     wave = _wave("zh_binhai")
     speech = light_ctc.transcribe(wave, silence_gate=True, max_new_tokens=8)
@@ -236,10 +250,13 @@ def test_the_encoder_runs_once_per_segment(torch_ctc, light_ctc, runtime, monkey
             hook.remove()
 
 
-def test_a_folder_without_ctc_is_unchanged_and_refused_clearly(tiny_official, tmp_path):
+def test_a_folder_without_ctc_is_unchanged_and_refused_clearly(tiny_official, ctc_folder, tmp_path):
+    import shutil
+
     import onnxruntime
 
     folder = tmp_path / "plain"
+    shutil.copytree(ctc_folder, folder)  # an earlier export with the CTC head: its files must not outlive it
     export_gguf(tiny_official, folder, "f32", n_threads=1)
     assert "ctc" not in json.loads((folder / "config.json").read_text(encoding="utf-8"))
     assert not list(folder.glob("ctc*")) and not (folder / "multilingual.tiktoken").exists()

@@ -18,6 +18,7 @@ import logging
 import os
 
 from ..errors import CheckpointError
+from ..models.fun_asr_nano.ctc_tokenizer import CTC_VOCAB_FILE
 from ..models.onnx_audio import CTC_ONNX_FILES
 from ..models.weights import AUDIO_PREFIXES, AUDIO_WEIGHTS
 from .gguf import OUT_TYPES, write_llm_gguf
@@ -89,7 +90,7 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
             logger.info("removing %s from an earlier export", stale)
             os.remove(os.path.join(out_dir, stale))
     if ctc_record is None:  # nor may CTC files of an earlier export outlive its record
-        for stale in [n + tail for n in CTC_ONNX_FILES.values() for tail in ("", ".data")]:
+        for stale in [n + tail for n in CTC_ONNX_FILES.values() for tail in ("", ".data")] + [CTC_VOCAB_FILE]:
             if os.path.exists(os.path.join(out_dir, stale)):
                 logger.info("removing %s from an earlier export", stale)
                 os.remove(os.path.join(out_dir, stale))
