@@ -5,7 +5,9 @@ Exported from the torch modules (:class:`funasr_nano.models.fun_asr_nano.ctc.Ctc
 :mod:`funasr_nano.export.onnx_audio` exports the encoder. The graph takes the audio graph's second output
 (``encoder_out``), so that the encoder runs once per segment for both the LLM's audio embeddings and the
 CTC posteriors, and only when the CTC head is wanted (word timestamps, the silence gate, ``hotwords_file``)
-is the head run at all: the plain transcription path computes what it computed without the branch.
+is the head run at all: the plain transcription path computes what it computed without the branch. (A
+``log_probs`` output inside ``audio.onnx`` would not do: onnxruntime runs every node of a graph whatever
+outputs are asked for, so every transcription would pay the head's 512 x 60515 output layer.)
 
 - ``ctc.onnx`` (+ ``ctc.onnx.data``): float32, ``encoder_out`` ``(1, frames, encoder_dim)`` ->
   ``log_probs`` ``(1, frames, ctc_vocab)`` float32 log-softmax, 60 ms per frame, the blank at

@@ -68,7 +68,9 @@ class OnnxGraph:
         logger.info("%s %s (inputs %s, outputs %s)", what, file, ", ".join(self.input_names), ", ".join(self.output_names))
 
     def run(self, outputs: Sequence[str], **inputs: np.ndarray) -> list[np.ndarray]:
-        """The named ``outputs`` for named ``inputs``; onnxruntime computes only the nodes they need."""
+        """The named ``outputs`` for named ``inputs``. onnxruntime runs every node of the graph whatever
+        outputs are asked for (checked with onnxruntime 1.32: asking for a cheap output of a graph with an
+        expensive branch costs the branch), which is why Fun-ASR-Nano's CTC head is a graph of its own."""
         return self._session.run(list(outputs), inputs)
 
 
