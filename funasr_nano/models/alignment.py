@@ -188,19 +188,6 @@ def analyse(log_probs: np.ndarray, blank: int, decode: Callable[[Sequence[int]],
                        audio_embeddings=audio_embeddings)
 
 
-def align_words(log_probs: np.ndarray, text: str, encode: Callable[[str], Sequence[int]],
-                token_bytes: Callable[[int], bytes], blank: int, *, frame_seconds: float, offset: float = 0.0,
-                duration: float | None = None) -> list[Word]:
-    """``text`` re-tokenized (``encode``), force-aligned to ``(frames, vocab)`` log posteriors
-    (:func:`forced_align`) and cut into words (:func:`words_from_spans`).
-
-    Raises:
-        AlignmentError: more tokens than frames.
-    """
-    spans = forced_align(log_probs, encode(text), blank)
-    return words_from_spans(spans, token_bytes, frame_seconds=frame_seconds, offset=offset, duration=duration)
-
-
 # whisper's word_timestamps rules (openai/whisper timing.py: merge_punctuations): opening marks join the
 # next word, closing ones the previous word
 PREPEND_PUNCTUATIONS = "\"'“¿([{-«「『（《【"
