@@ -103,7 +103,7 @@ class TranscribeOptions:
             refused (``vad=False``). Bounded by the model's context window, checked at the call.
         word_timestamps: give every segment its words with start/end times and a probability
             (``Segment.words``): Fun-ASR-Nano aligns the LLM's text to its CTC head (official checkpoints
-            with the CTC branch; others raise CheckpointError).
+            with the CTC branch, and GGUF folders exported from them; others raise CheckpointError).
         silence_gate: drop a segment the CTC head hears no speech in (``no_speech_prob`` above
             ``no_speech_threshold``) instead of letting the LLM write text into silence or noise.
             ``None``: on for VAD segments of checkpoints with a CTC head; ``True``: also for audio

@@ -160,6 +160,51 @@ def test_a_gguf_folder_runs_without_torch_or_transformers(demo_q8):
     light.close()
 
 
+# Word timestamps, the CTC silence gate and hotwords_file on a GGUF folder with the CTC branch, in a fresh
+# interpreter: then the modules it imported.
+NO_TORCH_CTC_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import funasr_nano
+
+    folder, clip, hotwords = sys.argv[1:4]
+    model = funasr_nano.load_model(folder, n_threads=1)
+    report = {"has_ctc": model.family.has_ctc}
+    result = model.transcribe(clip, word_timestamps=True, max_new_tokens=16)
+    report["text"] = result.text
+    report["words"] = [[w.word, w.start, w.end] for s in result.segments for w in s.words]
+    report["no_speech_prob"] = model.transcribe(clip, silence_gate=True, max_new_tokens=4).segments[0].no_speech_prob
+    report["hotwords_text"] = model.transcribe(clip, hotwords_file=hotwords, max_new_tokens=4).text
+    report["imported"] = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
+    print(json.dumps(report, ensure_ascii=False))
+""")
+
+
+def test_word_timestamps_of_a_gguf_folder_with_ctc_run_without_torch(tmp_path_factory, tmp_path):
+    from funasr_nano.testing.tiny import TinyConfig, write_tiny_checkpoint
+
+    source = write_tiny_checkpoint(str(tmp_path_factory.mktemp("ctc-source")), "official", TinyConfig(ctc=True), seed=5)
+    folder = tmp_path / "ctc-gguf"
+    export_gguf(source, folder, "f32", n_threads=1)
+    clip = shared_file("audio/zh_binhai.wav")
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text("滨海新区\n达摩院\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", NO_TORCH_CTC_SCRIPT, str(folder), str(clip), str(hotwords)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["imported"] == [], report["imported"]
+    assert report["has_ctc"] and report["words"] and report["no_speech_prob"] is not None
+    # the words are the light runtime's in this process too (test_light_ctc.py: equal to the torch model's)
+    light = load_model(folder, n_threads=1)
+    expected = light.transcribe(clip, word_timestamps=True, max_new_tokens=16)
+    assert report["text"] == expected.text
+    assert report["words"] == [[w.word, w.start, w.end] for s in expected.segments for w in s.words]
+    assert report["hotwords_text"] == light.transcribe(clip, hotwords_file=str(hotwords), max_new_tokens=4).text
+    light.close()
+
+
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"  # import -> ImportError
 
 

@@ -3,7 +3,10 @@
 OUT_DIR is in the GGUF layout (:mod:`funasr_nano.models.fun_asr_nano.gguf_layout`): the LLM as
 ``llm-<type>.gguf`` (:func:`funasr_nano.export.gguf.write_llm_gguf`, which stock llama.cpp runs on its
 own), the encoder and adaptor as ``audio.safetensors`` (torch) and as ``audio.onnx`` / ``audio-int8.onnx``
-(onnxruntime, :mod:`funasr_nano.export.onnx_audio`), ``config.json`` and the tokenizer, so that
+(onnxruntime, :mod:`funasr_nano.export.onnx_audio`), ``config.json`` and the tokenizer, and for a
+checkpoint with the CTC branch the CTC head as ``ctc.onnx`` / ``ctc-int8.onnx``
+(:mod:`funasr_nano.export.onnx_ctc`, fed by the audio graph's ``encoder_out``), its tokenizer
+``multilingual.tiktoken`` and a ``ctc`` record in ``config.json``, so that
 ``load_model(OUT_DIR)`` loads it on the light runtime (no torch) and decodes with the llama.cpp engine. Works for both checkpoint
 layouts and for the embedded demo model. A LoRA adapter must be merged first (``funasr-nano lora
 merge``), since llama.cpp runs the weights as they are.
@@ -15,6 +18,8 @@ import logging
 import os
 
 from ..errors import CheckpointError
+from ..models.fun_asr_nano.ctc_tokenizer import CTC_VOCAB_FILE
+from ..models.onnx_audio import CTC_ONNX_FILES
 from ..models.weights import AUDIO_PREFIXES, AUDIO_WEIGHTS
 from .gguf import OUT_TYPES, write_llm_gguf
 
@@ -61,11 +66,20 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
                                n_threads=n_threads)
     audio = {k: v.detach().contiguous() for k, v in loaded.model.state_dict().items() if k.startswith(AUDIO_PREFIXES)}
     save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    config = loaded.model.config
+    ctc_record = None
     if audio_onnx:
         from .onnx_audio import export_audio_onnx
 
-        export_audio_onnx(loaded.model, out_dir)
-    config = loaded.model.config
+        export_audio_onnx(loaded.model, out_dir, encoder_out=loaded.ctc is not None)
+        if loaded.ctc is not None:
+            from .onnx_ctc import ctc_config, export_ctc_onnx
+
+            export_ctc_onnx(loaded.ctc, out_dir)
+            config.ctc = ctc_record = ctc_config(loaded.ctc)
+    elif loaded.ctc is not None:
+        logger.warning("%s has a CTC branch, which only the ONNX files carry: the folder has no timestamps "
+                       "without them", source)
     config.use_low_frame_rate = loaded.use_low_frame_rate
     config.tasks = list(loaded.tasks)
     config.llm_gguf = gguf_name
@@ -75,5 +89,10 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
         if stale.endswith(".gguf") and stale != gguf_name:
             logger.info("removing %s from an earlier export", stale)
             os.remove(os.path.join(out_dir, stale))
+    if ctc_record is None:  # nor may CTC files of an earlier export outlive its record
+        for stale in [n + tail for n in CTC_ONNX_FILES.values() for tail in ("", ".data")] + [CTC_VOCAB_FILE]:
+            if os.path.exists(os.path.join(out_dir, stale)):
+                logger.info("removing %s from an earlier export", stale)
+                os.remove(os.path.join(out_dir, stale))
     logger.info("exported %s to %s (%s LLM, %d audio tensors)", source, out_dir, out_type, len(audio))
     return gguf_file

@@ -18,7 +18,11 @@ GGUF LLM by ``funasr-nano export gguf`` (:mod:`funasr_nano.export.gguf_folder`,
 Inputs and outputs, per family (batch of one clip, no padding):
 
 - Fun-ASR-Nano: ``features`` ``(1, frames, 560)`` float32 LFR fbank -> ``embeddings`` ``(1, frames,
-  llm_hidden)`` (every adaptor frame; the prompt takes the first :func:`num_audio_tokens`).
+  llm_hidden)`` (every adaptor frame; the prompt takes the first :func:`num_audio_tokens`). A checkpoint
+  with the CTC branch gets a second output, ``encoder_out`` ``(1, frames, encoder_dim)`` (the SAN-M output
+  the adaptor ran on), which the CTC head's graph takes (:mod:`funasr_nano.export.onnx_ctc`): one encoder
+  pass serves both. A caller that asks onnxruntime for ``embeddings`` alone computes the same nodes as
+  before (``encoder_out`` is the adaptor's input anyway).
 - Qwen3-ASR: not exported (:data:`QWEN3_ASR_NOT_EXPORTED` says why).
 
 Needs the ``export`` extra (``onnx``, ``onnxscript``) and onnxruntime for the int8 file.
@@ -33,6 +37,7 @@ import warnings
 import torch
 
 from ..errors import MissingDependencyError
+from ..models.onnx_audio import ENCODER_OUT
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +50,20 @@ EXPORT_EXTRA = "pip install 'funasr-nano[export]'"
 
 
 class FunAsrNanoAudio(torch.nn.Module):
-    """Fun-ASR-Nano's encoder + adaptor for one unpadded clip: ``(1, frames, 560)`` -> ``(1, frames, hidden)``."""
+    """Fun-ASR-Nano's encoder + adaptor for one unpadded clip: ``(1, frames, 560)`` -> ``(1, frames, hidden)``;
+    with ``with_encoder_out``, also the encoder output the adaptor ran on, ``(1, frames, encoder_dim)``."""
 
-    def __init__(self, model):
+    def __init__(self, model, with_encoder_out: bool = False):
         super().__init__()
         self.audio_tower = model.model.audio_tower
         self.projector = model.model.multi_modal_projector
+        self.with_encoder_out = with_encoder_out
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         hidden = self.audio_tower(input_features=features, input_features_mask=mask).last_hidden_state
-        return self.projector(hidden, mask)
+        embeddings = self.projector(hidden, mask)
+        return (embeddings, hidden) if self.with_encoder_out else embeddings
 
 
 # Why Qwen3-ASR's audio tower is not exported (yet): transformers' encoder splits the attention into its
@@ -67,7 +75,7 @@ QWEN3_ASR_NOT_EXPORTED = ("Qwen3-ASR's audio tower cannot be exported to ONNX wi
                           "lengths.tolist())), which torch.export refuses and tracing would freeze")
 
 
-def _example(model) -> tuple[torch.nn.Module, tuple, dict, list[str]]:
+def _example(model, encoder_out: bool = False) -> tuple[torch.nn.Module, tuple, dict, list[str]]:
     """The wrapper module, example inputs, dynamic axes and input names of ``model``'s family."""
     config = model.config
     if getattr(config, "model_type", None) == "qwen3_asr":
@@ -76,13 +84,14 @@ def _example(model) -> tuple[torch.nn.Module, tuple, dict, list[str]]:
     # the encoder's sinusoidal table holds max_position_embeddings frames
     longest = int(getattr(config.audio_config, "max_position_embeddings", 2048) or 2048) - 1
     dynamic = {"features": {1: torch.export.Dim("frames", min=1, max=longest)}}
-    return FunAsrNanoAudio(model), (torch.randn(1, 50, width),), dynamic, ["features"]
+    return FunAsrNanoAudio(model, encoder_out), (torch.randn(1, 50, width),), dynamic, ["features"]
 
 
-def export_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool = True) -> list[str]:
+def export_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool = True, encoder_out: bool = False) -> list[str]:
     """Write ``model``'s audio path (a Fun-ASR-Nano or Qwen3-ASR model, or its audio-only
     :class:`funasr_nano.models.weights.AudioModel`) to ``out_dir/audio.onnx`` and, with ``int8``,
-    ``out_dir/audio-int8.onnx``.
+    ``out_dir/audio-int8.onnx``; ``encoder_out`` adds the encoder output as a second graph output
+    (Fun-ASR-Nano with its CTC branch).
 
     Returns:
         the paths written.
@@ -98,19 +107,23 @@ def export_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool = True) -
         raise MissingDependencyError(f"exporting the audio encoder to ONNX needs onnx and onnxscript: "
                                      f"{EXPORT_EXTRA} ({error})") from error
     out_dir = os.fspath(out_dir)
-    module, example, dynamic, names = _example(model)
+    module, example, dynamic, names = _example(model, encoder_out)
     module = module.eval().float()
     path = os.path.join(out_dir, AUDIO_ONNX)
     axes = {name: {axis: dim.__name__ for axis, dim in dims.items()} for name, dims in dynamic.items()}
     axes["embeddings"] = {1: "positions"}
+    outputs = ["embeddings"]
+    if encoder_out:
+        axes[ENCODER_OUT] = {1: "frames"}
+        outputs.append(ENCODER_OUT)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         try:
-            torch.onnx.export(module, example, path, input_names=names, output_names=["embeddings"],
+            torch.onnx.export(module, example, path, input_names=names, output_names=outputs,
                               dynamic_axes=axes, dynamo=False, opset_version=ONNX_OPSET)
         except Exception as error:  # a torch without (or refusing) the TorchScript exporter
             logger.info("TorchScript ONNX export failed (%s); using the dynamo exporter", error)
-            program = torch.onnx.export(module, example, input_names=names, output_names=["embeddings"],
+            program = torch.onnx.export(module, example, input_names=names, output_names=outputs,
                                         dynamic_shapes=dynamic, dynamo=True, optimize=True, verbose=False)
             program.save(path, external_data=False)
     _externalize(path)

@@ -146,6 +146,9 @@ class CtcAnalysis:
         greedy_text: their text.
         frame_seconds: seconds per frame (0.06 for Fun-ASR-Nano: LFR 6 x 10 ms).
         duration: seconds of audio analysed (the last frame may reach past it).
+        audio_embeddings: ``(num_audio, llm_hidden)`` float32, the prompt's audio positions from the
+            same encoder pass (the adaptor on ``encoder_out``), so that decoding does not run the encoder
+            again; ``None`` when not computed.
     """
 
     encoder_out: Any
@@ -154,12 +157,35 @@ class CtcAnalysis:
     greedy_text: str
     frame_seconds: float
     duration: float
+    audio_embeddings: Any = None
 
     @property
     def no_speech_prob(self) -> float:
         """The lowest blank posterior over the frames: near 1 when the CTC head hears no token anywhere
         (silence, noise), near 0 as soon as one frame holds a confident token. 1.0 for no frames."""
         return float(self.blank_prob.min()) if self.blank_prob.size else 1.0
+
+
+def greedy_tokens(log_probs: np.ndarray, blank: int) -> list[int]:
+    """Best-path CTC decoding of ``(frames, vocab)`` log posteriors: the argmax per frame, repeats merged,
+    blanks dropped (FunASR's ``ctc_text``)."""
+    best = np.asarray(log_probs).argmax(axis=-1)
+    if best.size == 0:
+        return []
+    runs = best[np.concatenate([[True], best[1:] != best[:-1]])]
+    return [int(t) for t in runs if t != blank]
+
+
+def analyse(log_probs: np.ndarray, blank: int, decode: Callable[[Sequence[int]], str], *, encoder_out: Any,
+            frame_seconds: float, duration: float, audio_embeddings: Any = None) -> CtcAnalysis:
+    """The :class:`CtcAnalysis` of one utterance from its ``(frames, vocab)`` CTC log posteriors
+    (``blank`` the blank id, ``decode`` the CTC tokenizer's ids -> text); the other fields are stored
+    as given."""
+    log_probs = np.asarray(log_probs)
+    tokens = greedy_tokens(log_probs, blank)
+    return CtcAnalysis(encoder_out=encoder_out, blank_prob=np.exp(log_probs[:, blank]), greedy_tokens=tuple(tokens),
+                       greedy_text=decode(tokens), frame_seconds=frame_seconds, duration=duration,
+                       audio_embeddings=audio_embeddings)
 
 
 # whisper's word_timestamps rules (openai/whisper timing.py: merge_punctuations): opening marks join the

@@ -12,7 +12,7 @@ import contextvars
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -140,7 +140,7 @@ class TokenStream:
 def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[np.ndarray],
                      instruction: str | Sequence[str],
                      options: DecodingOptions, *, prefix_texts: Sequence[str] | None = None, batch_size: int = 8,
-                     adapter: str | None = None) -> list[list[int]]:
+                     adapter: str | None = None, embeddings: Sequence[Any] | None = None) -> list[list[int]]:
     """Decode several utterances, ``batch_size`` at a time through the LLM.
 
     Each utterance is encoded on its own (encoder and adaptor are cheap next to the LLM); the engine
@@ -153,6 +153,8 @@ def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[
         prefix_texts: one answer prefix per waveform (FunASR's ``prev_text``), default none.
         batch_size: rows per LLM call (>= 1).
         adapter: the LoRA adapter the rows run with (``None``: base weights).
+        embeddings: per waveform, its audio embeddings already computed (``family.audio_embeddings``'
+            result, e.g. from the CTC analysis' encoder pass), or ``None`` to compute them here.
 
     Returns:
         generated token ids per waveform, in order, end-of-turn excluded.
@@ -165,11 +167,15 @@ def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[
     instructions = [instruction] * len(waveforms) if isinstance(instruction, str) else list(instruction)
     if len(instructions) != len(waveforms):
         raise ValueError(f"{len(waveforms)} waveforms but {len(instructions)} instructions")
+    embeddings = list(embeddings) if embeddings is not None else [None] * len(waveforms)
+    if len(embeddings) != len(waveforms):
+        raise ValueError(f"{len(waveforms)} waveforms but {len(embeddings)} embeddings")
     results: list[list[int]] = []
     for begin in range(0, len(waveforms), batch_size):
-        rows = [family.llm_input(text, family.audio_embeddings(waveform), answer_prefix=prefix, adapter=adapter)
-                for waveform, prefix, text in zip(waveforms[begin:begin + batch_size],
-                                                  prefix_texts[begin:begin + batch_size],
-                                                  instructions[begin:begin + batch_size])]
+        end = begin + batch_size
+        rows = [family.llm_input(text, family.audio_embeddings(waveform) if audio is None else audio,
+                                 answer_prefix=prefix, adapter=adapter)
+                for waveform, audio, prefix, text in zip(waveforms[begin:end], embeddings[begin:end],
+                                                         prefix_texts[begin:end], instructions[begin:end])]
         results.extend(generate(engine, rows, options))
     return results

@@ -111,12 +111,14 @@ class SpeechModel:
 
     def decode_waveforms(self, waveforms: Sequence[np.ndarray], instruction: str | Sequence[str],
                          options: DecodingOptions | None = None, *, prefix_texts: Sequence[str] | None = None,
-                         batch_size: int = 8, task: str = "transcribe") -> list[list[int]]:
+                         batch_size: int = 8, task: str = "transcribe",
+                         embeddings: Sequence[Any] | None = None) -> list[list[int]]:
         """Decode several utterances with ``instruction``, ``batch_size`` at a time (see
-        :func:`funasr_nano.pipeline.decoding.decode_waveforms`); ``task`` picks the LoRA adapter."""
+        :func:`funasr_nano.pipeline.decoding.decode_waveforms`); ``task`` picks the LoRA adapter;
+        ``embeddings`` gives audio embeddings already computed (``None`` entries are computed)."""
         return decoding.decode_waveforms(self.family, self.engine, waveforms, instruction,
                                          options or DecodingOptions(), prefix_texts=prefix_texts,
-                                         batch_size=batch_size, adapter=self.adapter_for(task))
+                                         batch_size=batch_size, adapter=self.adapter_for(task), embeddings=embeddings)
 
     # -- transcription --------------------------------------------------------------------------------
 

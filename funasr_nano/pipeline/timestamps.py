@@ -6,7 +6,8 @@ Before a segment is decoded, the head tells whether it hears any token at all (`
 lowest blank posterior over its frames); the silence gate drops the segment when that is above
 ``no_speech_threshold``, so that the LLM never writes text into silence or noise. After decoding, the
 LLM's text is force-aligned to the same posteriors (FunASR's timestamps) and cut into words.
-Without a CTC head, ``no_speech_prob`` comes from silero-vad (1 - the highest speech probability of a
+The analysis runs the encoder once for both the CTC head and the adaptor; the LLM decodes from the
+adaptor output it kept (:attr:`PreparedSegment.audio_embeddings`). Without a CTC head, ``no_speech_prob`` comes from silero-vad (1 - the highest speech probability of a
 32 ms window), computed only when the gate is asked for (``silence_gate=True``).
 """
 
@@ -76,6 +77,12 @@ class PreparedSegment:
     no_speech_prob: float | None
     speech: bool
     hotwords: tuple[str, ...] = ()
+
+    @property
+    def audio_embeddings(self):
+        """The prompt's audio embeddings from the CTC analysis' encoder pass, else ``None`` (decoding
+        computes them): the encoder runs once per segment either way."""
+        return None if self.analysis is None else self.analysis.audio_embeddings
 
 
 def prepare(model: "SpeechModel", options: TranscribeOptions, waveform: np.ndarray, start: float, end: float,

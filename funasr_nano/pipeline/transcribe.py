@@ -106,7 +106,7 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
         if not prepared.speech:
             return
         tokens = model.decode_waveforms([waveform], timestamps.instructions(model, options, instruction, [prepared]),
-                                        options.decoding)[0]
+                                        options.decoding, embeddings=[prepared.audio_embeddings])[0]
         text = model.parse_transcription(tokens, options.language)[1]
         yield timestamps.finish(model, options, prepared, tokens, text, avg_logprob(tokens))
         return
@@ -120,7 +120,8 @@ def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOption
         prepared = [p for p in prepared if p.speech]
         token_lists = model.decode_waveforms([p.waveform for p in prepared],
                                              timestamps.instructions(model, options, instruction, prepared),
-                                             options.decoding, batch_size=options.batch_size) if prepared else []
+                                             options.decoding, batch_size=options.batch_size,
+                                             embeddings=[p.audio_embeddings for p in prepared]) if prepared else []
         for segment, tokens in zip(prepared, token_lists):
             logger.debug("segment %.2f-%.2f s: %d tokens", segment.start, segment.end, len(tokens))
             text = model.parse_transcription(tokens, options.language)[1].strip()
@@ -171,7 +172,8 @@ def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options
             spoken = [p for p in prepared if p.speech]
             decoded = iter(model.decode_waveforms([p.waveform for p in spoken],
                                                   timestamps.instructions(model, options, instruction, spoken),
-                                                  options.decoding, batch_size=options.batch_size) if spoken else [])
+                                                  options.decoding, batch_size=options.batch_size,
+                                                  embeddings=[p.audio_embeddings for p in spoken]) if spoken else [])
             token_lists = [next(decoded) if p.speech else None for p in prepared]
         except Exception as error:
             if len(group) == 1:

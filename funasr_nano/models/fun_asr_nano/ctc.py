@@ -12,79 +12,36 @@ adaptor and LLM, a CTC branch that FunASR uses for character timestamps (funasr 
   (``ctc_conf.blank_id`` overrides it);
 * the CTC tokenizer (``dataset_conf.ctc_tokenizer: SenseVoiceTokenizer``): a tiktoken BPE whose ranks
   are ``multilingual.tiktoken`` in the checkpoint folder (base64 token, rank per line; 58836 ranks in
-  the released model, then 1679 special tokens up to the blank).
+  the released model, then 1679 special tokens up to the blank); :mod:`.ctc_tokenizer` reads it
+  (without torch, for the light runtime too).
 
 The transformers-layout copy (Hugging Face ``FunAudioLLM/Fun-ASR-Nano-2512-hf``) has no CTC branch.
 
 :class:`CtcHead` is a separate torch module with ``forward(encoder_out) -> logits`` so that it can be
-exported on its own (ONNX).
+exported on its own (ONNX, :mod:`funasr_nano.export.onnx_ctc`).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 import os
 import re
 import types
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 
-from ...errors import CheckpointError, MissingDependencyError
+from ...errors import CheckpointError
+from .ctc_tokenizer import CTC_VOCAB_FILE, CtcTokenizer, no_ctc_error  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 CTC_PREFIXES = ("ctc_decoder.", "ctc.")
 # funasr 1.4.16 FunASRNano: kwargs.get("ctc_vocab_size", 60515)
 DEFAULT_CTC_VOCAB_SIZE = 60515
-CTC_VOCAB_FILE = "multilingual.tiktoken"
-# funasr/models/sense_voice/whisper_lib/tokenizer.py: get_encoding's split pattern
-TIKTOKEN_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # The official adaptor blocks (funasr transformer LayerNorm) use eps 1e-12.
 CTC_DECODER_LAYER_NORM_EPS = 1e-12
-
-
-class CtcTokenizer:
-    """The SenseVoice tiktoken BPE of the CTC branch (ordinary tokens only).
-
-    ``encode`` treats special-token strings as ordinary text, as funasr 1.4.16's ``Tokenizer.encode``
-    does (``disallowed_special=()``); ids at or above :attr:`num_ordinary` (special tokens, the blank)
-    have no bytes here.
-
-    Raises:
-        CheckpointError: the rank file cannot be read.
-        MissingDependencyError: tiktoken is not installed.
-    """
-
-    def __init__(self, vocab_path: str):
-        try:
-            import tiktoken
-        except ImportError as error:  # a core dependency; a broken install says so
-            raise MissingDependencyError("the CTC tokenizer needs tiktoken: pip install tiktoken") from error
-        try:
-            with open(vocab_path, encoding="utf-8") as f:
-                ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in f if line.strip())}
-        except (OSError, ValueError) as error:
-            raise CheckpointError(f"{vocab_path}: not a tiktoken rank file ({error})") from error
-        self.path = vocab_path
-        self.num_ordinary = len(ranks)
-        self._bytes = {rank: token for token, rank in ranks.items()}
-        self._encoding = tiktoken.Encoding(name=os.path.basename(vocab_path), pat_str=TIKTOKEN_PATTERN,
-                                           mergeable_ranks=ranks, special_tokens={})
-
-    def encode(self, text: str) -> list[int]:
-        """Text -> token ids (special-token strings are ordinary text)."""
-        return self._encoding.encode(text, allowed_special=set(), disallowed_special=())
-
-    def token_bytes(self, token: int) -> bytes:
-        """The bytes of an ordinary token; ``b""`` for special ids."""
-        return self._bytes.get(int(token), b"")
-
-    def decode(self, tokens: Sequence[int]) -> str:
-        """Token ids -> text; special ids dropped, invalid UTF-8 replaced (as tiktoken decodes)."""
-        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
 
 
 class CtcHead(torch.nn.Module):
@@ -129,11 +86,6 @@ class CtcBranch:
         log-softmax (``CTC.log_softmax`` of funasr)."""
         logits = self.head(encoder_out[None].float())[0]
         return torch.log_softmax(logits, dim=-1)
-
-    def greedy_tokens(self, log_probs: torch.Tensor) -> list[int]:
-        """Best-path decoding: argmax per frame, repeats merged, blanks dropped (FunASR's ``ctc_text``)."""
-        best = torch.unique_consecutive(log_probs.argmax(dim=-1))
-        return [int(t) for t in best.tolist() if t != self.blank_id]
 
 
 def has_ctc_config(cfg: Mapping[str, Any]) -> bool:
@@ -264,11 +216,3 @@ def load_ctc_branch(path: str, cfg: Mapping[str, Any], file_path_metas: Mapping[
     logger.info("loaded the CTC branch (%d tensors, %d outputs, blank %d)", len(converted),
                 head.ctc_lo.out_features, blank_id)
     return CtcBranch(head=head, tokenizer=tokenizer, blank_id=blank_id)
-
-
-def no_ctc_error(path: str, what: str = "word timestamps") -> CheckpointError:
-    """The error for asking a checkpoint without a CTC branch for what only the branch gives."""
-    return CheckpointError(
-        f"{path}: {what} need Fun-ASR-Nano's CTC branch (ctc_decoder.* and ctc.ctc_lo.* tensors in model.pt, "
-        f"ctc_decoder in config.yaml, and {CTC_VOCAB_FILE}), which this checkpoint does not have. The official "
-        "ModelScope copy of Fun-ASR-Nano-2512 has it; the Hugging Face -hf copy and GGUF exports do not")

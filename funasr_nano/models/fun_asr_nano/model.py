@@ -18,10 +18,10 @@ import torch
 from ..llm_input import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ...results import Word
-from ..alignment import CtcAnalysis, TokenSpan, forced_align, words_from_spans
+from ..alignment import CtcAnalysis, TokenSpan, analyse, forced_align, words_from_spans
 from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint
-from .ctc import no_ctc_error
+from .ctc_tokenizer import no_ctc_error
 from .frontend import Frontend
 from .prompt import SYSTEM_PROMPT, chat_format_for, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
 
@@ -108,15 +108,19 @@ class FunAsrNanoModel(SpeechLLM):
         return self.frontend(waveform)
 
     @torch.inference_mode()
-    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None, *,
+               with_encoder_out: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Run the audio encoder and adaptor.
 
         Args:
             features: ``(batch, frames, 560)`` float32 LFR features (right-padded).
             lengths: ``(batch,)`` valid frames per row (default: all frames).
+            with_encoder_out: also return the SAN-M encoder output the adaptor ran on (what the CTC head
+                takes), from the same pass.
 
         Returns:
-            ``(batch, frames, llm_hidden)`` float32 adaptor output; padded positions hold garbage.
+            ``(batch, frames, llm_hidden)`` float32 adaptor output (padded positions hold garbage); with
+            ``with_encoder_out``, ``(adaptor output, (batch, frames, encoder_dim) float32 encoder output)``.
         """
         batch, frames, _ = features.shape
         if lengths is None:
@@ -128,7 +132,8 @@ class FunAsrNanoModel(SpeechLLM):
             encoder_out = inner.audio_tower(
                 input_features=features.to(self.device, torch.float32), input_features_mask=mask
             ).last_hidden_state
-            return inner.multi_modal_projector(encoder_out, mask).float()
+            adaptor_out = inner.multi_modal_projector(encoder_out, mask).float()
+        return (adaptor_out, encoder_out.float()) if with_encoder_out else adaptor_out
 
     @torch.inference_mode()
     def encoder_output(self, waveform: np.ndarray) -> torch.Tensor:
@@ -197,21 +202,23 @@ class FunAsrNanoModel(SpeechLLM):
         self._ctc("word timestamps")
 
     def ctc_analysis(self, waveform: np.ndarray) -> CtcAnalysis:
-        """Encoder and CTC head on one utterance (FunASR's ``inference_llm``: ``ctc_decoder`` on the
-        encoder output, log-softmax of ``ctc_lo``); see :class:`~funasr_nano.models.alignment.CtcAnalysis`.
+        """Encoder, adaptor and CTC head on one utterance, the encoder run once for both (FunASR's
+        ``inference_llm``: ``ctc_decoder`` on the encoder output, log-softmax of ``ctc_lo``); see
+        :class:`~funasr_nano.models.alignment.CtcAnalysis`. Its ``audio_embeddings`` are what
+        :meth:`audio_embeddings` returns, so the pipeline decodes from them without a second pass.
 
         Raises:
             CheckpointError: the checkpoint has no CTC branch (transformers/GGUF layouts, or an official
                 folder without it).
         """
         ctc = self._ctc("the CTC head's outputs")
-        encoder_out = self.encoder_output(waveform)
-        log_probs = ctc.log_probs(encoder_out)
-        greedy = ctc.greedy_tokens(log_probs)
-        blank = log_probs[:, ctc.blank_id].exp().cpu().numpy()
-        return CtcAnalysis(encoder_out=encoder_out, blank_prob=blank, greedy_tokens=tuple(greedy),
-                           greedy_text=ctc.tokenizer.decode(greedy), frame_seconds=self.frame_seconds,
-                           duration=waveform.size / self.frontend.config.sample_rate)
+        features = self.features(waveform)
+        adaptor_out, encoder_out = self.encode(features[None], with_encoder_out=True)
+        embeddings = adaptor_out[0][: num_audio_tokens(features.shape[0], self.use_low_frame_rate)]
+        log_probs = ctc.log_probs(encoder_out[0]).cpu().numpy()
+        return analyse(log_probs, ctc.blank_id, ctc.tokenizer.decode, encoder_out=encoder_out[0],
+                       frame_seconds=self.frame_seconds, duration=waveform.size / self.frontend.config.sample_rate,
+                       audio_embeddings=embeddings)
 
     def align_tokens(self, analysis: CtcAnalysis, text: str) -> list[TokenSpan]:
         """FunASR's ``timestamps`` of ``text``: re-tokenized with the CTC tokenizer and force-aligned to
