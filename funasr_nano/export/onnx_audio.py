@@ -126,7 +126,7 @@ def export_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool = True, e
             program = torch.onnx.export(module, example, input_names=names, output_names=outputs,
                                         dynamic_shapes=dynamic, dynamo=True, optimize=True, verbose=False)
             program.save(path, external_data=False)
-    _externalize(path)
+    externalize_weights(path)
     written = [path]
     if int8:
         written.append(quantize_int8(path, os.path.join(out_dir, AUDIO_ONNX_INT8)))
@@ -134,7 +134,7 @@ def export_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool = True, e
     return written
 
 
-def _externalize(path: str) -> None:
+def externalize_weights(path: str) -> None:
     """Rewrite ``path`` with its weights in ``path + ".data"`` (ONNX external data, one file)."""
     import onnx
 

@@ -29,7 +29,7 @@ import warnings
 import torch
 
 from ..models.onnx_audio import CTC_ONNX_FILES, ENCODER_OUT, LOG_PROBS
-from .onnx_audio import ONNX_OPSET, _externalize, quantize_int8
+from .onnx_audio import ONNX_OPSET, externalize_weights, quantize_int8
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def export_ctc_onnx(ctc, out_dir: str | os.PathLike, *, int8: bool = True) -> li
             program = torch.onnx.export(module, example, input_names=[ENCODER_OUT], output_names=[LOG_PROBS],
                                         dynamic_shapes=dynamic, dynamo=True, optimize=True, verbose=False)
             program.save(path, external_data=False)
-    _externalize(path)
+    externalize_weights(path)
     written = [path]
     if int8:
         written.append(quantize_int8(path, os.path.join(out_dir, CTC_ONNX_INT8)))
