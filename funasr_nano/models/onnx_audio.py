@@ -58,6 +58,11 @@ class OnnxAudioEncoder:
         self.input_names = tuple(i.name for i in self._session.get_inputs())
         logger.info("ONNX audio encoder %s (inputs %s)", file, ", ".join(self.input_names))
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model's ``metadata_props`` (e.g. the window size of a Qwen3-ASR audio tower)."""
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
     def __call__(self, **inputs: np.ndarray) -> np.ndarray:
         """Run the model on named inputs (``features=...``); returns its ``embeddings`` output."""
         return self._session.run(["embeddings"], inputs)[0]

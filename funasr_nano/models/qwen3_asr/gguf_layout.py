@@ -61,7 +61,7 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     """``(LoadedCheckpoint, gguf_path)`` of a GGUF-layout folder: the checkpoint's ``model`` is an
     :class:`AudioModel` (the audio tensors matched by name and shape), the rest as
     :func:`.checkpoint.load_checkpoint` gives it; ``gguf_path`` the LLM file, its M-RoPE sections checked
-    against ``config.json`` (:func:`funasr_nano.export.thinker_gguf.check_thinker_gguf`).
+    against ``config.json`` (:func:`.thinker_file.check_thinker_gguf`).
 
     Raises:
         CheckpointError: unreadable files, missing/unexpected/mis-shaped tensors (listed), a missing
@@ -69,7 +69,7 @@ def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):
     """
     from transformers import Qwen3ASRConfig
 
-    from ...export.thinker_gguf import check_thinker_gguf
+    from .thinker_file import check_thinker_gguf
     from .checkpoint import LoadedCheckpoint, _feature_config, chat_template, load_tokenizer
 
     try:
