@@ -19,7 +19,8 @@ Inputs and outputs, per family (batch of one clip, no padding):
 
 - Fun-ASR-Nano: ``features`` ``(1, frames, 560)`` float32 LFR fbank -> ``embeddings`` ``(1, frames,
   llm_hidden)`` (every adaptor frame; the prompt takes the first :func:`num_audio_tokens`).
-- Qwen3-ASR: not exported (:data:`QWEN3_ASR_NOT_EXPORTED` says why).
+- Qwen3-ASR: not by this module; :mod:`funasr_nano.export.onnx_audio_qwen3_asr` exports its tower one
+  attention window per call (:data:`QWEN3_ASR_NOT_EXPORTED` says why not the whole clip).
 
 Needs the ``export`` extra (``onnx``, ``onnxscript``) and onnxruntime for the int8 file.
 """
@@ -64,7 +65,8 @@ class FunAsrNanoAudio(torch.nn.Module):
 # (GuardOnDataDependentSymNode) and the TorchScript tracer would freeze them to the example's lengths.
 QWEN3_ASR_NOT_EXPORTED = ("Qwen3-ASR's audio tower cannot be exported to ONNX with a dynamic time axis: transformers "
                           "splits its windowed attention by lengths read from a tensor (torch.split(..., "
-                          "lengths.tolist())), which torch.export refuses and tracing would freeze")
+                          "lengths.tolist())), which torch.export refuses and tracing would freeze; "
+                          "funasr_nano.export.onnx_audio_qwen3_asr exports it one attention window per call")
 
 
 def _example(model) -> tuple[torch.nn.Module, tuple, dict, list[str]]:
