@@ -207,7 +207,9 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
     from .models.qwen3_asr.checkpoint import load_checkpoint
 
     if encoder_precision != "fp32":
-        raise InvalidOptionError(f"encoder_precision={encoder_precision!r}: Qwen3-ASR's encoder runs in fp32 only")
+        raise InvalidOptionError(f"encoder_precision={encoder_precision!r}: Qwen3-ASR's torch encoder runs in fp32 "
+                                 "only (int8 runs on the light runtime: a GGUF-layout folder from funasr-nano export "
+                                 "gguf, with audio-int8.onnx)")
     if use_low_frame_rate is not None:
         raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
     if lora is not None:
