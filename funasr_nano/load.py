@@ -12,7 +12,9 @@ A Fun-ASR-Nano GGUF-layout folder with its ONNX audio encoder (``audio.onnx``, w
 export gguf``) loads on the light runtime (:mod:`funasr_nano.models.fun_asr_nano.light`): onnxruntime,
 llama.cpp and `tokenizers`, without importing torch or transformers. The torch encoder
 (``audio.safetensors``) runs instead when asked for what only torch does: ``encoder_precision="bf16"``, a
-device other than the CPU, a peft LoRA folder.
+device other than the CPU, a peft LoRA folder. A Qwen3-ASR GGUF-layout folder with its ONNX audio tower
+loads on the light runtime too (:mod:`funasr_nano.models.qwen3_asr.light`; fp32 or int8 tower), else its
+torch audio tower.
 """
 
 from __future__ import annotations
@@ -199,7 +201,9 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
     from .models.qwen3_asr.checkpoint import load_checkpoint
 
     if encoder_precision != "fp32":
-        raise InvalidOptionError(f"encoder_precision={encoder_precision!r}: Qwen3-ASR's encoder runs in fp32 only")
+        raise InvalidOptionError(f"encoder_precision={encoder_precision!r}: Qwen3-ASR's torch encoder runs in fp32 "
+                                 "only (int8 runs on the light runtime: a GGUF-layout folder from funasr-nano export "
+                                 "gguf, with audio-int8.onnx)")
     if use_low_frame_rate is not None:
         raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
     if lora is not None:
@@ -210,7 +214,7 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
     if _check_engine(engine, llm_gguf, path) == "vllm":  # before reading the weights
         raise InvalidOptionError(f"{path}: {QWEN3_ASR_NO_VLLM}")
     if llm_gguf is not None:
-        from .export.thinker_gguf import check_thinker_gguf
+        from .export.thinker_file import check_thinker_gguf
 
         checkpoint, llm_gguf = load_gguf_folder(path, device=device)
         check_thinker_gguf(llm_gguf, checkpoint.mrope_section)  # the file's M-RoPE sections are the config's
@@ -230,8 +234,14 @@ def _light_model(path: str, device, dtype, *, engine: str | None, n_threads: int
                  use_low_frame_rate: bool | None, lora) -> SpeechModel | None:
     """The model on the light runtime when ``path`` is a Fun-ASR-Nano GGUF-layout folder with the ONNX
     audio file for ``encoder_precision`` and nothing asked needs torch; else ``None`` (the torch path
-    decides, and raises what is wrong)."""
+    decides, and raises what is wrong). A Qwen3-ASR GGUF-layout folder with its ONNX audio tower runs
+    light too (:func:`_light_qwen3_asr`)."""
     from .models.fun_asr_nano.light import light_folder
+
+    qwen3_asr = _light_qwen3_asr(path, device, dtype, engine=engine, n_threads=n_threads,
+                                 encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
+    if qwen3_asr is not None:
+        return qwen3_asr
 
     llm_gguf = light_folder(path, encoder_precision)
     if llm_gguf is None:
@@ -257,6 +267,30 @@ def _light_model(path: str, device, dtype, *, engine: str | None, n_threads: int
     engine = LlamaCppEngine(llm_gguf, family.stop_token_ids, n_threads=n_threads,
                             lora_adapters=adapters)
     return SpeechModel(family, engine, adapters)
+
+
+def _light_qwen3_asr(path: str, device, dtype, *, engine: str | None, n_threads: int | None,
+                     encoder_precision: str, use_low_frame_rate: bool | None, lora) -> SpeechModel | None:
+    """Qwen3-ASR on the light runtime (:class:`funasr_nano.models.qwen3_asr.light.LightQwen3AsrModel`) when
+    ``path`` is its GGUF-layout folder with the ONNX audio file for ``encoder_precision`` (fp32 or int8) on
+    the CPU; else ``None``. Fun-ASR-Nano's options are refused as on the torch path."""
+    from .models.qwen3_asr.light import light_folder
+
+    llm_gguf = light_folder(path, encoder_precision)
+    if llm_gguf is None or str(device) != "cpu" or engine not in (None, "llama.cpp") \
+            or str(dtype) not in ("fp32", "float32", "torch.float32"):
+        return None
+    if use_low_frame_rate is not None:
+        raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
+    if lora is not None:
+        raise InvalidOptionError("LoRA adapters are not supported for Qwen3-ASR")
+    from .engines.llamacpp import LlamaCppEngine
+    from .export.thinker_file import check_thinker_gguf
+    from .models.qwen3_asr.light import LightQwen3AsrModel
+
+    family = LightQwen3AsrModel(path, encoder_precision, n_threads=n_threads)
+    check_thinker_gguf(family.llm_gguf, family.mrope_section)  # the file's M-RoPE sections are the config's
+    return SpeechModel(family, LlamaCppEngine(family.llm_gguf, family.stop_token_ids, n_threads=n_threads))
 
 
 def load_model(

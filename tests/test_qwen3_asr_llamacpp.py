@@ -1,7 +1,7 @@
 """Qwen3-ASR on the llama.cpp engine: ``export gguf`` writes a GGUF-layout folder (the thinker as GGUF,
-the audio encoder in torch), ``load_model`` picks llama.cpp for it, and the tokens on real recordings
-equal the transformers engine's (f32), for the ``qwen3vl`` form (four M-RoPE positions per audio
-embedding) and the plain ``qwen3`` form.
+the audio tower as ONNX and in torch), ``load_model`` picks llama.cpp for it (on the light runtime: the
+ONNX tower, no torch), and the tokens on real recordings equal the transformers engine's (f32), for the
+``qwen3vl`` form (four M-RoPE positions per audio embedding) and the plain ``qwen3`` form.
 
 The ``qwen3vl`` case uses a checkpoint whose sections claim every rotary pair ([3, 3, 2] of 8): llama.cpp
 rotates an unclaimed pair by its fourth position axis, which is 0 for tokens (and for audio as its
@@ -62,6 +62,7 @@ def reference(pair):
 def test_the_folder_loads_on_llama_cpp(gguf, reference):
     arch, model = gguf
     assert model.engine.name == "llama.cpp" and reference.engine.name == "transformers"
+    assert type(model.family).__name__ == "LightQwen3AsrModel"
     assert model.engine.n_pos_per_embd == (4 if arch == "qwen3vl" else 1)
     assert model.family.stop_token_ids == reference.family.stop_token_ids
 

@@ -23,7 +23,8 @@ Inputs and outputs, per family (batch of one clip, no padding):
   the adaptor ran on), which the CTC head's graph takes (:mod:`funasr_nano.export.onnx_ctc`): one encoder
   pass serves both. A caller that asks onnxruntime for ``embeddings`` alone computes the same nodes as
   before (``encoder_out`` is the adaptor's input anyway).
-- Qwen3-ASR: not exported (:data:`QWEN3_ASR_NOT_EXPORTED` says why).
+- Qwen3-ASR: not by this module; :mod:`funasr_nano.export.onnx_audio_qwen3_asr` exports its tower one
+  attention window per call (:data:`QWEN3_ASR_NOT_EXPORTED` says why not the whole clip).
 
 Needs the ``export`` extra (``onnx``, ``onnxscript``) and onnxruntime for the int8 file.
 """
@@ -72,7 +73,8 @@ class FunAsrNanoAudio(torch.nn.Module):
 # (GuardOnDataDependentSymNode) and the TorchScript tracer would freeze them to the example's lengths.
 QWEN3_ASR_NOT_EXPORTED = ("Qwen3-ASR's audio tower cannot be exported to ONNX with a dynamic time axis: transformers "
                           "splits its windowed attention by lengths read from a tensor (torch.split(..., "
-                          "lengths.tolist())), which torch.export refuses and tracing would freeze")
+                          "lengths.tolist())), which torch.export refuses and tracing would freeze; "
+                          "funasr_nano.export.onnx_audio_qwen3_asr exports it one attention window per call")
 
 
 def _example(model, encoder_out: bool = False) -> tuple[torch.nn.Module, tuple, dict, list[str]]:

@@ -27,7 +27,8 @@ from typing import Sequence
 import torch
 
 from ..errors import CheckpointError, InvalidOptionError
-from .gguf import OUT_TYPES, check_gguf_file, import_gguf, write_causal_lm_gguf
+from .thinker_file import check_thinker_gguf, gguf_sections, padded_sections  # noqa: F401
+from .gguf import OUT_TYPES, write_causal_lm_gguf
 from .gguf_architectures import Qwen3Architecture, Qwen3VLArchitecture
 from .thinker import load_tokenizer, read_source, read_thinker_state, thinker_config
 
@@ -35,14 +36,6 @@ logger = logging.getLogger(__name__)
 
 # --arch value -> exporter
 THINKER_ARCHITECTURES = {"qwen3vl": Qwen3VLArchitecture, "qwen3": Qwen3Architecture}
-
-
-def padded_sections(mrope_section: Sequence[int]) -> list[int]:
-    """``mrope_section`` as ``rope.dimension_sections`` holds it: four entries, zero-padded."""
-    section = [int(v) for v in mrope_section]
-    if len(section) > 4:
-        raise CheckpointError(f"mrope_section {section} has more than four entries")
-    return section + [0] * (4 - len(section))
 
 
 def thinker_architecture(config, arch: str = "qwen3vl"):
@@ -102,49 +95,18 @@ def write_thinker_gguf(model_path: str | os.PathLike, path: str | os.PathLike, o
     return written
 
 
-def gguf_sections(path: str | os.PathLike) -> list[int] | None:
-    """The ``rope.dimension_sections`` of a GGUF file's architecture (``None`` when it has none)."""
-    gguf = import_gguf()
-    metadata = check_gguf_file(path)
-    arch = metadata.get(gguf.Keys.General.ARCHITECTURE)
-    value = metadata.get(gguf.Keys.Rope.DIMENSION_SECTIONS.format(arch=arch))
-    return list(value) if value is not None else None
-
-
-def check_thinker_gguf(path: str | os.PathLike, mrope_section: Sequence[int] | None) -> str:
-    """Check that a thinker GGUF file carries the LLM's M-RoPE sections: a ``qwen3vl`` file must hold
-    ``mrope_section`` (padded to four) in ``qwen3vl.rope.dimension_sections``; a ``qwen3`` file needs
-    none (plain RoPE). Returns the file's architecture.
-
-    Raises:
-        CheckpointError: a ``qwen3vl`` file without sections or with other sections, or another
-            architecture.
-    """
-    gguf = import_gguf()
-    metadata = check_gguf_file(path)
-    arch = metadata.get(gguf.Keys.General.ARCHITECTURE)
-    if arch == "qwen3":
-        return arch
-    if arch != "qwen3vl":
-        raise CheckpointError(f"{path}: architecture {arch!r} is not a Qwen3-ASR LLM (qwen3vl or qwen3)")
-    stored = gguf_sections(path)
-    if stored is None:
-        raise CheckpointError(f"{path}: a qwen3vl file without rope.dimension_sections")
-    if mrope_section is not None and stored != padded_sections(mrope_section):
-        raise CheckpointError(f"{path}: rope.dimension_sections {stored} differ from the LLM's mrope_section "
-                              f"{list(mrope_section)} (expected {padded_sections(mrope_section)})")
-    return arch
-
-
 def export_gguf_folder(model_path: str | os.PathLike, out_dir: str | os.PathLike, out_type: str = "q8_0", *,
                        arch: str = "qwen3vl", mrope_section: Sequence[int] | None = None,
-                       n_threads: int | None = None) -> str:
+                       n_threads: int | None = None, audio_onnx: bool = True) -> str:
     """``funasr-nano export gguf`` for Qwen3-ASR: a model folder in the GGUF layout
     (:mod:`funasr_nano.models.qwen3_asr.gguf_layout`) that ``load_model(out_dir)`` runs with the llama.cpp
     engine: the LLM as ``llm-<type>.gguf`` (:func:`write_thinker_gguf`), the audio encoder and projector
-    as ``audio.safetensors``, ``config.json``, the tokenizer, chat template and feature settings.
+    as ``audio.safetensors`` (torch) and as ``audio.onnx`` / ``audio-int8.onnx`` (onnxruntime, one attention
+    window per call: :mod:`funasr_nano.export.onnx_audio_qwen3_asr`), ``config.json``, the tokenizer, chat
+    template and feature settings; with the ONNX files the folder runs on the light runtime (no torch,
+    :mod:`funasr_nano.models.qwen3_asr.light`).
 
-    Args: as :func:`write_thinker_gguf`.
+    Args: as :func:`write_thinker_gguf`; ``audio_onnx``: also write the ONNX audio files.
 
     Returns:
         the path of the GGUF file.
@@ -182,6 +144,10 @@ def export_gguf_folder(model_path: str | os.PathLike, out_dir: str | os.PathLike
     audio = {k: v.detach().float().contiguous() for k, v in loaded.model.state_dict().items()
              if k.startswith(AUDIO_PREFIXES)}
     save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    if audio_onnx:
+        from .onnx_audio_qwen3_asr import export_qwen3_asr_audio_onnx
+
+        export_qwen3_asr_audio_onnx(loaded.model, out_dir)
     config = loaded.model.config
     config.llm_gguf = gguf_name
     config.mrope_section = section

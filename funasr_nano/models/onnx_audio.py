@@ -86,6 +86,11 @@ class OnnxAudioEncoder(OnnxGraph):
     def __init__(self, file: str, n_threads: int | None = None):
         super().__init__(file, n_threads, "ONNX audio encoder")
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model's ``metadata_props`` (e.g. the window size of a Qwen3-ASR audio tower)."""
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
     def __call__(self, **inputs: np.ndarray) -> np.ndarray:
         """Run the model on named inputs (``features=...``); returns its ``embeddings`` output."""
         return self.run(["embeddings"], **inputs)[0]

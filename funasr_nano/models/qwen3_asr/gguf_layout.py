@@ -7,7 +7,8 @@ Files: ``config.json`` (transformers' ``Qwen3ASRConfig``, with ``llm_gguf`` nami
 the tokenizer files, ``chat_template.json``, ``preprocessor_config.json`` and ``llm-<type>.gguf``.
 
 Only the audio encoder and projector are built in torch (:class:`AudioModel`); the LLM's weights are read
-by llama.cpp alone.
+by llama.cpp alone. A folder that also holds ``audio.onnx`` (what ``export gguf`` writes now) loads on the
+light runtime instead (:mod:`.light`, no torch); this module serves folders without it.
 """
 
 from __future__ import annotations

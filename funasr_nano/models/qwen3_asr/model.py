@@ -22,36 +22,20 @@ from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint
 from .frontend import Frontend, FrontendConfig
-from .prompt import SUPPORTED_LANGUAGES, context_text, language_name, parse_output, render_prompt
+from .prompt import STOP_TOKENS, SUPPORTED_LANGUAGES, TASKS, Qwen3AsrPrompts, num_audio_tokens
+
+__all__ = ["Qwen3AsrModel", "num_audio_tokens", "MAX_AUDIO_SECONDS", "STOP_TOKENS", "TASKS"]
 
 logger = logging.getLogger(__name__)
 
 # The reference decodes up to 1200 s in one piece (utils.MAX_ASR_INPUT_SECONDS) and cuts longer audio.
 MAX_AUDIO_SECONDS = 1200.0
-TASKS = ("transcribe",)
-# The reference stops at these (Qwen3ASRForConditionalGeneration.generate: eos_token_id 151645, 151643).
-STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
-
-
-def num_audio_tokens(frames: int, n_window: int = 50) -> int:
-    """Encoder output frames (= prompt positions) for ``frames`` mel frames: each full chunk of
-    ``2 * n_window`` frames gives :func:`~.checkpoint.encoder_positions_per_chunk` positions, the last partial
-    chunk ``ceil(ceil(ceil(r / 2) / 2) / 2)`` (three stride-2 convolutions). Reference:
-    ``_get_feat_extract_output_lengths`` (13 per 100 frames)."""
-    chunk = 2 * n_window
-
-    def after_convs(length: int) -> int:
-        for _ in range(3):
-            length = (length - 1) // 2 + 1 if length > 0 else 0
-        return length
-
-    return (frames // chunk) * after_convs(chunk) + after_convs(frames % chunk)
 
 
 ENCODER_ATTENTIONS = ("windowed", "full")
 
 
-class Qwen3AsrModel(SpeechLLM):
+class Qwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
     """A loaded Qwen3-ASR checkpoint (official or transformers layout).
 
     Args:
@@ -72,30 +56,11 @@ class Qwen3AsrModel(SpeechLLM):
         self.model = checkpoint.model
         self.tokenizer = checkpoint.tokenizer
         self.path = checkpoint.path
-        self.tasks = TASKS
-        self.chat_template = checkpoint.chat_template
-        if not self.chat_template:
-            raise CheckpointError(f"{self.path}: no chat template (chat_template.json or the tokenizer's)")
         audio = self.model.config.audio_config
         self.n_window = int(audio.n_window)
         self.frontend = Frontend(FrontendConfig.from_checkpoint(checkpoint.feature_config, self.n_window))
         self.languages = tuple(checkpoint.support_languages) or SUPPORTED_LANGUAGES
-        self.audio_token = self.tokenizer.convert_ids_to_tokens(int(self.model.config.audio_token_id))
-        stop = [self.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
-        if any(t is None or t == self.tokenizer.unk_token_id for t in stop) or self.audio_token is None:
-            raise CheckpointError(f"{self.path}: the tokenizer lacks {STOP_TOKENS} or the audio token")
-        self._stop_token_ids = sorted(int(t) for t in stop)
-        # the prompt must hold exactly one audio slot
-        try:
-            probe = render_prompt(self.tokenizer, self.chat_template, "", None)
-        except Exception as error:  # jinja2's TemplateError, or a TypeError of a text-only template
-            raise CheckpointError(
-                f"{self.path}: the chat template cannot render an audio message ({type(error).__name__}: {error}); "
-                "it must be Qwen3-ASR's multimodal template (chat_template.json, whose user content is a list "
-                "of parts), not a text-only chat template") from None
-        if probe.count(self.audio_token) != 1:
-            raise CheckpointError(f"{self.path}: the chat template renders {probe.count(self.audio_token)} "
-                                  f"{self.audio_token} tokens for one audio item, expected 1")
+        self._setup_prompts(checkpoint.chat_template, int(self.model.config.audio_token_id))
 
     @property
     def llm(self) -> torch.nn.Module:
@@ -104,10 +69,6 @@ class Qwen3AsrModel(SpeechLLM):
     @property
     def device(self) -> torch.device:
         return next(self.model.model.audio_tower.parameters()).device
-
-    @property
-    def stop_token_ids(self) -> list[int]:
-        return list(self._stop_token_ids)
 
     @property
     def max_audio_seconds(self) -> float:
@@ -150,59 +111,7 @@ class Qwen3AsrModel(SpeechLLM):
         assert embeddings.shape[0] == expected, (embeddings.shape, expected)
         return embeddings
 
-    # -- prompts --------------------------------------------------------------------------------------
-
-    def check_language(self, language: str | None) -> str | None:
-        return language_name(language, self.languages)
-
-    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
-        """The whole prompt text with one audio placeholder (the reference's ``_build_text_prompt``): the
-        system turn holds the hotwords as context text (:func:`.prompt.context_text`), a language forces
-        ``language X<asr_text>`` after the assistant header.
-
-        Raises:
-            UnsupportedLanguageError: an unknown language. InvalidOptionError: ``itn=False`` (Qwen3-ASR has
-            no switch for spoken-form output).
-        """
-        if not itn:
-            raise InvalidOptionError("itn=False: Qwen3-ASR has no switch for spoken-form (non-ITN) output")
-        return render_prompt(self.tokenizer, self.chat_template, context_text(hotwords),
-                             language_name(language, self.languages))
-
-    def task_instruction(self, task: str, text: str | None = None) -> str:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r} for Qwen3-ASR; use one of {list(TASKS)}")
-        return self.transcription_instruction(None, (), True)
-
-    def task_uses_audio(self, task: str) -> bool:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r} for Qwen3-ASR; use one of {list(TASKS)}")
-        return True
-
-    def llm_input(self, instruction: str, audio: torch.Tensor | None, *, answer_prefix: str = "",
-                  adapter: str | None = None) -> LLMInput:
-        """The prompt text ``instruction`` (one audio placeholder) with ``audio`` (``(num_audio, hidden)``)
-        in place of the placeholder and ``answer_prefix`` after the prompt. The text on each side of the
-        audio is tokenized alone; the reference tokenizes the whole string, which gives the same ids since
-        the audio is fenced by special tokens."""
-        if instruction.count(self.audio_token) != 1:
-            raise ValueError(f"a Qwen3-ASR prompt holds one {self.audio_token}, this one {instruction.count(self.audio_token)}")
-        before, after = instruction.split(self.audio_token)
-        prefix = list(self.tokenizer.encode(before, add_special_tokens=False))
-        suffix = list(self.tokenizer.encode(after + answer_prefix, add_special_tokens=False))
-        parts = (prefix,) + ((audio,) if audio is not None and audio.shape[0] else ()) + (suffix,)
-        return LLMInput(parts=parts, adapter=adapter)
-
-    # -- outputs --------------------------------------------------------------------------------------
+    # -- prompts and outputs: Qwen3AsrPrompts ---------------------------------------------------------
 
     def _raw_text(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=True, clean_up_tokenization_spaces=False)
-
-    def decode_text(self, tokens: Sequence[int]) -> str:
-        """The transcript in the generated tokens: ``language X<asr_text>`` removed, repetitions fixed
-        (:func:`.prompt.parse_output`)."""
-        return parse_output(self._raw_text(tokens))[1]
-
-    def parse_transcription(self, tokens: Sequence[int], language: str | None) -> tuple[str | None, str]:
-        """``(language, text)``: the language the model wrote (``"Chinese"``), or the forced one."""
-        return parse_output(self._raw_text(tokens), language_name(language, self.languages))

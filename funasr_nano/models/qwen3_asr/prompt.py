@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ...errors import UnsupportedLanguageError
+from ..llm_input import LLMInput
+from ...errors import CheckpointError, InvalidOptionError, UnsupportedLanguageError
 
 ASR_TEXT_TAG = "<asr_text>"
+TASKS = ("transcribe",)
+# The reference stops at these (Qwen3ASRForConditionalGeneration.generate: eos_token_id 151645, 151643).
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 LANGUAGE_PREFIX = "language "
 # The languages the reference accepts (utils.SUPPORTED_LANGUAGES), as it spells them.
 SUPPORTED_LANGUAGES = (
@@ -38,6 +42,21 @@ LANGUAGE_CODES = {
 # REPEAT_MAX_PATTERN characters repeated this many times, is cut to one copy.
 REPEAT_THRESHOLD = 20
 REPEAT_MAX_PATTERN = 20
+
+
+def num_audio_tokens(frames: int, n_window: int = 50) -> int:
+    """Encoder output frames (= prompt positions) for ``frames`` mel frames: each full chunk of
+    ``2 * n_window`` frames gives as many positions as three stride-2 convolutions leave of it (13 of
+    100 frames), the last partial chunk ``ceil(ceil(ceil(r / 2) / 2) / 2)`` (three stride-2 convolutions). Reference:
+    ``_get_feat_extract_output_lengths`` (13 per 100 frames)."""
+    chunk = 2 * n_window
+
+    def after_convs(length: int) -> int:
+        for _ in range(3):
+            length = (length - 1) // 2 + 1 if length > 0 else 0
+        return length
+
+    return (frames // chunk) * after_convs(chunk) + after_convs(frames % chunk)
 
 
 def normalize_language_name(language: str) -> str:
@@ -151,3 +170,100 @@ def parse_output(raw: str, forced_language: str | None = None) -> tuple[str | No
             language = normalize_language_name(value) if value else None
         break
     return language, body.strip()
+
+
+class Qwen3AsrPrompts:
+    """The prompt and output methods of a Qwen3-ASR :class:`~funasr_nano.models.base.SpeechLLM`, shared by
+    the torch model (:class:`.model.Qwen3AsrModel`) and the light runtime's
+    (:class:`.light.LightQwen3AsrModel`): both set ``tokenizer`` (transformers' or
+    :class:`~funasr_nano.models.light_tokenizer.LightTokenizer`), ``path`` and ``languages``, then call
+    :meth:`_setup_prompts`."""
+
+    tokenizer: object
+    path: str
+    languages: tuple[str, ...]
+
+    def _setup_prompts(self, chat_template: str | None, audio_token_id: int) -> None:
+        """Check the tokenizer and template; set ``chat_template``, ``audio_token``, ``tasks`` and the stop ids.
+
+        Raises:
+            CheckpointError: no chat template, one that cannot render an audio message or renders other than
+                one audio slot, or a tokenizer without the stop or audio tokens.
+        """
+        self.tasks = TASKS
+        self.chat_template = chat_template
+        if not self.chat_template:
+            raise CheckpointError(f"{self.path}: no chat template (chat_template.json or the tokenizer's)")
+        self.audio_token = self.tokenizer.convert_ids_to_tokens(int(audio_token_id))
+        stop = [self.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+        if any(t is None or t == self.tokenizer.unk_token_id for t in stop) or self.audio_token is None:
+            raise CheckpointError(f"{self.path}: the tokenizer lacks {STOP_TOKENS} or the audio token")
+        self._stop_token_ids = sorted(int(t) for t in stop)
+        # the prompt must hold exactly one audio slot
+        try:
+            probe = render_prompt(self.tokenizer, self.chat_template, "", None)
+        except Exception as error:  # jinja2's TemplateError, or a TypeError of a text-only template
+            raise CheckpointError(
+                f"{self.path}: the chat template cannot render an audio message ({type(error).__name__}: {error}); "
+                "it must be Qwen3-ASR's multimodal template (chat_template.json, whose user content is a list "
+                "of parts), not a text-only chat template") from None
+        if probe.count(self.audio_token) != 1:
+            raise CheckpointError(f"{self.path}: the chat template renders {probe.count(self.audio_token)} "
+                                  f"{self.audio_token} tokens for one audio item, expected 1")
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        return list(self._stop_token_ids)
+
+    def check_language(self, language: str | None) -> str | None:
+        return language_name(language, self.languages)
+
+    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+        """The whole prompt text with one audio placeholder (the reference's ``_build_text_prompt``): the
+        system turn holds the hotwords as context text (:func:`context_text`), a language forces
+        ``language X<asr_text>`` after the assistant header.
+
+        Raises:
+            UnsupportedLanguageError: an unknown language. InvalidOptionError: ``itn=False`` (Qwen3-ASR has
+            no switch for spoken-form output).
+        """
+        if not itn:
+            raise InvalidOptionError("itn=False: Qwen3-ASR has no switch for spoken-form (non-ITN) output")
+        return render_prompt(self.tokenizer, self.chat_template, context_text(hotwords),
+                             language_name(language, self.languages))
+
+    def task_instruction(self, task: str, text: str | None = None) -> str:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r} for Qwen3-ASR; use one of {list(TASKS)}")
+        return self.transcription_instruction(None, (), True)
+
+    def task_uses_audio(self, task: str) -> bool:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r} for Qwen3-ASR; use one of {list(TASKS)}")
+        return True
+
+    def llm_input(self, instruction: str, audio, *, answer_prefix: str = "", adapter: str | None = None) -> LLMInput:
+        """The prompt text ``instruction`` (one audio placeholder) with ``audio`` (``(num_audio, hidden)``,
+        a torch tensor or a numpy array) in place of the placeholder and ``answer_prefix`` after the prompt.
+        The text on each side of the audio is tokenized alone; the reference tokenizes the whole string,
+        which gives the same ids since the audio is fenced by special tokens."""
+        if instruction.count(self.audio_token) != 1:
+            raise ValueError(f"a Qwen3-ASR prompt holds one {self.audio_token}, this one {instruction.count(self.audio_token)}")
+        before, after = instruction.split(self.audio_token)
+        prefix = list(self.tokenizer.encode(before, add_special_tokens=False))
+        suffix = list(self.tokenizer.encode(after + answer_prefix, add_special_tokens=False))
+        parts = (prefix,) + ((audio,) if audio is not None and audio.shape[0] else ()) + (suffix,)
+        return LLMInput(parts=parts, adapter=adapter)
+
+    def _raw_text(self, tokens: Sequence[int]) -> str:
+        """The generated tokens as text, special tokens dropped, no clean-up of spaces."""
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def decode_text(self, tokens: Sequence[int]) -> str:
+        """The transcript in the generated tokens: ``language X<asr_text>`` removed, repetitions fixed
+        (:func:`parse_output`)."""
+        return parse_output(self._raw_text(tokens))[1]
+
+    def parse_transcription(self, tokens: Sequence[int], language: str | None) -> tuple[str | None, str]:
+        """``(language, text)``: the language the model wrote (``"Chinese"``), or the forced one."""
+        return parse_output(self._raw_text(tokens), language_name(language, self.languages))
