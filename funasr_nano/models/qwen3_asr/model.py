@@ -51,6 +51,29 @@ def num_audio_tokens(frames: int, n_window: int = 50) -> int:
 ENCODER_ATTENTIONS = ("windowed", "full")
 
 
+@torch.inference_mode()
+def encode_audio(inner, features: torch.Tensor, mask: torch.Tensor, n_window: int,
+                 encoder_attention: str = "windowed") -> torch.Tensor:
+    """The audio encoder and projector of a transformers ``Qwen3ASRModel`` (``inner``: Qwen3-ASR's, or
+    Qwen3-ForcedAligner's) on one clip; ``encoder_attention`` as :class:`Qwen3AsrModel`.
+
+    Args:
+        features: ``(1, mel_bins, padded_frames)`` float32, padded to a multiple of ``2 * n_window``.
+        mask: ``(1, padded_frames)``, 1 on real frames.
+
+    Returns:
+        ``(num_audio, llm_hidden)`` float32, ``num_audio`` = :func:`num_audio_tokens` of the real frames.
+    """
+    device = next(inner.audio_tower.parameters()).device
+    extra = {}
+    if encoder_attention == "full":  # one window spanning the clip
+        total = num_audio_tokens(int(mask.sum()), n_window)
+        extra["cu_seqlens"] = torch.tensor([0, total], dtype=torch.int32, device=device)
+    hidden = inner.audio_tower(input_features=features.to(device, torch.float32),
+                               input_features_mask=mask.to(device), **extra).last_hidden_state
+    return inner.multi_modal_projector(hidden).float()
+
+
 class Qwen3AsrModel(SpeechLLM):
     """A loaded Qwen3-ASR checkpoint (official or transformers layout).
 
@@ -131,14 +154,7 @@ class Qwen3AsrModel(SpeechLLM):
         Returns:
             ``(num_audio, llm_hidden)`` float32, ``num_audio`` = :func:`num_audio_tokens` of the real frames.
         """
-        inner = self.model.model
-        extra = {}
-        if self.encoder_attention == "full":  # one window spanning the clip
-            total = num_audio_tokens(int(mask.sum()), self.n_window)
-            extra["cu_seqlens"] = torch.tensor([0, total], dtype=torch.int32, device=self.device)
-        hidden = inner.audio_tower(input_features=features.to(self.device, torch.float32),
-                                   input_features_mask=mask.to(self.device), **extra).last_hidden_state
-        return inner.multi_modal_projector(hidden).float()
+        return encode_audio(self.model.model, features, mask, self.n_window, self.encoder_attention)
 
     def audio_positions(self, samples: int) -> int:
         return num_audio_tokens(self.frontend.num_frames(samples), self.n_window)
