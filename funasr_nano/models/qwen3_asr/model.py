@@ -12,15 +12,20 @@ position ids taken from the attention mask, identical on the three multimodal-Ro
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
+from ...audio.io import SAMPLE_RATE
 from ...engines.base import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint
+
+if TYPE_CHECKING:
+    from ...results import Word
+    from .aligner import ForcedAligner
 from .frontend import Frontend, FrontendConfig
 from .prompt import SUPPORTED_LANGUAGES, context_text, language_name, parse_output, render_prompt
 
@@ -85,13 +90,17 @@ class Qwen3AsrModel(SpeechLLM):
             is what the reference's transformers backend computes without flash-attention (it builds the
             windows but never passes them to sdpa/eager attention); the two differ on clips longer than
             one window.
+        aligner: a loaded Qwen3-ForcedAligner (:class:`.aligner.ForcedAligner`), which gives the words of
+            each transcript their times (``word_timestamps``); ``None``: word timestamps are refused.
     """
 
-    def __init__(self, checkpoint: LoadedCheckpoint, encoder_attention: str = "windowed"):
+    def __init__(self, checkpoint: LoadedCheckpoint, encoder_attention: str = "windowed",
+                 aligner: "ForcedAligner | None" = None):
         if encoder_attention not in ENCODER_ATTENTIONS:
             raise InvalidOptionError(f"encoder_attention must be one of {ENCODER_ATTENTIONS}, not {encoder_attention!r}")
         self.encoder_attention = encoder_attention
         self.checkpoint = checkpoint
+        self.aligner = aligner
         self.model = checkpoint.model
         self.tokenizer = checkpoint.tokenizer
         self.path = checkpoint.path
@@ -208,6 +217,40 @@ class Qwen3AsrModel(SpeechLLM):
         suffix = list(self.tokenizer.encode(after + answer_prefix, add_special_tokens=False))
         parts = (prefix,) + ((audio,) if audio is not None and audio.shape[0] else ()) + (suffix,)
         return LLMInput(parts=parts, adapter=adapter)
+
+    # -- word timestamps (Qwen3-ForcedAligner) ---------------------------------------------------------
+
+    def check_word_timestamps(self) -> None:
+        """Raises CheckpointError when no aligner was loaded beside the model."""
+        if self.aligner is None:
+            raise CheckpointError(
+                f"{self.path}: Qwen3-ASR has no timestamps of its own; its word timestamps come from "
+                "Qwen3-ForcedAligner, a separate model: load it beside this one (load_model(..., aligner=DIR), "
+                "--aligner DIR)")
+
+    @property
+    def max_align_seconds(self) -> float | None:
+        from .aligner import MAX_ALIGN_SECONDS
+
+        return MAX_ALIGN_SECONDS if self.aligner is not None else None
+
+    def align_waveform(self, waveform: np.ndarray, text: str, language: str | None,
+                       offset: float = 0.0) -> tuple["Word", ...]:
+        """The words of ``text`` (this model's transcript of ``waveform``) timed by the aligner
+        (:meth:`.aligner.ForcedAligner.align_units`, :func:`.aligner.words_from_units`); ``language`` as
+        the model wrote it (only Japanese and Korean change how words are cut).
+
+        Raises:
+            CheckpointError: no aligner. AlignmentError: the aligner's units are not found in ``text``.
+        """
+        from .aligner import words_from_units
+
+        self.check_word_timestamps()
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if language not in self.languages:  # a language name the model wrote but does not list: cut as spaced text
+            language = None
+        units = self.aligner.align_units(waveform, text, language)
+        return tuple(words_from_units(text, units, offset=offset, duration=waveform.size / SAMPLE_RATE))
 
     # -- outputs --------------------------------------------------------------------------------------
 
