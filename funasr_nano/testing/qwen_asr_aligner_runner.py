@@ -4,13 +4,15 @@ with the Python of the reference's own virtual environment, so this file imports
 
     python qwen_asr_aligner_runner.py REQUEST.json RESULT.pt
 
-``REQUEST.json``: ``{"model": folder, "cases": [{"audio": wav path, "text": str, "language": str}, ...]}``.
-``RESULT.pt`` (``torch.save``): ``{"cases": [{"items": [(text, start_time, end_time), ...], "input_ids"
-(the prompt's ids), "slot_logits" ((2 * units, classify_num) float32 classifier logits at the
-<timestamp> slots)}], "weights_checked": n}``.
+``REQUEST.json``: ``{"model": folder, "cases": [{"audio": wav path, "text": str, "language": str,
+"bins": null or [bin, ...]}, ...]}``. ``RESULT.pt`` (``torch.save``): ``{"cases": [{"items": [(text,
+start_time, end_time), ...], "input_ids" (the prompt's ids), "slot_logits" ((2 * units, classify_num)
+float32 classifier logits at the <timestamp> slots)}], "weights_checked": n}``.
 
 Each case goes through the public ``Qwen3ForcedAligner.align`` (fp32); a forward hook on the thinker
-captures its input ids and logits.
+captures its input ids and logits. A case with ``bins`` has the thinker's logits replaced by one-hot
+rows choosing those bins at the ``<timestamp>`` slots, so that the reference's fix-up of out-of-order
+times (``Qwen3ForceAlignProcessor.fix_timestamp``) runs on chosen sequences.
 """
 
 from __future__ import annotations
@@ -45,14 +47,22 @@ def main(request_path: str, result_path: str) -> None:
     captured: dict = {}
 
     def hook(module, args, kwargs, output):
-        captured["input_ids"] = kwargs["input_ids"].detach().clone()
+        ids = kwargs["input_ids"]
+        captured["input_ids"] = ids.detach().clone()
         captured["logits"] = output.logits.detach().float().clone()
+        if captured.get("bins") is not None:
+            logits = torch.zeros_like(output.logits)
+            slots = (ids[0] == timestamp_id).nonzero().flatten()
+            logits[0, slots, torch.tensor(captured["bins"])] = 1.0
+            output.logits = logits
+        return output
 
     aligner.model.thinker.register_forward_hook(hook, with_kwargs=True)
     timestamp_id = aligner.timestamp_token_id
     results = []
     for case in request["cases"]:
         captured.clear()
+        captured["bins"] = case.get("bins")
         out = aligner.align(audio=case["audio"], text=case["text"], language=case["language"])[0]
         ids = captured["input_ids"][0]
         results.append({
