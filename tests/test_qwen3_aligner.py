@@ -159,3 +159,22 @@ def test_cli_transcribe_with_aligner_writes_words(tiny_qwen3_asr, aligner_folder
     out = json.loads(capsys.readouterr().out)
     words = out["segments"][0]["words"]
     assert words and "".join(w["word"] for w in words) == out["segments"][0]["text"]
+
+
+def test_cli_align_a_known_transcript(tmp_path, capsys):
+    folder = tmp_path / "aligner"
+    assert main(["tiny", str(folder), "--family", "qwen3-forced-aligner"]) == 0
+    capsys.readouterr()
+    audio = str(shared_file("audio/zh_binhai.wav"))
+    assert main(["align", audio, "--text", TEXT, "--aligner", str(folder), "--language", "zh"]) == 0
+    words = json.loads(capsys.readouterr().out)
+    expected = ForcedAligner(load_aligner(folder)).align(audio, TEXT, "zh")
+    assert words == [dataclasses.asdict(w) for w in expected] and "".join(w["word"] for w in words) == TEXT
+    assert main(["align", audio, "--text", TEXT, "--aligner", str(folder), "--format", "tsv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "start\tend\tword" and lines[3] == f"{round(expected[2].start * 1000)}\t" \
+        f"{round(expected[2].end * 1000)}\t问，"
+    assert main(["align", audio, "--text", "。", "--aligner", str(folder)]) == 2
+    assert "no letters or digits" in capsys.readouterr().err
+    assert main(["align", audio, "--text", TEXT, "--aligner", str(tmp_path / "none")]) == 2
+    assert "none: no such folder" in capsys.readouterr().err
