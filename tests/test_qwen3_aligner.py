@@ -178,3 +178,30 @@ def test_cli_align_a_known_transcript(tmp_path, capsys):
     assert "no letters or digits" in capsys.readouterr().err
     assert main(["align", audio, "--text", TEXT, "--aligner", str(tmp_path / "none")]) == 2
     assert "none: no such folder" in capsys.readouterr().err
+
+
+def test_server_word_granularity_through_the_aligner(qwen3_asr_with_aligner, tiny_qwen3_asr, binhai):
+    """OpenAI's ``words`` array from Qwen3-ForcedAligner (``funasr-nano serve --aligner DIR``), through the
+    official openai client; Qwen3-ASR served without an aligner answers 400 naming it."""
+    import openai
+
+    from funasr_nano.server import ServerOptions
+
+    from .server_util import running_server
+
+    expected = qwen3_asr_with_aligner.transcribe(binhai, word_timestamps=True, max_new_tokens=8)
+    words = [(w.word.strip(), round(w.start, 3), round(w.end, 3)) for s in expected.segments for w in s.words]
+    assert words
+    with running_server(qwen3_asr_with_aligner, ServerOptions()) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        verbose = client.audio.transcriptions.create(file=binhai, model="m", response_format="verbose_json",
+                                                     timestamp_granularities=["word"],
+                                                     extra_body={"max_new_tokens": 8})
+        assert verbose.text == expected.text
+        assert [(w.word, w.start, w.end) for w in verbose.words] == words
+    with running_server(load_model(tiny_qwen3_asr), ServerOptions()) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        with pytest.raises(openai.BadRequestError) as error:
+            client.audio.transcriptions.create(file=binhai, model="m", response_format="verbose_json",
+                                               timestamp_granularities=["word"])
+    assert "Qwen3-ForcedAligner" in error.value.body["message"]
