@@ -217,18 +217,31 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
     llm_gguf = gguf_path(path)  # None unless the folder is in the GGUF layout (funasr-nano export gguf)
     if _check_engine(engine, llm_gguf, path) == "vllm":  # before reading the weights
         raise InvalidOptionError(f"{path}: {QWEN3_ASR_NO_VLLM}")
-    loaded_aligner = None
-    if aligner is not None:  # before the speech model: a wrong folder is one quick error
-        from .models.qwen3_asr.aligner import ForcedAligner
-        from .models.qwen3_asr.aligner_checkpoint import load_aligner
-
-        loaded_aligner = ForcedAligner(load_aligner(aligner, device=device, dtype=dtype))
+    # before the speech model: a wrong aligner folder is one quick error
+    loaded_aligner = None if aligner is None else load_aligner(aligner, device=device, dtype=dtype)
     if llm_gguf is not None:
         checkpoint, llm_gguf = load_gguf_folder(path, device=device)
     else:
         checkpoint = load_checkpoint(path, device=device, dtype=dtype)
     return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf,
                                      aligner=loaded_aligner)
+
+
+def load_aligner(path: str | os.PathLike, device: "str | torch.device" = "cpu", dtype: "str | torch.dtype" = "fp32"):
+    """Load Qwen3-ForcedAligner (official or transformers layout) on its own, for forced alignment of known
+    transcripts: ``load_aligner(DIR).align(audio, text, language)`` -> ``list[Word]``
+    (:class:`funasr_nano.models.qwen3_asr.aligner.ForcedAligner`). ``device`` and ``dtype`` (of its LLM) as
+    :func:`load_model`'s.
+
+    Raises:
+        CheckpointError: naming the file of a folder that is no Qwen3-ForcedAligner checkpoint.
+        MissingDependencyError: torch or transformers is not installed.
+    """
+    require_torch("Qwen3-ForcedAligner")
+    from .models.qwen3_asr.aligner import ForcedAligner
+    from .models.qwen3_asr.aligner_checkpoint import load_aligner as load_aligner_checkpoint
+
+    return ForcedAligner(load_aligner_checkpoint(path, device=resolve_device(device), dtype=resolve_dtype(dtype)))
 
 
 def _check_aligner_target(path, aligner) -> None:

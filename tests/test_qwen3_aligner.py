@@ -64,7 +64,8 @@ def test_times_are_capped_at_the_end_of_the_audio():
 def test_words_of_a_real_recording_are_monotonic_and_inside_the_audio(tmp_path):
     """A classifier of the released 5000 bins (400 s): a random network's bins fall past the 6 s recording,
     and the words' times are capped there."""
-    folder = write_tiny_aligner(str(tmp_path / "a"), "official", dataclasses.replace(TinyAlignerConfig(), classify_num=5000))
+    config = dataclasses.replace(TinyAlignerConfig(), classify_num=5000)
+    folder = write_tiny_aligner(str(tmp_path / "a"), "official", config)
     aligner = ForcedAligner(load_aligner(folder))
     units = aligner.align_units(load_audio(shared_file("audio/zh_binhai.wav")), TEXT, "zh")
     assert max(u.end for u in units) > 6.0  # what the reference would report

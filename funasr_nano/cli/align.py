@@ -17,7 +17,8 @@ FORMATS = ("json", "tsv")
 
 
 def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("align", parents=parents, help="time the words of a known transcript (Qwen3-ForcedAligner)",
+    parser = commands.add_parser("align", parents=parents,
+                                 help="time the words of a known transcript (Qwen3-ForcedAligner)",
                                  description="Forced alignment: the words of a given transcript with their times in "
                                              "the audio (at most 180 s), by Qwen3-ForcedAligner.")
     parser.add_argument("audio", metavar="AUDIO", help="audio file (wav, flac, mp3, ...)")
@@ -53,14 +54,10 @@ def read_text(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..load import require_torch, resolve_device
-
-    require_torch("funasr-nano align (Qwen3-ForcedAligner)")
-    from ..models.qwen3_asr.aligner import ForcedAligner
-    from ..models.qwen3_asr.aligner_checkpoint import load_aligner
+    from ..load import load_aligner
 
     text = read_text(args)
-    aligner = ForcedAligner(load_aligner(args.aligner, device=resolve_device(args.device)))
+    aligner = load_aligner(args.aligner, device=args.device)
     words = aligner.align(args.audio, text, args.language)
     if args.format == "json":
         write_stdout(json.dumps([dataclasses.asdict(word) for word in words], ensure_ascii=False))

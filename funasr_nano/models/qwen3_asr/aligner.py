@@ -88,7 +88,8 @@ class ForcedAligner:
         from transformers import Qwen3ASRFeatureExtractor, Qwen3ASRProcessor
 
         if encoder_attention not in ENCODER_ATTENTIONS:
-            raise InvalidOptionError(f"encoder_attention must be one of {ENCODER_ATTENTIONS}, not {encoder_attention!r}")
+            raise InvalidOptionError(f"encoder_attention must be one of {ENCODER_ATTENTIONS}, "
+                                     f"not {encoder_attention!r}")
         self.checkpoint = checkpoint
         self.encoder_attention = encoder_attention
         self.model = checkpoint.model

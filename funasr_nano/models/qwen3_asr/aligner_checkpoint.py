@@ -23,7 +23,6 @@ transformers' ``Qwen3ASRForTokenClassification`` (``model``: the ``Qwen3ASRModel
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from typing import Any, Mapping
@@ -244,17 +243,3 @@ def load_aligner(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                          timestamp_segment_time=segment_time, classify_num=int(model.config.num_labels),
                          feature_config=asr_checkpoint._feature_config(path))
 
-
-def is_aligner_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a Qwen3-ForcedAligner checkpoint (either layout), by its ``config.json``."""
-    file = os.path.join(os.fspath(path), "config.json")
-    try:
-        with open(file, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if not isinstance(config, dict) or config.get("model_type") != asr_checkpoint.MODEL_TYPE:
-        return False
-    thinker = config.get("thinker_config")
-    return (isinstance(thinker, dict) and "classify_num" in thinker) or \
-        HF_ARCHITECTURE in (config.get("architectures") or ())
