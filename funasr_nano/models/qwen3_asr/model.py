@@ -22,12 +22,12 @@ from ...engines.base import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint
+from .frontend import Frontend, FrontendConfig
+from .prompt import SUPPORTED_LANGUAGES, context_text, language_name, parse_output, render_prompt
 
 if TYPE_CHECKING:
     from ...results import Word
     from .aligner import ForcedAligner
-from .frontend import Frontend, FrontendConfig
-from .prompt import SUPPORTED_LANGUAGES, context_text, language_name, parse_output, render_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class Qwen3AsrModel(SpeechLLM):
 
         self.check_word_timestamps()
         waveform = np.asarray(waveform, dtype=np.float32)
-        if language not in self.languages:  # a language name the model wrote but does not list: cut as spaced text
+        if language not in self.languages:  # a name the model wrote but does not list: cut as spaced text
             language = None
         units = self.aligner.align_units(waveform, text, language)
         return tuple(words_from_units(text, units, offset=offset, duration=waveform.size / SAMPLE_RATE))
