@@ -19,7 +19,7 @@ from .errors import (
     TranslatorError,
     UnsupportedLanguageError,
 )
-from .load import load_model
+from .load import load_aligner, load_model
 from .options import DecodingOptions, TranscribeOptions, TranslationOptions
 from .pipeline.speech_model import SpeechModel
 from .pipeline.translate import Translation
@@ -44,6 +44,7 @@ __all__ = [
     "TranslationOptions",
     "TranslatorError",
     "UnsupportedLanguageError",
+    "load_aligner",
     "load_audio",
     "load_model",
 ]

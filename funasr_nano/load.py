@@ -171,18 +171,20 @@ QWEN3_ASR_NO_VLLM = ("the vllm engine runs Fun-ASR-Nano models only (not yet tes
 
 
 def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_threads: int | None = None,
-                              encoder_attention: str = "windowed", llm_gguf: str | None = None) -> SpeechModel:
+                              encoder_attention: str = "windowed", llm_gguf: str | None = None,
+                              aligner=None) -> SpeechModel:
     """A :class:`SpeechModel` for an already loaded Qwen3-ASR ``checkpoint``
     (:class:`funasr_nano.models.qwen3_asr.checkpoint.LoadedCheckpoint`); ``engine`` as :func:`load_model`;
     ``encoder_attention`` as :class:`funasr_nano.models.qwen3_asr.model.Qwen3AsrModel`; ``llm_gguf``: the
     thinker's GGUF file of a GGUF-layout folder (:mod:`funasr_nano.models.qwen3_asr.gguf_layout`), which
-    the llama.cpp engine runs."""
+    the llama.cpp engine runs; ``aligner``: a loaded Qwen3-ForcedAligner
+    (:class:`funasr_nano.models.qwen3_asr.aligner.ForcedAligner`) for word timestamps."""
     from .models.qwen3_asr.model import Qwen3AsrModel
 
     engine = _check_engine(engine, llm_gguf, checkpoint.path)
     if engine == "vllm":
         raise InvalidOptionError(f"{checkpoint.path}: {QWEN3_ASR_NO_VLLM}")
-    family = Qwen3AsrModel(checkpoint, encoder_attention)
+    family = Qwen3AsrModel(checkpoint, encoder_attention, aligner=aligner)
     if engine == "llama.cpp":
         from .engines.llamacpp import LlamaCppEngine
 
@@ -196,7 +198,7 @@ def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_thread
 
 def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, engine: str | None,
                     n_threads: int | None, encoder_precision: str, use_low_frame_rate: bool | None,
-                    lora) -> SpeechModel:
+                    lora, aligner: str | None = None) -> SpeechModel:
     """Qwen3-ASR (official, transformers or GGUF layout): options that belong to Fun-ASR-Nano are refused."""
     from .models.qwen3_asr.checkpoint import load_checkpoint
 
@@ -213,6 +215,8 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
     llm_gguf = gguf_path(path)  # None unless the folder is in the GGUF layout (funasr-nano export gguf)
     if _check_engine(engine, llm_gguf, path) == "vllm":  # before reading the weights
         raise InvalidOptionError(f"{path}: {QWEN3_ASR_NO_VLLM}")
+    # before the speech model: a wrong aligner folder is one quick error
+    loaded_aligner = None if aligner is None else load_aligner(aligner, device=device, dtype=dtype)
     if llm_gguf is not None:
         from .export.thinker_file import check_thinker_gguf
 
@@ -220,7 +224,42 @@ def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, 
         check_thinker_gguf(llm_gguf, checkpoint.mrope_section)  # the file's M-RoPE sections are the config's
     else:
         checkpoint = load_checkpoint(path, device=device, dtype=dtype)
-    return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf)
+    return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf,
+                                     aligner=loaded_aligner)
+
+
+def load_aligner(path: str | os.PathLike, device: "str | torch.device" = "cpu", dtype: "str | torch.dtype" = "fp32"):
+    """Load Qwen3-ForcedAligner (official or transformers layout) on its own, for forced alignment of known
+    transcripts: ``load_aligner(DIR).align(audio, text, language)`` -> ``list[Word]``
+    (:class:`funasr_nano.models.qwen3_asr.aligner.ForcedAligner`). ``device`` and ``dtype`` (of its LLM) as
+    :func:`load_model`'s.
+
+    Raises:
+        CheckpointError: naming the file of a folder that is no Qwen3-ForcedAligner checkpoint.
+        MissingDependencyError: torch or transformers is not installed.
+    """
+    require_torch("Qwen3-ForcedAligner")
+    from .models.qwen3_asr.aligner import ForcedAligner
+    from .models.qwen3_asr.aligner_checkpoint import load_aligner as load_aligner_checkpoint
+
+    return ForcedAligner(load_aligner_checkpoint(path, device=resolve_device(device), dtype=resolve_dtype(dtype)))
+
+
+def _check_aligner_target(path, aligner) -> None:
+    """``aligner=`` is for Qwen3-ASR folders only (checked before anything is loaded).
+
+    Raises:
+        InvalidOptionError: another model, or a path that is no string.
+    """
+    if not isinstance(aligner, (str, os.PathLike)) or not os.fspath(aligner):
+        raise InvalidOptionError(f"aligner must be a Qwen3-ForcedAligner folder, got {aligner!r}")
+    require_torch("Qwen3-ForcedAligner (aligner=)")
+    from .models.qwen3_asr.checkpoint import is_qwen3_asr_folder
+
+    if path is None or not is_qwen3_asr_folder(os.fspath(path)):
+        raise InvalidOptionError(f"aligner={os.fspath(aligner)}: Qwen3-ForcedAligner times the words of Qwen3-ASR "
+                                 f"models; {path or 'the embedded demo model'} is not one (Fun-ASR-Nano's word "
+                                 "timestamps come from its CTC head)")
 
 
 def _light_runtime_installed() -> bool:
@@ -303,6 +342,7 @@ def load_model(
     encoder_precision: str = "fp32",
     use_low_frame_rate: bool | None = None,
     lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+    aligner: str | os.PathLike | None = None,
 ) -> SpeechModel:
     """Load a speech LLM checkpoint: Fun-ASR-Nano (official, transformers or GGUF layout) or Qwen3-ASR
     (official or transformers layout; ``encoder_precision``, ``use_low_frame_rate`` and ``lora`` do not
@@ -337,6 +377,9 @@ def load_model(
             batch row, so calls for different tasks run concurrently. On the llama.cpp engine an entry
             may also be a GGUF LoRA file (``funasr-nano export gguf-lora``); a peft folder is converted
             at load time. The base weights are never merged (see :mod:`funasr_nano.engines.llamacpp`).
+        aligner: a Qwen3-ForcedAligner checkpoint folder (official or transformers layout), for Qwen3-ASR
+            only: loaded beside the model, it gives ``word_timestamps=True`` its word times
+            (:mod:`funasr_nano.models.qwen3_asr.aligner`). Fun-ASR-Nano's come from its CTC head.
 
     Raises:
         CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
@@ -346,6 +389,8 @@ def load_model(
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
         raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
+    if aligner is not None:
+        _check_aligner_target(path, aligner)
     if path is None and _light_runtime_installed() and os.path.isdir(DEFAULT_LIGHT_MODEL):
         light = _light_model(DEFAULT_LIGHT_MODEL, device, dtype, engine=engine, n_threads=n_threads,
                              encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
@@ -374,7 +419,8 @@ def load_model(
 
     if is_qwen3_asr_folder(os.fspath(path)):
         return _load_qwen3_asr(os.fspath(path), torch_device, torch_dtype, engine=engine, n_threads=n_threads,
-                               encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
+                               encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora,
+                               aligner=None if aligner is None else os.fspath(aligner))
     checkpoint = load_checkpoint(os.fspath(path), device=torch_device, dtype=torch_dtype,
                                  use_low_frame_rate=use_low_frame_rate)
     if lora is None:

@@ -19,7 +19,8 @@ class Word:
         end: end time in seconds.
         word: the text, with its leading space if it has one (the words of a segment join to its text).
         probability: confidence in [0, 1]: for Fun-ASR-Nano the CTC posterior of its tokens on their
-            aligned frames (mean over tokens of the highest posterior, FunASR's token score).
+            aligned frames (mean over tokens of the highest posterior, FunASR's token score); for
+            Qwen3-ASR, Qwen3-ForcedAligner's probability of the chosen start and end time bins (mean).
     """
 
     start: float

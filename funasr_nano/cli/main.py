@@ -2,9 +2,10 @@
 ``funasr-nano tiny DIR``; training: ``funasr-nano data check MANIFEST``, ``funasr-nano data synth TEXT
 DIR``, ``funasr-nano train --config CONFIG.yaml`` and ``funasr-nano lora merge BASE ADAPTER OUTPUT``;
 export: ``funasr-nano export gguf MODEL OUT_DIR``; corpora: ``funasr-nano transcribe-corpus SOURCE OUT --ray``;
-serving: ``funasr-nano serve [--model DIR]``; another LLM: ``funasr-nano swap BASE --llm LLM_DIR OUT``.
+serving: ``funasr-nano serve [--model DIR]``; another LLM: ``funasr-nano swap BASE --llm LLM_DIR OUT``;
+forced alignment of a known transcript: ``funasr-nano align AUDIO --text TEXT --aligner DIR``.
 
-One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.training`, :mod:`.export`,
+One module per command group: :mod:`.transcribe`, :mod:`.translate`, :mod:`.align`, :mod:`.training`, :mod:`.export`,
 :mod:`.swap`; the decoding, transcription, translation and VAD flags are derived from the option
 dataclasses (:mod:`.options`).
 
@@ -36,7 +37,7 @@ import sys
 from typing import Sequence
 
 from ..errors import FunASRNanoError
-from . import corpus, export, serve, swap, training, transcribe, translate
+from . import align, corpus, export, serve, swap, training, transcribe, translate
 from .output import OutputError, printable
 
 logger = logging.getLogger("funasr_nano.cli")
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     transcribe.add_parser(commands, [verbose])
     translate.add_parser(commands, [verbose])
+    align.add_parser(commands, [verbose])
     training.add_parsers(commands, [verbose])
     export.add_parsers(commands, [verbose])
     corpus.add_parser(commands, [verbose])

@@ -63,6 +63,7 @@ HELP: Mapping[str, str] = types.MappingProxyType({
 METAVARS: Mapping[str, str] = types.MappingProxyType({
     "AdapterOptions.lora": "[TASK=]PATH",
     "AdapterOptions.translator": "PATH",
+    "AdapterOptions.aligner": "DIR",
     "ServerOptions.translator": "PATH",
 })
 # Titles of the flag groups of nested dataclasses in --help.
@@ -226,9 +227,9 @@ def notice_demo_model(args: argparse.Namespace) -> None:
         logger.warning("%s", DEMO_NOTICE)
 
 
-def load_model_from_args(args: argparse.Namespace, lora=None):
+def load_model_from_args(args: argparse.Namespace, lora=None, aligner=None):
     """The :class:`~funasr_nano.SpeechModel` that the flags of :func:`add_model_flags` name (after
-    :func:`notice_demo_model`); ``lora`` as :func:`funasr_nano.load_model`'s.
+    :func:`notice_demo_model`); ``lora`` and ``aligner`` as :func:`funasr_nano.load_model`'s.
 
     Raises:
         CheckpointError, InvalidOptionError: as :func:`funasr_nano.load_model`.
@@ -237,7 +238,7 @@ def load_model_from_args(args: argparse.Namespace, lora=None):
 
     notice_demo_model(args)
     return load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine, n_threads=args.threads,
-                      encoder_precision=args.encoder_precision, lora=lora)
+                      encoder_precision=args.encoder_precision, lora=lora, aligner=aligner)
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

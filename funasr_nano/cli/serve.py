@@ -31,7 +31,7 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                              "the /v1/realtime WebSocket, GET /v1/models and /health; concurrent "
                                              "requests are decoded in batches.")
     add_model_flags(parser)
-    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora (ServerOptions has --translator)
+    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora, --aligner (ServerOptions has --translator)
     add_option_flags(parser, ServerOptions)
     parser.set_defaults(run=run)
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     sock = bind(options.host, options.port)
     try:
-        model = load_model_from_args(args, lora=adapters.adapters("default"))
+        model = load_model_from_args(args, lora=adapters.adapters("default"), aligner=adapters.aligner)
         try:
             app = create_app(model, options)
             host, port = sock.getsockname()[:2]

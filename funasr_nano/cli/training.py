@@ -21,8 +21,9 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     tiny.add_argument("--ctc", action="store_true",
                       help="add the CTC branch and its tokenizer (official layout, Fun-ASR-Nano): word timestamps")
-    tiny.add_argument("--family", default="fun-asr-nano", choices=["fun-asr-nano", "qwen3-asr"],
-                      help="the model family to write (default: fun-asr-nano)")
+    tiny.add_argument("--family", default="fun-asr-nano", choices=["fun-asr-nano", "qwen3-asr", "qwen3-forced-aligner"],
+                      help="the model family to write (default: fun-asr-nano; qwen3-forced-aligner: a "
+                           "Qwen3-ForcedAligner for --aligner)")
     tiny.set_defaults(run=_tiny)
 
     data = commands.add_parser("data", help="check and make training data", parents=parents)
@@ -70,6 +71,8 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
 def _tiny(args: argparse.Namespace) -> int:
     if args.family == "qwen3-asr":
         from ..testing.tiny_qwen3_asr import write_tiny_checkpoint
+    elif args.family == "qwen3-forced-aligner":
+        from ..testing.tiny_qwen3_aligner import write_tiny_aligner as write_tiny_checkpoint
     else:
         from ..testing.tiny import write_tiny_checkpoint
 

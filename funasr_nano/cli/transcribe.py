@@ -34,7 +34,7 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--output-dir", metavar="DIR",
                         help="write DIR/<file stem>.<format> per input instead of printing (a stem shared by "
                              "several inputs gets -1, -2, ...)")
-    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora
+    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora, --aligner
     add_option_flags(parser, TranscribeOptions)
     add_option_flags(parser.add_argument_group(GROUP_TITLE), SubtitleOptions)
     parser.set_defaults(run=run)
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     adapters = options_from_args(AdapterOptions, args)
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, FORMATS if args.format == "all" else (args.format,))
-    model = load_model_from_args(args, lora=adapters.adapters("default"))
+    model = load_model_from_args(args, lora=adapters.adapters("default"), aligner=adapters.aligner)
     try:
         results = model.transcribe_batch(args.files, options)  # options checked against the model here
     except (InvalidOptionError, UnsupportedLanguageError) as error:

@@ -143,6 +143,22 @@ class SpeechLLM(abc.ABC):
         """
         raise CheckpointError(f"{self.path}: this model family cannot align words")
 
+    @property
+    def max_align_seconds(self) -> float | None:
+        """The longest segment :meth:`align_waveform` aligns; ``None`` for no limit of its own."""
+        return None
+
+    def align_waveform(self, waveform: np.ndarray, text: str, language: str | None,
+                       offset: float = 0.0) -> tuple["Word", ...]:
+        """Words of ``text`` with times from a separate aligner model that reads the audio again
+        (``waveform``: ``(samples,)`` 16 kHz float32; Qwen3-ASR's Qwen3-ForcedAligner), ``offset`` seconds
+        added; for families without a CTC head.
+
+        Raises:
+            CheckpointError: the family has no aligner.
+        """
+        raise CheckpointError(f"{self.path}: this model family cannot align words")
+
     # -- the LLM, for engines ---------------------------------------------------------------------------
 
     @property

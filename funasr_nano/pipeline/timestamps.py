@@ -7,7 +7,9 @@ lowest blank posterior over its frames); the silence gate drops the segment when
 ``no_speech_threshold``, so that the LLM never writes text into silence or noise. After decoding, the
 LLM's text is force-aligned to the same posteriors (FunASR's timestamps) and cut into words.
 The analysis runs the encoder once for both the CTC head and the adaptor; the LLM decodes from the
-adaptor output it kept (:attr:`PreparedSegment.audio_embeddings`). Without a CTC head, ``no_speech_prob`` comes from silero-vad (1 - the highest speech probability of a
+adaptor output it kept (:attr:`PreparedSegment.audio_embeddings`). Qwen3-ASR has no CTC head: with Qwen3-ForcedAligner loaded beside it, that separate model reads each
+segment's audio again and times the words of the text (:mod:`funasr_nano.models.qwen3_asr.aligner`).
+Without a CTC head, ``no_speech_prob`` comes from silero-vad (1 - the highest speech probability of a
 32 ms window), computed only when the gate is asked for (``silence_gate=True``).
 """
 
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..audio.vad import speech_probabilities
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidOptionError
 from ..models.alignment import AlignmentError, CtcAnalysis
 from ..options import TranscribeOptions
 from ..results import Segment
@@ -41,6 +43,11 @@ def check_timestamps(model: "SpeechModel", options: TranscribeOptions) -> None:
     """
     if options.word_timestamps:
         model.family.check_word_timestamps()
+        limit = model.family.max_align_seconds
+        longest = max(options.max_duration, options.vad_options.max_segment_duration if options.vad is not False else 0)
+        if limit is not None and longest > limit:
+            raise InvalidOptionError(f"word_timestamps: this model's aligner takes at most {limit:g} s at once; lower "
+                                     f"max_duration / vad_options.max_segment_duration ({longest:g} s) to {limit:g}")
     if options.hotwords_file is not None:
         if not model.family.has_ctc:
             raise CheckpointError(f"{model.family.path}: hotwords_file is narrowed per segment by the CTC head's read-out, "
@@ -129,7 +136,11 @@ def finish(model: "SpeechModel", options: TranscribeOptions, prepared: PreparedS
     words = None
     if options.word_timestamps:
         try:
-            words = model.family.align_words(prepared.analysis, text, offset=prepared.start)
+            if model.family.has_ctc:
+                words = model.family.align_words(prepared.analysis, text, offset=prepared.start)
+            else:  # a separate aligner reads the audio again (Qwen3-ASR: Qwen3-ForcedAligner)
+                language = model.family.parse_transcription(tokens, options.language)[0]
+                words = model.family.align_waveform(prepared.waveform, text, language, offset=prepared.start)
         except AlignmentError as error:
             logger.warning("segment %.2f-%.2f s: no word timestamps (%s)", prepared.start, prepared.end, error)
             words = ()

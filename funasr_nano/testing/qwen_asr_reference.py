@@ -93,18 +93,33 @@ def run_reference(model: str, cases: Sequence[dict[str, Any]], max_new_tokens: i
         ReferenceUnavailable: the venv cannot be created. RuntimeError: the reference failed (its
             output is in the message).
     """
+    return _run_runner("qwen_asr_runner.py", {"model": os.fspath(model), "max_new_tokens": max_new_tokens,
+                                              "cases": list(cases)}, timeout)
+
+
+def run_aligner_reference(model: str, cases: Sequence[dict[str, Any]], timeout: float = 600.0) -> dict[str, Any]:
+    """Run qwen-asr's ``Qwen3ForcedAligner`` on ``cases`` (``{"audio": wav path, "text": str, "language":
+    str}``) with the checkpoint folder ``model``; returns :mod:`.qwen_asr_aligner_runner`'s result.
+
+    Raises:
+        ReferenceUnavailable: the venv cannot be created. RuntimeError: the reference failed.
+    """
+    return _run_runner("qwen_asr_aligner_runner.py", {"model": os.fspath(model), "cases": list(cases)}, timeout)
+
+
+def _run_runner(runner_name: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     import torch
 
     python = ensure_reference()
-    runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "qwen_asr_runner.py")
+    runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), runner_name)
     with tempfile.TemporaryDirectory() as work:
-        request, result = os.path.join(work, "request.json"), os.path.join(work, "result.pt")
-        with open(request, "w", encoding="utf-8") as f:
-            json.dump({"model": os.fspath(model), "max_new_tokens": max_new_tokens, "cases": list(cases)}, f)
+        request_file, result = os.path.join(work, "request.json"), os.path.join(work, "result.pt")
+        with open(request_file, "w", encoding="utf-8") as f:
+            json.dump(request, f)
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         env.pop("PYTHONPATH", None)
-        done = subprocess.run([python, runner, request, result], capture_output=True, text=True, timeout=timeout,
-                              env=env, cwd=work)
+        done = subprocess.run([python, runner, request_file, result], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=work)
         if done.returncode != 0:
             raise RuntimeError(f"qwen-asr failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
         return torch.load(result, weights_only=False)

@@ -12,11 +12,12 @@ position ids taken from the attention mask, identical on the three multimodal-Ro
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
+from ...audio.io import SAMPLE_RATE
 from ..llm_input import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
@@ -26,6 +27,10 @@ from .prompt import STOP_TOKENS, SUPPORTED_LANGUAGES, TASKS, Qwen3AsrPrompts, nu
 
 __all__ = ["Qwen3AsrModel", "num_audio_tokens", "MAX_AUDIO_SECONDS", "STOP_TOKENS", "TASKS"]
 
+if TYPE_CHECKING:
+    from ...results import Word
+    from .aligner import ForcedAligner
+
 logger = logging.getLogger(__name__)
 
 # The reference decodes up to 1200 s in one piece (utils.MAX_ASR_INPUT_SECONDS) and cuts longer audio.
@@ -33,6 +38,29 @@ MAX_AUDIO_SECONDS = 1200.0
 
 
 ENCODER_ATTENTIONS = ("windowed", "full")
+
+
+@torch.inference_mode()
+def encode_audio(inner, features: torch.Tensor, mask: torch.Tensor, n_window: int,
+                 encoder_attention: str = "windowed") -> torch.Tensor:
+    """The audio encoder and projector of a transformers ``Qwen3ASRModel`` (``inner``: Qwen3-ASR's, or
+    Qwen3-ForcedAligner's) on one clip; ``encoder_attention`` as :class:`Qwen3AsrModel`.
+
+    Args:
+        features: ``(1, mel_bins, padded_frames)`` float32, padded to a multiple of ``2 * n_window``.
+        mask: ``(1, padded_frames)``, 1 on real frames.
+
+    Returns:
+        ``(num_audio, llm_hidden)`` float32, ``num_audio`` = :func:`num_audio_tokens` of the real frames.
+    """
+    device = next(inner.audio_tower.parameters()).device
+    extra = {}
+    if encoder_attention == "full":  # one window spanning the clip
+        total = num_audio_tokens(int(mask.sum()), n_window)
+        extra["cu_seqlens"] = torch.tensor([0, total], dtype=torch.int32, device=device)
+    hidden = inner.audio_tower(input_features=features.to(device, torch.float32),
+                               input_features_mask=mask.to(device), **extra).last_hidden_state
+    return inner.multi_modal_projector(hidden).float()
 
 
 class Qwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
@@ -46,13 +74,17 @@ class Qwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
             is what the reference's transformers backend computes without flash-attention (it builds the
             windows but never passes them to sdpa/eager attention); the two differ on clips longer than
             one window.
+        aligner: a loaded Qwen3-ForcedAligner (:class:`.aligner.ForcedAligner`), which gives the words of
+            each transcript their times (``word_timestamps``); ``None``: word timestamps are refused.
     """
 
-    def __init__(self, checkpoint: LoadedCheckpoint, encoder_attention: str = "windowed"):
+    def __init__(self, checkpoint: LoadedCheckpoint, encoder_attention: str = "windowed",
+                 aligner: "ForcedAligner | None" = None):
         if encoder_attention not in ENCODER_ATTENTIONS:
             raise InvalidOptionError(f"encoder_attention must be one of {ENCODER_ATTENTIONS}, not {encoder_attention!r}")
         self.encoder_attention = encoder_attention
         self.checkpoint = checkpoint
+        self.aligner = aligner
         self.model = checkpoint.model
         self.tokenizer = checkpoint.tokenizer
         self.path = checkpoint.path
@@ -92,14 +124,7 @@ class Qwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
         Returns:
             ``(num_audio, llm_hidden)`` float32, ``num_audio`` = :func:`num_audio_tokens` of the real frames.
         """
-        inner = self.model.model
-        extra = {}
-        if self.encoder_attention == "full":  # one window spanning the clip
-            total = num_audio_tokens(int(mask.sum()), self.n_window)
-            extra["cu_seqlens"] = torch.tensor([0, total], dtype=torch.int32, device=self.device)
-        hidden = inner.audio_tower(input_features=features.to(self.device, torch.float32),
-                                   input_features_mask=mask.to(self.device), **extra).last_hidden_state
-        return inner.multi_modal_projector(hidden).float()
+        return encode_audio(self.model.model, features, mask, self.n_window, self.encoder_attention)
 
     def audio_positions(self, samples: int) -> int:
         return num_audio_tokens(self.frontend.num_frames(samples), self.n_window)
@@ -112,6 +137,41 @@ class Qwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
         return embeddings
 
     # -- prompts and outputs: Qwen3AsrPrompts ---------------------------------------------------------
+
+    # -- word timestamps (Qwen3-ForcedAligner) ---------------------------------------------------------
+
+    def check_word_timestamps(self) -> None:
+        """Raises CheckpointError when no aligner was loaded beside the model."""
+        if self.aligner is None:
+            raise CheckpointError(
+                f"{self.path}: Qwen3-ASR has no timestamps of its own; its word timestamps come from "
+                "Qwen3-ForcedAligner, a separate model: load it beside this one (load_model(..., aligner=DIR), "
+                "--aligner DIR)")
+
+    @property
+    def max_align_seconds(self) -> float | None:
+        from .aligner import MAX_ALIGN_SECONDS
+
+        return MAX_ALIGN_SECONDS if self.aligner is not None else None
+
+    def align_waveform(self, waveform: np.ndarray, text: str, language: str | None,
+                       offset: float = 0.0) -> tuple["Word", ...]:
+        """The words of ``text`` (this model's transcript of ``waveform``) timed by the aligner
+        (:meth:`.aligner.ForcedAligner.align_units`, :func:`.aligner.words_from_units`); ``language`` as
+        the model wrote it (only Japanese and Korean change how words are cut).
+
+        Raises:
+            CheckpointError: no aligner. AlignmentError: the aligner's units are not found in ``text``.
+        """
+        from .aligner import words_from_units
+
+        self.check_word_timestamps()
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if language not in self.languages:  # a name the model wrote but does not list: cut as spaced text
+            language = None
+        units = self.aligner.align_units(waveform, text, language)
+        return tuple(words_from_units(text, units, offset=offset, duration=waveform.size / SAMPLE_RATE))
+
 
     def _raw_text(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=True, clean_up_tokenization_spaces=False)
