@@ -93,10 +93,10 @@ def write_official(path: str, model, official: dict) -> None:
     os.makedirs(path, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in hf_to_official_state_dict(model.state_dict()).items()}
     save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-    asr._write_json(path, "config.json", official)
-    asr._write_json(path, "generation_config.json", asr.GENERATION_CONFIG)
-    asr._write_json(path, "preprocessor_config.json", asr.PREPROCESSOR_CONFIG)
-    asr._write_json(path, "chat_template.json", {"chat_template": asr.CHAT_TEMPLATE})
+    asr.write_json(path, "config.json", official)
+    asr.write_json(path, "generation_config.json", asr.GENERATION_CONFIG)
+    asr.write_json(path, "preprocessor_config.json", asr.PREPROCESSOR_CONFIG)
+    asr.write_json(path, "chat_template.json", {"chat_template": asr.CHAT_TEMPLATE})
     asr.write_official_tokenizer(path)
 
 

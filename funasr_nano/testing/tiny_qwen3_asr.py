@@ -245,7 +245,8 @@ def build_random_model(config: TinyQwen3AsrConfig = TinyQwen3AsrConfig(), seed: 
     return model.eval(), official
 
 
-def _write_json(path: str, name: str, value) -> None:
+def write_json(path: str, name: str, value) -> None:
+    """Write ``value`` as ``path/name``, UTF-8 JSON indented as the released checkpoints' files are."""
     with open(os.path.join(path, name), "w", encoding="utf-8") as f:
         json.dump(value, f, ensure_ascii=False, indent=2)
 
@@ -260,10 +261,10 @@ def write_official(path: str, model, official: dict) -> None:
     tied = bool(official["thinker_config"]["text_config"]["tie_word_embeddings"])
     tensors = {k: v.detach().contiguous() for k, v in hf_to_official_state_dict(model.state_dict(), tied).items()}
     save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-    _write_json(path, "config.json", official)
-    _write_json(path, "generation_config.json", GENERATION_CONFIG)
-    _write_json(path, "preprocessor_config.json", PREPROCESSOR_CONFIG)
-    _write_json(path, "chat_template.json", {"chat_template": CHAT_TEMPLATE})
+    write_json(path, "config.json", official)
+    write_json(path, "generation_config.json", GENERATION_CONFIG)
+    write_json(path, "preprocessor_config.json", PREPROCESSOR_CONFIG)
+    write_json(path, "chat_template.json", {"chat_template": CHAT_TEMPLATE})
     write_official_tokenizer(path)
 
 

@@ -9,7 +9,7 @@ and ``Qwen3ForceAlignProcessor``):
    is the port of those rules that runs here.
 2. The prompt is ``<|audio_start|><|audio_pad|><|audio_end|>`` followed by every unit and two
    ``<timestamp>`` tokens after it, no chat template; the audio placeholder becomes one position per
-   encoder output frame (the audio path of Qwen3-ASR: :mod:`.frontend`, :func:`.model.encode_audio`).
+   encoder output frame (the audio path of Qwen3-ASR: :mod:`.frontend`, :func:`.encoder.encode_audio`).
 3. One forward pass of the network (transformers' ``Qwen3ASRForTokenClassification``, see
    :mod:`.aligner_checkpoint`); at each ``<timestamp>`` slot the arg-max of the classifier is a time bin
    of ``timestamp_segment_time`` (80 ms): the first slot of a unit is its start, the second its end.
@@ -44,7 +44,7 @@ from ...results import Word
 from ..alignment import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, AlignmentError
 from .aligner_checkpoint import LoadedAligner
 from .frontend import Frontend, FrontendConfig
-from .model import ENCODER_ATTENTIONS, encode_audio
+from .encoder import ENCODER_ATTENTIONS, encode_audio
 from .prompt import SUPPORTED_LANGUAGES, language_name
 
 logger = logging.getLogger(__name__)

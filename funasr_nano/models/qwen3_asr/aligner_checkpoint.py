@@ -170,7 +170,7 @@ def _load_official(path: str, config: Mapping[str, Any]):
     where = os.path.join(path, "config.json")
     model = new_model(hf_config_from_official(config, where))
     expected = {key: value.shape for key, value in model.state_dict().items()}
-    converted = official_to_hf_state_dict(asr_checkpoint._read_safetensors(path), expected, f"{path} (safetensors)")
+    converted = official_to_hf_state_dict(asr_checkpoint.read_safetensors(path), expected, f"{path} (safetensors)")
     model.load_state_dict(converted, strict=False, assign=True)
     return model, float(config["timestamp_segment_time"])
 
@@ -241,5 +241,5 @@ def load_aligner(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                 model.config.num_labels, segment_time)
     return LoadedAligner(model=model, tokenizer=tokenizer, layout=layout, path=path, timestamp_token_id=timestamp_id,
                          timestamp_segment_time=segment_time, classify_num=int(model.config.num_labels),
-                         feature_config=asr_checkpoint._feature_config(path))
+                         feature_config=asr_checkpoint.read_feature_config(path))
 

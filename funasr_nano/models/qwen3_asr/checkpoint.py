@@ -273,7 +273,12 @@ def new_model(config):
         return Qwen3ASRForConditionalGeneration(config)
 
 
-def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
+def read_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """Every tensor of the ``*.safetensors`` files in folder ``path`` (sorted by file name), by name.
+
+    Raises:
+        CheckpointError: a file safetensors cannot read (its message included), a tensor stored twice.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -355,7 +360,7 @@ def _load_official(path: str, config: Mapping[str, Any]):
     section = _mrope_section(config["thinker_config"]["text_config"], where)
     model = new_model(hf_config)
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    converted = official_to_hf_state_dict(_read_safetensors(path), expected, bool(hf_config.tie_word_embeddings),
+    converted = official_to_hf_state_dict(read_safetensors(path), expected, bool(hf_config.tie_word_embeddings),
                                           where=f"{path} (safetensors)")
     model.load_state_dict(converted, strict=False, assign=True)
     if hf_config.tie_word_embeddings:
