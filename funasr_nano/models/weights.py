@@ -7,32 +7,16 @@ it (:func:`raise_on_key_problems`); a GGUF-layout folder keeps the audio encoder
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable
 
 import torch
 
 from ..errors import CheckpointError
+from .json_files import read_json_object  # noqa: F401  (re-exported: the torch-side loaders read it here)
 
 AUDIO_WEIGHTS = "audio.safetensors"
 AUDIO_PREFIXES = ("model.audio_tower.", "model.multi_modal_projector.")
-
-
-def read_json_object(file: str) -> dict:
-    """A checkpoint's JSON file (``config.json``, a shard index) as a dict.
-
-    Raises:
-        CheckpointError: the file cannot be read, is not JSON, or holds something else than an object.
-    """
-    try:
-        with open(file, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{file} is not valid JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{file} must hold a JSON object")
-    return value
 
 
 def raise_on_key_problems(missing, unexpected, mismatched, where: str) -> None:

@@ -15,7 +15,6 @@ A folder exported from a checkpoint with the CTC branch has it here too (``ctc``
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import types
@@ -28,6 +27,7 @@ from ...errors import CheckpointError
 from ...results import Word
 from ..alignment import CtcAnalysis, TokenSpan, analyse, forced_align, words_from_spans
 from ..base import SpeechLLM
+from ..json_files import read_json_object
 from ..light_tokenizer import LightTokenizer
 from ..onnx_audio import ENCODER_OUT, LOG_PROBS, OnnxAudioEncoder, OnnxGraph, audio_onnx_file
 from .ctc_tokenizer import CTC_VOCAB_FILE, CtcTokenizer, no_ctc_error
@@ -42,20 +42,12 @@ DEFAULT_TASKS = ("transcribe",)
 
 
 def read_config(path: str) -> dict:
-    """``path/config.json`` as a dict (as :func:`funasr_nano.models.weights.read_json_object`, which needs torch).
+    """``path/config.json`` as a dict.
 
     Raises:
         CheckpointError: unreadable, not JSON, or not an object.
     """
-    file = os.path.join(path, "config.json")
-    try:
-        with open(file, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{file} is not valid JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{file} must hold a JSON object")
-    return value
+    return read_json_object(os.path.join(path, "config.json"))
 
 
 def light_folder(path: str, encoder_precision: str = "fp32") -> str | None:

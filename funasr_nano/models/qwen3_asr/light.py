@@ -15,7 +15,6 @@ log-mel is cut into windows of that many frames, each padded with zeros to whole
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from ...errors import CheckpointError
 from ..base import SpeechLLM
+from ..json_files import read_json_object
 from ..light_tokenizer import LightTokenizer
 from ..onnx_audio import OnnxAudioEncoder, audio_onnx_file
 from .frontend import FrontendConfig, LogMelFrontend
@@ -43,16 +43,7 @@ def _read_json(file: str) -> dict | None:
     Raises:
         CheckpointError: unreadable, not JSON, or not an object.
     """
-    if not os.path.isfile(file):
-        return None
-    try:
-        with open(file, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{file} is not valid JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{file} must hold a JSON object")
-    return value
+    return read_json_object(file) if os.path.isfile(file) else None
 
 
 def light_folder(path: str, encoder_precision: str = "fp32") -> str | None:
