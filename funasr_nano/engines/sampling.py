@@ -40,15 +40,28 @@ def pick_token(logits: np.ndarray, generated: int, options: DecodingOptions, sto
     Returns:
         ``(token id, natural-log probability of that token)``.
     """
-    scores = np.array(logits, dtype=np.float64)
-    if generated < options.min_new_tokens:
-        scores[list(stop_token_ids)] = -np.inf
     if options.temperature > 0:
+        scores = np.array(logits, dtype=np.float64)
+        if generated < options.min_new_tokens:
+            scores[list(stop_token_ids)] = -np.inf
         scores /= options.temperature
-    logprobs = log_softmax(scores)
-    if options.temperature <= 0:
-        token = int(np.argmax(scores))
-    else:
+        logprobs = log_softmax(scores)
         probs = np.exp(logprobs)
         token = int(rng.choice(len(probs), p=probs / probs.sum()))
-    return token, float(logprobs[token])
+        return token, float(logprobs[token])
+    # greedy, every token of the default path: no float64 copy of the vocabulary row (~2 ms a token at
+    # 151,936 entries); the arg-max and one log-sum-exp (float32 exp, float64 sum) give the same value
+    scores = np.asarray(logits, dtype=np.float32)
+    if generated < options.min_new_tokens and len(stop_token_ids):
+        scores = scores.copy()
+        scores[list(stop_token_ids)] = -np.inf
+    token = int(np.argmax(scores))
+    return token, float(scores[token]) - _logsumexp(scores)
+
+
+def _logsumexp(scores: np.ndarray) -> float:
+    """``log(sum(exp(scores)))`` of a float32 row, stably (the maximum subtracted first)."""
+    top = float(scores.max())
+    if not np.isfinite(top):
+        return top
+    return top + float(np.log(np.exp(scores - np.float32(top)).sum(dtype=np.float64)))
