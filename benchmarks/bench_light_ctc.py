@@ -20,23 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import statistics
 import tempfile
 import time
 
 import numpy as np
 
-
-def cpu_info() -> str:
-    model, flags = "?", ""
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name") and model == "?":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].strip()
-    keep = [f for f in flags.split() if f.startswith(("avx", "fma", "f16c", "amx", "sse4", "vnni"))]
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(keep)}"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_server import cpu_info  # noqa: E402  (the CPU model and SIMD flags)
 
 
 def build(folder: str):

@@ -44,6 +44,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_server import cpu_info  # noqa: E402  (the CPU model and SIMD flags)
 from bench_transcribe import make_clips, peak_rss_mb  # noqa: E402
 
 QUANTS = ("q8_0", "q4_k_m")
@@ -340,18 +341,6 @@ def _timed(fn) -> float:
     began = time.perf_counter()
     fn()
     return time.perf_counter() - began
-
-
-def cpu_info() -> str:
-    model, flags = "?", ""
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name") and model == "?":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].strip()
-    keep = [f for f in flags.split() if f.startswith(("avx", "fma", "f16c", "amx", "sse4", "vnni"))]
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(keep)}"
 
 
 def main(args) -> None:

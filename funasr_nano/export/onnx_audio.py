@@ -118,29 +118,40 @@ def export_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool = True, e
     if encoder_out:
         axes[ENCODER_OUT] = {1: "frames"}
         outputs.append(ENCODER_OUT)
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        try:
-            torch.onnx.export(module, example, path, input_names=names, output_names=outputs,
-                              dynamic_axes=axes, dynamo=False, opset_version=ONNX_OPSET)
-        except Exception as error:  # a torch without (or refusing) the TorchScript exporter
-            logger.info("TorchScript ONNX export failed (%s); using the dynamo exporter", error)
-            program = torch.onnx.export(module, example, input_names=names, output_names=outputs,
-                                        dynamic_shapes=dynamic, dynamo=True, optimize=True, verbose=False)
-            program.save(path, external_data=False)
-    externalize_weights(path)
-    written = [path]
-    if int8:
-        written.append(quantize_int8(path, os.path.join(out_dir, AUDIO_ONNX_INT8)))
+    written = export_module(module, example, path, names, outputs, axes, dynamic,
+                            int8_path=os.path.join(out_dir, AUDIO_ONNX_INT8) if int8 else None)
     logger.info("wrote the audio encoder as ONNX: %s", ", ".join(os.path.basename(p) for p in written))
     return written
 
 
-def externalize_weights(path: str) -> None:
-    """Rewrite ``path`` with its weights in ``path + ".data"`` (ONNX external data, one file)."""
+def export_module(module: torch.nn.Module, example: tuple, path: str, input_names: list[str],
+                  output_names: list[str], dynamic_axes: dict, dynamic_shapes: dict,
+                  int8_path: str | None = None) -> list[str]:
+    """Export ``module`` traced on ``example`` to ``path`` (the TorchScript exporter with ``dynamic_axes``;
+    the dynamo exporter with ``dynamic_shapes`` where torch refuses it), its weights moved to external
+    data (:func:`externalize_weights`), and, with ``int8_path``, its int8 copy (:func:`quantize_int8`).
+    Returns the paths written."""
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        try:
+            torch.onnx.export(module, example, path, input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes, dynamo=False, opset_version=ONNX_OPSET)
+        except Exception as error:  # a torch without (or refusing) the TorchScript exporter
+            logger.info("TorchScript ONNX export failed (%s); using the dynamo exporter", error)
+            program = torch.onnx.export(module, example, input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=dynamic_shapes, dynamo=True, optimize=True, verbose=False)
+            program.save(path, external_data=False)
+    externalize_weights(path)
+    return [path] + ([quantize_int8(path, int8_path)] if int8_path else [])
+
+
+def externalize_weights(path: str, model=None) -> None:
+    """Rewrite ``path`` with its weights in ``path + ".data"`` (ONNX external data, one file); ``model``: the
+    ``onnx.ModelProto`` to write there instead of the file's own (e.g. after a graph rewrite)."""
     import onnx
 
-    model = onnx.load(path)
+    if model is None:
+        model = onnx.load(path)
     data = path + ".data"
     if os.path.exists(data):
         os.remove(data)  # onnx appends to an existing file

@@ -46,7 +46,8 @@ import warnings
 import torch
 
 from ..errors import CheckpointError, MissingDependencyError
-from .onnx_audio import AUDIO_ONNX, AUDIO_ONNX_INT8, EXPORT_EXTRA, INT8_WEIGHT_TYPE, ONNX_OPSET, quantize_int8
+from .onnx_audio import (AUDIO_ONNX, AUDIO_ONNX_INT8, EXPORT_EXTRA, INT8_WEIGHT_TYPE, ONNX_OPSET, externalize_weights,
+                         quantize_int8)
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +158,7 @@ def export_qwen3_asr_audio_onnx(model, out_dir: str | os.PathLike, *, int8: bool
     for key, value in ((CHUNK_FRAMES_KEY, chunk), (WINDOW_FRAMES_KEY, window)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
-    data = path + ".data"
-    if os.path.exists(data):
-        os.remove(data)  # onnx appends to an existing file
-    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=os.path.basename(data), size_threshold=1024, convert_attribute=True)
+    externalize_weights(path, proto)
     written = [path]
     if int8:
         written.append(quantize_int8(path, os.path.join(out_dir, AUDIO_ONNX_INT8), weight_type))

@@ -24,12 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import warnings
 
 import torch
 
 from ..models.onnx_audio import CTC_ONNX_FILES, ENCODER_OUT, LOG_PROBS
-from .onnx_audio import ONNX_OPSET, externalize_weights, quantize_int8
+from .onnx_audio import export_module
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +63,9 @@ def export_ctc_onnx(ctc, out_dir: str | os.PathLike, *, int8: bool = True) -> li
     path = os.path.join(out_dir, CTC_ONNX)
     axes = {ENCODER_OUT: {1: "frames"}, LOG_PROBS: {1: "frames"}}
     example = (torch.randn(1, 50, width),)
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        try:
-            torch.onnx.export(module, example, path, input_names=[ENCODER_OUT], output_names=[LOG_PROBS],
-                              dynamic_axes=axes, dynamo=False, opset_version=ONNX_OPSET)
-        except Exception as error:  # a torch without (or refusing) the TorchScript exporter
-            logger.info("TorchScript ONNX export failed (%s); using the dynamo exporter", error)
-            dynamic = {ENCODER_OUT: {1: torch.export.Dim("frames", min=1, max=1 << 16)}}
-            program = torch.onnx.export(module, example, input_names=[ENCODER_OUT], output_names=[LOG_PROBS],
-                                        dynamic_shapes=dynamic, dynamo=True, optimize=True, verbose=False)
-            program.save(path, external_data=False)
-    externalize_weights(path)
-    written = [path]
-    if int8:
-        written.append(quantize_int8(path, os.path.join(out_dir, CTC_ONNX_INT8)))
+    dynamic = {ENCODER_OUT: {1: torch.export.Dim("frames", min=1, max=1 << 16)}}
+    written = export_module(module, example, path, [ENCODER_OUT], [LOG_PROBS], axes, dynamic,
+                            int8_path=os.path.join(out_dir, CTC_ONNX_INT8) if int8 else None)
     shutil.copyfile(ctc.tokenizer.path, os.path.join(out_dir, os.path.basename(ctc.tokenizer.path)))
     logger.info("wrote the CTC head as ONNX: %s", ", ".join(os.path.basename(p) for p in written))
     return written

@@ -178,14 +178,7 @@ def _load_official(path: str, config: Mapping[str, Any]):
 def _load_hf(path: str):
     from transformers import Qwen3ASRForTokenClassification
 
-    try:
-        model, info = Qwen3ASRForTokenClassification.from_pretrained(path, output_loading_info=True,
-                                                                     dtype=torch.float32)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot load the transformers checkpoint: {error}") from error
-    mismatched = [f"{k}: checkpoint {a}, model {b}" for k, a, b in info.get("mismatched_keys", [])]
-    raise_on_key_problems(list(info.get("missing_keys", [])), list(info.get("unexpected_keys", [])), mismatched, path)
-    return model, _segment_time_hf(path)
+    return asr_checkpoint.load_hf_model(Qwen3ASRForTokenClassification, path), _segment_time_hf(path)
 
 
 def load_aligner(path: str | os.PathLike, *, device: str | torch.device = "cpu",

@@ -369,17 +369,26 @@ def _load_official(path: str, config: Mapping[str, Any]):
     return model, section, tuple(str(x) for x in languages)
 
 
-def _load_hf(path: str):
-    from transformers import Qwen3ASRForConditionalGeneration
+def load_hf_model(model_class, path: str):
+    """``model_class.from_pretrained(path)`` in float32 (a transformers-layout folder), with missing,
+    unexpected and mis-shaped tensors refused by name (:func:`raise_on_key_problems`).
 
+    Raises:
+        CheckpointError: transformers cannot load the folder, or its tensors do not fit.
+    """
     try:
-        model, info = Qwen3ASRForConditionalGeneration.from_pretrained(path, output_loading_info=True,
-                                                                       dtype=torch.float32)
+        model, info = model_class.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
     except Exception as error:
         raise CheckpointError(f"{path}: cannot load the transformers checkpoint: {error}") from error
     mismatched = [f"{k}: checkpoint {a}, model {b}" for k, a, b in info.get("mismatched_keys", [])]
     raise_on_key_problems(list(info.get("missing_keys", [])), list(info.get("unexpected_keys", [])), mismatched, path)
     return model
+
+
+def _load_hf(path: str):
+    from transformers import Qwen3ASRForConditionalGeneration
+
+    return load_hf_model(Qwen3ASRForConditionalGeneration, path)
 
 
 def load_checkpoint(path: str, *, device: str | torch.device = "cpu",
