@@ -9,26 +9,14 @@ derive their flags and fields from these dataclasses instead of repeating them.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping, Sequence, TypeVar
 
 from .audio.vad import VadOptions
 from .errors import InvalidOptionError
+from .validation import check_choice, check_instance, check_integer, check_number, check_switch
 
 # Seconds decoded in one piece by default; Fun-ASR-Nano loops on longer input (use VAD).
 MAX_DURATION = 30.0
-
-
-def _finite(name: str, value: Any, low: float | None = None, *, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidOptionError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise InvalidOptionError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
-
-
-def _integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InvalidOptionError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +48,9 @@ class DecodingOptions:
     guard_min_tokens: int = 24
 
     def __post_init__(self):
-        _integer("max_new_tokens", self.max_new_tokens, 1)
-        _integer("num_beams", self.num_beams, 1)
-        _finite("temperature", self.temperature, 0.0)
+        check_integer("max_new_tokens", self.max_new_tokens, 1)
+        check_integer("num_beams", self.num_beams, 1)
+        check_number("temperature", self.temperature, 0.0)
         if not isinstance(self.min_new_tokens, int) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise InvalidOptionError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens!r}")
         if self.temperature > 0 and self.num_beams > 1:
@@ -132,29 +120,21 @@ class TranscribeOptions:
     decoding: DecodingOptions = dataclasses.field(default_factory=DecodingOptions)
 
     def __post_init__(self):
-        if not isinstance(self.word_timestamps, bool):
-            raise InvalidOptionError(f"word_timestamps must be True or False, got {self.word_timestamps!r}")
-        if self.silence_gate not in (None, True, False):
-            raise InvalidOptionError(f"silence_gate must be True, False or None, got {self.silence_gate!r}")
-        _finite("no_speech_threshold", self.no_speech_threshold, 0.0)
-        if self.no_speech_threshold > 1:
-            raise InvalidOptionError(f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold!r}")
+        check_switch("word_timestamps", self.word_timestamps)
+        check_switch("silence_gate", self.silence_gate, optional=True)
+        check_number("no_speech_threshold", self.no_speech_threshold, 0.0, 1.0)
         if self.hotwords_file is not None and (not isinstance(self.hotwords_file, str) or not self.hotwords_file):
             raise InvalidOptionError(f"hotwords_file must be a file path, got {self.hotwords_file!r}")
-        _integer("max_file_hotwords", self.max_file_hotwords, 1)
+        check_integer("max_file_hotwords", self.max_file_hotwords, 1)
         if self.language is not None and not isinstance(self.language, str):
             raise InvalidOptionError(f"language must be a string such as 'zh' or None, got {self.language!r}")
         object.__setattr__(self, "hotwords", _hotwords(self.hotwords))
-        if not isinstance(self.itn, bool):
-            raise InvalidOptionError(f"itn must be True or False, got {self.itn!r}")
-        if self.vad not in (None, True, False):
-            raise InvalidOptionError(f"vad must be True, False or None, got {self.vad!r}")
-        if not isinstance(self.vad_options, VadOptions):
-            raise InvalidOptionError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
-        _integer("batch_size", self.batch_size, 1)
-        _finite("max_duration", self.max_duration, 0.0, low_open=True)
-        if not isinstance(self.decoding, DecodingOptions):
-            raise InvalidOptionError(f"decoding must be a DecodingOptions, got {type(self.decoding).__name__}")
+        check_switch("itn", self.itn)
+        check_switch("vad", self.vad, optional=True)
+        check_instance("vad_options", self.vad_options, VadOptions)
+        check_integer("batch_size", self.batch_size, 1)
+        check_number("max_duration", self.max_duration, 0.0, low_open=True)
+        check_instance("decoding", self.decoding, DecodingOptions)
 
 
 SUPPORTED_PAIRS = (("zh", "en"),)
@@ -199,14 +179,11 @@ class TranslationOptions:
             supported = ", ".join(f"{s}->{t}" for s, t in SUPPORTED_PAIRS)
             raise UnsupportedLanguageError(
                 f"translation {pair[0]}->{pair[1]} is not supported; supported: {supported}")
-        if self.mode not in TRANSLATION_MODES:
-            raise InvalidOptionError(f"mode must be one of {TRANSLATION_MODES}, not {self.mode!r}")
-        _integer("max_new_tokens", self.max_new_tokens, 1)
-        _finite("temperature", self.temperature, 0.0)
-        if not isinstance(self.vad_options, VadOptions):
-            raise InvalidOptionError(f"vad_options must be a VadOptions, got {type(self.vad_options).__name__}")
-        if not isinstance(self.overlap, bool):
-            raise InvalidOptionError(f"overlap must be True or False, got {self.overlap!r}")
+        check_choice("mode", self.mode, TRANSLATION_MODES)
+        check_integer("max_new_tokens", self.max_new_tokens, 1)
+        check_number("temperature", self.temperature, 0.0)
+        check_instance("vad_options", self.vad_options, VadOptions)
+        check_switch("overlap", self.overlap)
 
     @property
     def decoding(self) -> DecodingOptions:
@@ -297,9 +274,8 @@ class SubtitleOptions:
     def __post_init__(self):
         for name in ("max_line_width", "max_line_count", "max_words_per_line"):
             if getattr(self, name) is not None:
-                _integer(name, getattr(self, name), 1)
-        if not isinstance(self.highlight_words, bool):
-            raise InvalidOptionError(f"highlight_words must be True or False, got {self.highlight_words!r}")
+                check_integer(name, getattr(self, name), 1)
+        check_switch("highlight_words", self.highlight_words)
         if self.max_line_count is not None and self.max_line_width is None:
             raise InvalidOptionError("max_line_count needs max_line_width (lines are cut by their width)")
         if self.max_words_per_line is not None and self.max_line_count is not None:

@@ -32,6 +32,7 @@ PACKAGE = "funasr_nano"
 #: Lowest first. A unit may import from units in earlier entries only; units in one entry are beside each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("version", "errors"),    # leaves: the version string, the error hierarchy
+    ("validation",),          # the checks option dataclasses run on their values (raise InvalidOptionError)
     ("audio",),               # any input -> 16 kHz mono float32, VAD (VadOptions)
     ("options",),             # the option dataclasses (hold VadOptions)
     ("results", "option_docs"),  # typed results (hold their options); field docs + choices (CLI, HTTP)

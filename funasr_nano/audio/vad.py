@@ -33,13 +33,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import logging
-import math
 import threading
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..errors import InvalidOptionError, MissingDependencyError
+from ..validation import check_number
 from .io import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -77,17 +77,14 @@ class VadOptions:
     max_merge_gap: float = 2.0
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):  # NaN passes every comparison below: refused first
-            value = getattr(self, field.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidOptionError(f"{field.name} must be a finite number, got {value}")
-        if not 0.0 < self.threshold < 1.0:
-            raise InvalidOptionError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.neg_threshold is not None and not 0.0 < self.neg_threshold <= self.threshold:
-            raise InvalidOptionError(f"neg_threshold must be in (0, threshold], got {self.neg_threshold}")
+        check_number("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=True)
+        if self.neg_threshold is not None:
+            check_number("neg_threshold", self.neg_threshold, 0.0, low_open=True)
+            if self.neg_threshold > self.threshold:
+                raise InvalidOptionError(f"neg_threshold must be in (0, threshold], got {self.neg_threshold}")
         for name in ("min_speech_duration", "min_silence_duration", "speech_pad", "max_merge_gap"):
-            if getattr(self, name) < 0:
-                raise InvalidOptionError(f"{name} must be >= 0, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 0.0)
+        check_number("max_segment_duration", self.max_segment_duration)
         if self.max_segment_duration < 1.0 + 2 * self.speech_pad:
             raise InvalidOptionError(
                 f"max_segment_duration must be >= 1 s plus twice speech_pad, got {self.max_segment_duration}"

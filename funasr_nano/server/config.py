@@ -4,10 +4,10 @@ transcription flags derive from :class:`funasr_nano.options.TranscribeOptions`).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from ..errors import InvalidOptionError
 from ..options import TRANSLATION_MODES
+from ..validation import check_choice, check_integer, check_number
 
 MB = 1 << 20  # bytes in the MB of max_upload_mb
 
@@ -84,26 +84,18 @@ class ServerOptions:
     ws_ping_interval: float = 20.0
 
     def __post_init__(self):
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise InvalidOptionError(f"port must be in [0, 65535], got {self.port!r}")
-        for name in ("max_upload_mb", "batch_window", "arrival_wait", "shutdown_timeout", "request_timeout",
-                     "keep_alive_timeout", "realtime_idle_timeout", "ws_ping_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InvalidOptionError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_integer("port", self.port, 0, 65535)
+        for name in ("shutdown_timeout", "batch_window", "arrival_wait"):
+            check_number(name, getattr(self, name), 0.0)
         for name in ("max_upload_mb", "request_timeout", "keep_alive_timeout", "realtime_idle_timeout",
                      "ws_ping_interval"):
-            if getattr(self, name) <= 0:
-                raise InvalidOptionError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            check_number(name, getattr(self, name), 0.0, low_open=True)
         for name in ("batch_window", "arrival_wait"):
             if getattr(self, name) > 5:
                 raise InvalidOptionError(f"{name} must be at most 5 s (it delays batches), got {getattr(self, name)}")
         for name in ("max_queue", "max_batch_size", "max_sessions", "max_uploads", "max_connections"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidOptionError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.translation_mode not in TRANSLATION_MODES:
-            raise InvalidOptionError(f"translation_mode must be one of {TRANSLATION_MODES}, not {self.translation_mode!r}")
+            check_integer(name, getattr(self, name), 1)
+        check_choice("translation_mode", self.translation_mode, TRANSLATION_MODES)
         if self.translator is not None and self.translation_mode != "cascade":
             raise InvalidOptionError("translator is only used with translation_mode cascade")
         if not isinstance(self.api_key, tuple) or any(not isinstance(key, str) or not key or

@@ -12,6 +12,7 @@ import yaml
 from ..errors import TrainingError
 from ..models.fun_asr_nano.prompt import TASKS
 from ..models.lora import LoraSettings
+from ..validation import choice_problem, number_problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,25 +113,21 @@ class TrainConfig:
         problems = []
         if not manifests:
             problems.append("train_manifests is empty")
-        for name in ("batch_size", "bucket_batches", "max_steps", "grad_accum_steps", "max_tokens", "prefetch_batches"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("log_every", "eval_every", "save_every", "keep_checkpoints", "warmup_steps",
-                     "feature_cache_size", "feature_cache_mb", "num_workers"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.ctc_weight < 0:
-            problems.append(f"ctc_weight must be >= 0, got {self.ctc_weight}")
-        if self.learning_rate <= 0:
-            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.on_bad_audio not in ("skip", "error"):
-            problems.append(f"on_bad_audio must be skip or error, got {self.on_bad_audio!r}")
-        if self.precision not in ("fp32", "bf16"):
-            problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.export_layout not in (None, "official", "hf"):
-            problems.append(f"export_layout must be official or hf, got {self.export_layout!r}")
+        problems += [number_problem(name, getattr(self, name), 1, integer=True)
+                     for name in ("batch_size", "bucket_batches", "max_steps", "grad_accum_steps", "max_tokens",
+                                  "prefetch_batches")]
+        problems += [number_problem(name, getattr(self, name), 0, integer=True)
+                     for name in ("log_every", "eval_every", "save_every", "keep_checkpoints", "warmup_steps",
+                                  "feature_cache_size", "num_workers")]
+        problems += [number_problem("feature_cache_mb", self.feature_cache_mb, 0.0),
+                     number_problem("ctc_weight", self.ctc_weight, 0.0),
+                     number_problem("learning_rate", self.learning_rate, 0.0, low_open=True),
+                     number_problem("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0),
+                     choice_problem("on_bad_audio", self.on_bad_audio, ("skip", "error")),
+                     choice_problem("precision", self.precision, ("fp32", "bf16"))]
+        if self.export_layout is not None:
+            problems.append(choice_problem("export_layout", self.export_layout, ("official", "hf")))
+        problems = [problem for problem in problems if problem]
         if self.task_weights is not None:
             unknown = sorted(set(self.task_weights) - set(TASKS) - {"custom"})
             if unknown:
