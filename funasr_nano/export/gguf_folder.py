@@ -26,6 +26,44 @@ from .gguf import OUT_TYPES, write_llm_gguf
 logger = logging.getLogger(__name__)
 
 
+def output_folder(source: str, out_dir: str | os.PathLike, out_type: str) -> str:
+    """``out_dir`` as an absolute path, for a GGUF-layout export of the checkpoint folder ``source``
+    (absolute) with the LLM in ``out_type``.
+
+    Raises:
+        InvalidOptionError: an unknown ``out_type``, or ``out_dir`` is the source folder.
+    """
+    from ..errors import InvalidOptionError
+
+    if out_type not in OUT_TYPES:
+        raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if out_dir == source:
+        raise InvalidOptionError(f"{out_dir}: the output folder must not be the source checkpoint")
+    return out_dir
+
+
+def save_audio_weights(model, out_dir: str) -> int:
+    """Write the audio encoder and adaptor/projector tensors of ``model`` (:data:`AUDIO_PREFIXES`), as
+    float32, to ``out_dir/audio.safetensors``; returns how many there are."""
+    from safetensors.torch import save_file
+
+    audio = {k: v.detach().float().contiguous() for k, v in model.state_dict().items() if k.startswith(AUDIO_PREFIXES)}
+    save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    return len(audio)
+
+
+def remove_stale_files(out_dir: str, gguf_name: str, names=()) -> None:
+    """Remove what an earlier export into ``out_dir`` left that this one did not write: every ``.gguf``
+    but ``gguf_name`` (another type would make the folder ambiguous), and the files ``names`` (e.g. the
+    CTC files when this export has no CTC record)."""
+    stale = [n for n in os.listdir(out_dir) if n.endswith(".gguf") and n != gguf_name]
+    stale += [n for n in names if os.path.exists(os.path.join(out_dir, n))]
+    for name in stale:
+        logger.info("removing %s from an earlier export", name)
+        os.remove(os.path.join(out_dir, name))
+
+
 def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike, out_type: str = "q8_0", *,
                 n_threads: int | None = None, dtype=None, audio_onnx: bool = True) -> str:
     """Export a Fun-ASR-Nano checkpoint (``None``: the embedded demo model) to a GGUF-layout folder.
@@ -45,18 +83,11 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
         InvalidOptionError: an unknown ``out_type``, or ``out_dir`` is the source folder.
         CheckpointError: an unreadable source, or an LLM llama.cpp cannot run.
     """
-    from safetensors.torch import save_file
-
-    from ..errors import InvalidOptionError
     from ..models.fun_asr_nano.checkpoint import load_checkpoint
     from ..models.fun_asr_nano.demo import DEFAULT_MODEL
 
-    if out_type not in OUT_TYPES:
-        raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")
     source = os.path.abspath(os.fspath(model_path if model_path is not None else DEFAULT_MODEL))
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if out_dir == source:
-        raise InvalidOptionError(f"{out_dir}: the output folder must not be the source checkpoint")
+    out_dir = output_folder(source, out_dir, out_type)
     loaded = load_checkpoint(source) if dtype is None else load_checkpoint(source, dtype=dtype)
     if loaded.llm_gguf is not None:
         raise CheckpointError(f"{source} is already in the GGUF layout ({loaded.llm_gguf})")
@@ -64,8 +95,7 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
     gguf_name = f"llm-{out_type}.gguf"
     gguf_file = write_llm_gguf(loaded.model, loaded.tokenizer, os.path.join(out_dir, gguf_name), out_type,
                                n_threads=n_threads)
-    audio = {k: v.detach().contiguous() for k, v in loaded.model.state_dict().items() if k.startswith(AUDIO_PREFIXES)}
-    save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    audio = save_audio_weights(loaded.model, out_dir)
     config = loaded.model.config
     ctc_record = None
     if audio_onnx:
@@ -85,14 +115,8 @@ def export_gguf(model_path: str | os.PathLike | None, out_dir: str | os.PathLike
     config.llm_gguf = gguf_name
     config.save_pretrained(out_dir)
     loaded.tokenizer.save_pretrained(out_dir)
-    for stale in os.listdir(out_dir):  # a previous export of another type would make the folder ambiguous
-        if stale.endswith(".gguf") and stale != gguf_name:
-            logger.info("removing %s from an earlier export", stale)
-            os.remove(os.path.join(out_dir, stale))
-    if ctc_record is None:  # nor may CTC files of an earlier export outlive its record
-        for stale in [n + tail for n in CTC_ONNX_FILES.values() for tail in ("", ".data")] + [CTC_VOCAB_FILE]:
-            if os.path.exists(os.path.join(out_dir, stale)):
-                logger.info("removing %s from an earlier export", stale)
-                os.remove(os.path.join(out_dir, stale))
-    logger.info("exported %s to %s (%s LLM, %d audio tensors)", source, out_dir, out_type, len(audio))
+    # nor may the CTC files of an earlier export outlive its record
+    ctc_files = [n + tail for n in CTC_ONNX_FILES.values() for tail in ("", ".data")] + [CTC_VOCAB_FILE]
+    remove_stale_files(out_dir, gguf_name, ctc_files if ctc_record is None else ())
+    logger.info("exported %s to %s (%s LLM, %d audio tensors)", source, out_dir, out_type, audio)
     return gguf_file

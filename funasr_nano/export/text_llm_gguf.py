@@ -14,8 +14,8 @@ import json
 import logging
 import os
 
-from ..errors import CheckpointError, InvalidOptionError
-from .gguf import OUT_TYPES, write_causal_lm_gguf
+from ..errors import CheckpointError
+from .gguf import write_causal_lm_gguf
 from .gguf_architectures import ARCHITECTURES, architecture_for
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,10 @@ def export_text_llm_gguf(model_path: str | os.PathLike, out_dir: str | os.PathLi
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if out_type not in OUT_TYPES:
-        raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")
+    from .gguf_folder import output_folder
+
     source = os.path.abspath(os.fspath(model_path))
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if out_dir == source:
-        raise InvalidOptionError(f"{out_dir}: the output folder must not be the source model")
+    out_dir = output_folder(source, out_dir, out_type)
     model_type = causal_lm_model_type(source)
     if model_type not in ARCHITECTURES:
         raise CheckpointError(f"{source}: GGUF export of a {model_type!r} causal LLM is not supported; "

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 
 from ..errors import CheckpointError, InvalidOptionError
-from .thinker_file import check_thinker_gguf, gguf_sections, padded_sections  # noqa: F401
+from .thinker_file import check_thinker_gguf, gguf_sections  # noqa: F401
 from .gguf import OUT_TYPES, write_causal_lm_gguf
 from .gguf_architectures import Qwen3Architecture, Qwen3VLArchitecture
 from .thinker import load_tokenizer, read_source, read_thinker_state, thinker_config
@@ -117,20 +117,14 @@ def export_gguf_folder(model_path: str | os.PathLike, out_dir: str | os.PathLike
     """
     import json
 
-    from safetensors.torch import save_file
-
     from ..models.qwen3_asr.checkpoint import load_checkpoint
-    from ..models.weights import AUDIO_PREFIXES, AUDIO_WEIGHTS
+    from .gguf_folder import output_folder, remove_stale_files, save_audio_weights
 
-    if out_type not in OUT_TYPES:
-        raise InvalidOptionError(f"unknown GGUF type {out_type!r}; use one of {', '.join(OUT_TYPES)}")
+    source = os.path.abspath(os.fspath(model_path))
+    out_dir = output_folder(source, out_dir, out_type)
     if arch not in THINKER_ARCHITECTURES:
         raise InvalidOptionError(f"unknown GGUF architecture {arch!r} for the Qwen3-ASR LLM; use one of "
                                  f"{', '.join(THINKER_ARCHITECTURES)}")
-    source = os.path.abspath(os.fspath(model_path))
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if out_dir == source:
-        raise InvalidOptionError(f"{out_dir}: the output folder must not be the source checkpoint")
     loaded = load_checkpoint(source)
     section = list(mrope_section) if mrope_section is not None else (
         list(loaded.mrope_section) if loaded.mrope_section is not None else None)
@@ -141,9 +135,7 @@ def export_gguf_folder(model_path: str | os.PathLike, out_dir: str | os.PathLike
     gguf_name = f"llm-{out_type}.gguf"
     gguf_file = write_thinker_gguf(source, os.path.join(out_dir, gguf_name), out_type, arch=arch,
                                    mrope_section=mrope_section, n_threads=n_threads)
-    audio = {k: v.detach().float().contiguous() for k, v in loaded.model.state_dict().items()
-             if k.startswith(AUDIO_PREFIXES)}
-    save_file(audio, os.path.join(out_dir, AUDIO_WEIGHTS), metadata={"format": "pt"})
+    audio = save_audio_weights(loaded.model, out_dir)
     if audio_onnx:
         from .onnx_audio_qwen3_asr import export_qwen3_asr_audio_onnx
 
@@ -160,9 +152,6 @@ def export_gguf_folder(model_path: str | os.PathLike, out_dir: str | os.PathLike
     if loaded.feature_config:
         with open(os.path.join(out_dir, "preprocessor_config.json"), "w", encoding="utf-8") as f:
             json.dump(dict(loaded.feature_config), f, ensure_ascii=False, indent=2)
-    for stale in os.listdir(out_dir):  # a previous export of another type would make the folder ambiguous
-        if stale.endswith(".gguf") and stale != gguf_name:
-            logger.info("removing %s from an earlier export", stale)
-            os.remove(os.path.join(out_dir, stale))
-    logger.info("exported Qwen3-ASR %s to %s (%s %s LLM, %d audio tensors)", source, out_dir, arch, out_type, len(audio))
+    remove_stale_files(out_dir, gguf_name)
+    logger.info("exported Qwen3-ASR %s to %s (%s %s LLM, %d audio tensors)", source, out_dir, arch, out_type, audio)
     return gguf_file
