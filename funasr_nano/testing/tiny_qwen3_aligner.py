@@ -93,38 +93,17 @@ def write_official(path: str, model, official: dict) -> None:
     os.makedirs(path, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in hf_to_official_state_dict(model.state_dict()).items()}
     save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-    asr.write_json(path, "config.json", official)
-    asr.write_json(path, "generation_config.json", asr.GENERATION_CONFIG)
-    asr.write_json(path, "preprocessor_config.json", asr.PREPROCESSOR_CONFIG)
-    asr.write_json(path, "chat_template.json", {"chat_template": asr.CHAT_TEMPLATE})
-    asr.write_official_tokenizer(path)
-
-
-def write_hf(path: str, model, tokenizer_dir: str, timestamp_segment_time: float) -> None:
-    """Write ``model`` in the transformers layout (``save_pretrained`` of the model and of a
-    ``Qwen3ASRProcessor`` around the tokenizer in ``tokenizer_dir``)."""
-    from transformers import AutoTokenizer, Qwen3ASRFeatureExtractor, Qwen3ASRProcessor
-
-    model.save_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    processor = Qwen3ASRProcessor(feature_extractor=Qwen3ASRFeatureExtractor(), tokenizer=tokenizer,
-                                  chat_template=asr.CHAT_TEMPLATE, timestamp_segment_time=timestamp_segment_time)
-    processor.save_pretrained(path)
+    asr.write_official_files(path, official)
 
 
 def write_tiny_aligner(path: str, layout: str = "official", config: TinyAlignerConfig = TinyAlignerConfig(),
                        seed: int = 0) -> str:
     """Write a random Qwen3-ForcedAligner checkpoint of ``config``'s size to ``path`` in ``layout``
-    (``"official"`` or ``"hf"``); the same ``seed`` gives the same weights in both layouts. Returns ``path``."""
-    if layout not in ("official", "hf"):
-        raise ValueError(f"layout must be 'official' or 'hf', not {layout!r}")
+    (``"official"`` or ``"hf"``: ``save_pretrained`` of the model and of a ``Qwen3ASRProcessor``, as
+    :func:`.tiny_qwen3_asr.write_hf`); the same ``seed`` gives the same weights in both layouts. Returns ``path``."""
+    asr.check_layout(layout)
     model, official = build_random_aligner(config, seed)
-    if layout == "official":
-        write_official(path, model, official)
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tokenizer_dir:
-            asr.write_official_tokenizer(tokenizer_dir)
-            write_hf(path, model, tokenizer_dir, config.timestamp_segment_time)
-    return path
+    return asr.write_in_layout(
+        path, layout, lambda out: write_official(out, model, official),
+        lambda out, tokenizer_dir: asr.write_hf(out, model, tokenizer_dir, generation=False,
+                                                timestamp_segment_time=config.timestamp_segment_time))

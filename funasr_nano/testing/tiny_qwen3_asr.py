@@ -261,6 +261,12 @@ def write_official(path: str, model, official: dict) -> None:
     tied = bool(official["thinker_config"]["text_config"]["tie_word_embeddings"])
     tensors = {k: v.detach().contiguous() for k, v in hf_to_official_state_dict(model.state_dict(), tied).items()}
     save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    write_official_files(path, official)
+
+
+def write_official_files(path: str, official: dict) -> None:
+    """The official layout's files beside ``model.safetensors``: ``config.json`` (``official``), the
+    generation, feature and chat-template settings, and the Qwen2 tokenizer."""
     write_json(path, "config.json", official)
     write_json(path, "generation_config.json", GENERATION_CONFIG)
     write_json(path, "preprocessor_config.json", PREPROCESSOR_CONFIG)
@@ -268,32 +274,48 @@ def write_official(path: str, model, official: dict) -> None:
     write_official_tokenizer(path)
 
 
-def write_hf(path: str, model, tokenizer_dir: str) -> None:
+def write_hf(path: str, model, tokenizer_dir: str, *, generation: bool = True, **processor_settings) -> None:
     """Write ``model`` in the transformers layout (``save_pretrained`` of the model and of a
-    ``Qwen3ASRProcessor`` around the tokenizer in ``tokenizer_dir``)."""
+    ``Qwen3ASRProcessor`` around the tokenizer in ``tokenizer_dir``, with ``processor_settings``);
+    ``generation``: with Qwen3-ASR's generation config."""
     from transformers import AutoTokenizer, GenerationConfig, Qwen3ASRFeatureExtractor, Qwen3ASRProcessor
 
-    model.generation_config = GenerationConfig(**GENERATION_CONFIG)
+    if generation:
+        model.generation_config = GenerationConfig(**GENERATION_CONFIG)
     model.save_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     processor = Qwen3ASRProcessor(feature_extractor=Qwen3ASRFeatureExtractor(), tokenizer=tokenizer,
-                                  chat_template=CHAT_TEMPLATE)
+                                  chat_template=CHAT_TEMPLATE, **processor_settings)
     processor.save_pretrained(path)
+
+
+def check_layout(layout: str) -> None:
+    """Raises ValueError unless ``layout`` is ``"official"`` or ``"hf"``."""
+    if layout not in ("official", "hf"):
+        raise ValueError(f"layout must be 'official' or 'hf', not {layout!r}")
+
+
+def write_in_layout(path: str, layout: str, write_official_layout, write_hf_layout) -> str:
+    """Write a checkpoint to ``path`` in ``layout``: ``write_official_layout(path)``, or
+    ``write_hf_layout(path, tokenizer_dir)`` with the official tokenizer written to a temporary
+    ``tokenizer_dir``. Returns ``path``."""
+    check_layout(layout)
+    if layout == "official":
+        write_official_layout(path)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tokenizer_dir:
+            write_official_tokenizer(tokenizer_dir)
+            write_hf_layout(path, tokenizer_dir)
+    return path
 
 
 def write_tiny_checkpoint(path: str, layout: str = "official", config: TinyQwen3AsrConfig = TinyQwen3AsrConfig(),
                           seed: int = 0) -> str:
     """Write a random Qwen3-ASR checkpoint of ``config``'s size to ``path`` in ``layout`` (``"official"``
     or ``"hf"``); the same ``seed`` gives the same weights in both layouts. Returns ``path``."""
-    if layout not in ("official", "hf"):
-        raise ValueError(f"layout must be 'official' or 'hf', not {layout!r}")
+    check_layout(layout)
     model, official = build_random_model(config, seed)
-    if layout == "official":
-        write_official(path, model, official)
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tokenizer_dir:
-            write_official_tokenizer(tokenizer_dir)
-            write_hf(path, model, tokenizer_dir)
-    return path
+    return write_in_layout(path, layout, lambda out: write_official(out, model, official),
+                           lambda out, tokenizer_dir: write_hf(out, model, tokenizer_dir))
