@@ -20,7 +20,7 @@ class GgufArchitecture:
     """How one transformers LLM family becomes a llama.cpp architecture.
 
     Subclasses set :attr:`model_type` (``text_config.model_type``) and :attr:`arch`, and implement
-    :meth:`check_config`, :meth:`hyperparameters` and :meth:`tensor_map`. Register them in
+    :meth:`config_problems`, :meth:`hyperparameters` and :meth:`tensor_map`. Register them in
     :data:`ARCHITECTURES` (one small class per architecture, as ``convert_hf_to_gguf.py``).
     """
 
@@ -54,7 +54,13 @@ class GgufArchitecture:
         return (template.format(bid=bid) if bid is not None else template) + suffix
 
     def check_config(self) -> None:
-        """Raise :class:`CheckpointError` for settings llama.cpp's architecture cannot express."""
+        """Raise :class:`CheckpointError` naming every :meth:`config_problems`."""
+        problems = self.config_problems()
+        if problems:
+            raise CheckpointError("the LLM cannot be exported to GGUF: " + "; ".join(problems))
+
+    def config_problems(self) -> list[str]:
+        """The settings of :attr:`config` that llama.cpp's architecture cannot express (empty: none)."""
         raise NotImplementedError
 
     def hyperparameters(self) -> list[tuple[str, Any, Any]]:
@@ -109,7 +115,7 @@ class Qwen3Architecture(GgufArchitecture):
     model_type = "qwen3"
     arch_name = "QWEN3"
 
-    def check_config(self) -> None:
+    def config_problems(self) -> list[str]:
         c = self.config
         problems = []
         if getattr(c, "hidden_act", "silu") != "silu":
@@ -124,8 +130,7 @@ class Qwen3Architecture(GgufArchitecture):
         rope_type = self.rope_parameters().get("rope_type", "default")
         if rope_type not in ("default", None):
             problems.append(f"rope_type={rope_type!r} (only the default RoPE is exported)")
-        if problems:
-            raise CheckpointError("the LLM cannot be exported to GGUF: " + "; ".join(problems))
+        return problems
 
     def rope_parameters(self) -> dict:
         # transformers 5 keeps rope_theta in rope_parameters; earlier versions on the config itself
@@ -209,7 +214,7 @@ class LlamaArchitecture(Qwen3Architecture):
     model_type = "llama"
     arch_name = "LLAMA"
 
-    def check_config(self) -> None:
+    def config_problems(self) -> list[str]:
         c = self.config
         problems = []
         if getattr(c, "hidden_act", "silu") != "silu":
@@ -219,8 +224,7 @@ class LlamaArchitecture(Qwen3Architecture):
         rope_type = self.rope_parameters().get("rope_type", "default")
         if rope_type not in ("default", None, "llama3"):
             problems.append(f"rope_type={rope_type!r} (default and llama3 RoPE are exported)")
-        if problems:
-            raise CheckpointError("the LLM cannot be exported to GGUF: " + "; ".join(problems))
+        return problems
 
     def hyperparameters(self) -> list[tuple[str, Any, Any]]:
         Keys = self.gguf.Keys
@@ -326,7 +330,7 @@ class Gemma2Architecture(Qwen3Architecture):
     model_type = "gemma2"
     arch_name = "GEMMA2"
 
-    def check_config(self) -> None:
+    def config_problems(self) -> list[str]:
         c = self.config
         problems = []
         if getattr(c, "hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
@@ -343,8 +347,7 @@ class Gemma2Architecture(Qwen3Architecture):
             problems.append("layer_types other than alternating sliding/full attention")
         if self.rope_parameters().get("rope_type", "default") not in ("default", None):
             problems.append("RoPE scaling (only the default RoPE is exported)")
-        if problems:
-            raise CheckpointError("the LLM cannot be exported to GGUF: " + "; ".join(problems))
+        return problems
 
     def hyperparameters(self) -> list[tuple[str, Any, Any]]:
         Keys, T = self.gguf.Keys, self.gguf.GGUFValueType
