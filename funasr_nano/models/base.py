@@ -58,14 +58,6 @@ class SpeechLLM(abc.ABC):
     # -- prompts --------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def check_language(self, language: str | None) -> str | None:
-        """The prompt's name for ``language`` (``None`` stays ``None``).
-
-        Raises:
-            UnsupportedLanguageError: a language the family does not know.
-        """
-
-    @abc.abstractmethod
     def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
         """The user text of a transcription prompt (before the audio); a family whose prompt has no user
         text (Qwen3-ASR) returns its whole prompt text with the audio slot marked. Either way it is

@@ -27,6 +27,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..errors import CheckpointError
+from .json_files import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +160,7 @@ def read_adapter_settings(path: str) -> LoraSettings:
     config_path = os.path.join(path, ADAPTER_CONFIG)
     if not os.path.isfile(config_path) or not os.path.isfile(os.path.join(path, ADAPTER_WEIGHTS)):
         raise CheckpointError(f"{path}: not a LoRA adapter folder (needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{config_path}: cannot read the adapter config ({error})") from error
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_path}: the adapter config is not a JSON object")
+    config = read_json_object(config_path)
     if config.get("peft_type", "LORA") != "LORA":
         raise CheckpointError(f"{config_path}: peft_type {config.get('peft_type')!r} is not supported (LORA only)")
     for option in ("use_rslora", "use_dora", "fan_in_fan_out"):

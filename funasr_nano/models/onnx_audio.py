@@ -35,6 +35,19 @@ def audio_onnx_file(path: str, precision: str = "fp32") -> str | None:
     return file if file and os.path.isfile(file) else None
 
 
+def require_audio_onnx_file(path: str, precision: str = "fp32") -> str:
+    """:func:`audio_onnx_file`, for a light runtime that cannot run without it.
+
+    Raises:
+        CheckpointError: the folder has no ONNX audio file for ``precision`` (export it again).
+    """
+    file = audio_onnx_file(path, precision)
+    if file is None:
+        raise CheckpointError(f"{path}: no ONNX audio encoder for encoder_precision={precision!r}; "
+                              f"export the folder again with funasr-nano export gguf")
+    return file
+
+
 class OnnxGraph:
     """One ONNX model in onnxruntime, run by output names.
 

@@ -8,7 +8,7 @@ it (:func:`raise_on_key_problems`); a GGUF-layout folder keeps the audio encoder
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -30,6 +30,49 @@ def raise_on_key_problems(missing, unexpected, mismatched, where: str) -> None:
             shown = ", ".join(sorted(keys)[:30]) + (f", ... ({len(keys)} in all)" if len(keys) > 30 else "")
             parts.append(f"{title}: {shown}")
     raise CheckpointError(f"{where} does not match the model; " + "; ".join(parts))
+
+
+class KeyMapCheck:
+    """Tensors matched to a model one by one under an explicit key map, then checked as a whole: what
+    :func:`raise_on_key_problems` reports, gathered once for every loader.
+
+    Args:
+        expected: the model's tensors, name -> shape.
+
+    Use: :meth:`add` each stored tensor under the model name the key map gives it (``None``: the map does
+    not know it), then :meth:`result`.
+    """
+
+    def __init__(self, expected: Mapping[str, Sequence[int]]):
+        self.expected = expected
+        self.converted: dict[str, torch.Tensor] = {}
+        self.unexpected: list[str] = []
+        self.mismatched: list[str] = []
+
+    def add(self, key: str, name: str | None, tensor: torch.Tensor) -> None:
+        """The stored tensor ``key`` as the model's ``name``: kept when the model has a tensor of that name
+        and shape, else noted as unexpected or mis-shaped."""
+        if name is None or name not in self.expected:
+            self.unexpected.append(key)
+        elif tuple(tensor.shape) != tuple(self.expected[name]):
+            self.mismatched.append(f"{key} -> {name}: checkpoint {tuple(tensor.shape)}, "
+                                   f"model {tuple(self.expected[name])}")
+        else:
+            self.converted[name] = tensor
+
+    def result(self, where: str, optional: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+        """The tensors kept, by model name.
+
+        Args:
+            where: the file, for the message.
+            optional: model tensors that may be absent (a tied ``lm_head.weight``).
+
+        Raises:
+            CheckpointError: missing, unexpected or mis-shaped tensors (:func:`raise_on_key_problems`).
+        """
+        missing = [name for name in self.expected if name not in self.converted and name not in optional]
+        raise_on_key_problems(missing, self.unexpected, self.mismatched, where)
+        return self.converted
 
 
 class AudioModel(torch.nn.Module):

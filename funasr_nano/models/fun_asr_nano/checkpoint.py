@@ -29,10 +29,11 @@ import torch
 import yaml
 
 from ...errors import CheckpointError
-from ..weights import raise_on_key_problems
+from ..weights import KeyMapCheck, raise_on_key_problems
 from .ctc import CTC_PREFIXES, CtcBranch, hf_to_official_ctc_key, load_ctc_branch
 from .frontend import FrontendConfig
 from .gguf_layout import gguf_path, is_gguf_folder, load_gguf_folder
+from .prompt import DEFAULT_TASKS, checkpoint_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +45,6 @@ OFFICIAL_ENCODER_LAYER_NORM_EPS = 1e-5
 # Tensors of the official checkpoint outside the LLM model: the CTC branch, which FunASR uses for
 # character timestamps (loaded by .ctc, beside the model).
 UNUSED_OFFICIAL_PREFIXES = CTC_PREFIXES
-# What a checkpoint that does not list its tasks can do (the released Fun-ASR-Nano-2512).
-DEFAULT_TASKS = ("transcribe",)
-
-
-def _tasks(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return DEFAULT_TASKS
-    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
-        raise CheckpointError(f"{where}: tasks must be a list of task names, got {value!r}")
-    return tuple(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,34 +263,26 @@ def official_to_hf_state_dict(
     num_layers = 1 + max(
         (int(m[1]) for k in expected if (m := re.match(r"model\.audio_tower\.layers\.(\d+)\.", k))), default=-1
     )
-    converted: dict[str, torch.Tensor] = {}
-    unexpected, mismatched, skipped = [], [], []
+    check = KeyMapCheck(expected)
+    skipped = 0
     for key, tensor in state_dict.items():
         try:
             target = _official_key_to_hf(key, num_blocks, num_layers)
         except CheckpointError:
-            unexpected.append(key)
+            check.add(key, None, tensor)
             continue
         if target is None:
-            skipped.append(key)
+            skipped += 1
+            continue
+        if isinstance(target, list) and tensor.shape[0] % 3:
+            check.mismatched.append(f"{key}: {tuple(tensor.shape)} is not a fused q/k/v tensor")
             continue
         targets, tensors = ([target], [tensor]) if isinstance(target, str) else (target, list(tensor.chunk(3, 0)))
-        if isinstance(target, list) and tensor.shape[0] % 3:
-            mismatched.append(f"{key}: {tuple(tensor.shape)} is not a fused q/k/v tensor")
-            continue
         for name, value in zip(targets, tensors):
-            if name not in expected:
-                unexpected.append(key)
-            elif tuple(value.shape) != tuple(expected[name]):
-                mismatched.append(f"{key} -> {name}: checkpoint {tuple(value.shape)}, model {tuple(expected[name])}")
-            else:
-                converted[name] = value
+            check.add(key, name, value)
     if skipped:
-        logger.debug("%d CTC-branch tensors left to the CTC loader", len(skipped))
-    tied = "lm_head.weight" in expected and "lm_head.weight" not in converted
-    missing = [k for k in expected if k not in converted and not (tied and k == "lm_head.weight")]
-    raise_on_key_problems(missing, unexpected, mismatched, "model.pt")
-    return converted
+        logger.debug("%d CTC-branch tensors left to the CTC loader", skipped)
+    return check.result("model.pt", optional=("lm_head.weight",))  # a tied output layer is the embedding table
 
 
 def _resolve(path: str, maybe_relative: str) -> str:
@@ -377,8 +360,8 @@ def _load_official(path: str):
     except Exception as error:
         raise CheckpointError(f"{path}: cannot load the tokenizer from {tokenizer_dir}: {error}") from error
     ctc = load_ctc_branch(path, cfg, _file_path_metas(path), state_dict, config.audio_config.hidden_size,
-                          _rename_layer_tail, raise_on_key_problems)
-    return (model, tokenizer, frontend, bool(config.use_low_frame_rate), _tasks(cfg.get("tasks"), f"{path}/config.yaml"),
+                          _rename_layer_tail)
+    return (model, tokenizer, frontend, bool(config.use_low_frame_rate), checkpoint_tasks(cfg.get("tasks"), f"{path}/config.yaml"),
             ctc)
 
 
@@ -404,7 +387,7 @@ def _frontend_and_settings(path: str, model, use_low_frame_rate: bool | None):
         # The transformers port feeds every adaptor frame; the official Fun-ASR-Nano-2512 config says
         # use_low_frame_rate: true. A converted checkpoint without the field follows the official model.
         use_low_frame_rate = bool(getattr(model.config, "use_low_frame_rate", True))
-    return frontend, use_low_frame_rate, _tasks(getattr(model.config, "tasks", None), f"{path}/config.json")
+    return frontend, use_low_frame_rate, checkpoint_tasks(getattr(model.config, "tasks", None), f"{path}/config.json")
 
 
 def _load_hf(path: str, use_low_frame_rate: bool | None):

@@ -33,7 +33,8 @@ from typing import Any, Mapping
 import torch
 
 from ...errors import CheckpointError
-from .ctc_tokenizer import CTC_VOCAB_FILE, CtcTokenizer, no_ctc_error  # noqa: F401  (re-exported)
+from ..weights import KeyMapCheck
+from .ctc_tokenizer import CTC_VOCAB_FILE, CtcTokenizer  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def hf_to_official_ctc_key(name: str, inverse_tail) -> str:
 
 def load_ctc_branch(path: str, cfg: Mapping[str, Any], file_path_metas: Mapping[str, Any],
                     state_dict: Mapping[str, torch.Tensor], encoder_dim: int,
-                    rename_layer_tail, raise_on_key_problems) -> CtcBranch | None:
+                    rename_layer_tail) -> CtcBranch | None:
     """The CTC branch of an official checkpoint, or ``None`` when it has none.
 
     A ``config.yaml`` without ``ctc_decoder`` gives ``None`` (CTC tensors, if any, stay unused, as in
@@ -188,21 +189,14 @@ def load_ctc_branch(path: str, cfg: Mapping[str, Any], file_path_metas: Mapping[
         return None
     head, blank_id = build_ctc_head(cfg, encoder_dim)
     expected = {k: v.shape for k, v in head.state_dict().items()}
-    converted, unexpected, mismatched = {}, [], []
+    check = KeyMapCheck(expected)
     for key, tensor in ctc_state.items():
         try:
             name = official_ctc_key(key, rename_layer_tail)
         except CheckpointError:
-            unexpected.append(key)
-            continue
-        if name not in expected:
-            unexpected.append(key)
-        elif tuple(tensor.shape) != tuple(expected[name]):
-            mismatched.append(f"{key} -> {name}: checkpoint {tuple(tensor.shape)}, model {tuple(expected[name])}")
-        else:
-            converted[name] = tensor
-    missing = [k for k in expected if k not in converted]
-    raise_on_key_problems(missing, unexpected, mismatched, f"{path}/model.pt (CTC branch)")
+            name = None
+        check.add(key, name, tensor)
+    converted = check.result(f"{path}/model.pt (CTC branch)")
     head.load_state_dict(converted, strict=True, assign=True)
     head.eval().requires_grad_(False).float()
     vocab_path = _vocab_path(path, cfg, file_path_metas)

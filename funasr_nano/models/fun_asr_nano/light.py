@@ -18,27 +18,21 @@ import dataclasses
 import logging
 import os
 import types
-from typing import Sequence
 
 import numpy as np
 
-from ..llm_input import LLMInput
 from ...errors import CheckpointError
 from ...results import Word
 from ..alignment import CtcAnalysis, TokenSpan, analyse, forced_align, words_from_spans
 from ..base import SpeechLLM
 from ..json_files import read_json_object
 from ..light_tokenizer import LightTokenizer
-from ..onnx_audio import ENCODER_OUT, LOG_PROBS, OnnxAudioEncoder, OnnxGraph, audio_onnx_file
+from ..onnx_audio import ENCODER_OUT, LOG_PROBS, OnnxAudioEncoder, OnnxGraph, audio_onnx_file, require_audio_onnx_file
 from .ctc_tokenizer import CTC_VOCAB_FILE, CtcTokenizer, no_ctc_error
 from .frontend import Frontend, FrontendConfig
-from .prompt import SYSTEM_PROMPT, chat_format_for, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
+from .prompt import FunAsrNanoPrompts, chat_format_for, checkpoint_tasks, num_audio_tokens
 
 logger = logging.getLogger(__name__)
-
-LIGHT_PRECISIONS = ("fp32", "int8")
-# What a folder that does not list its tasks can do (as .checkpoint.DEFAULT_TASKS; that module needs torch).
-DEFAULT_TASKS = ("transcribe",)
 
 
 def read_config(path: str) -> dict:
@@ -70,19 +64,6 @@ def light_folder(path: str, encoder_precision: str = "fp32") -> str | None:
     named = config.get("llm_gguf")
     found = [named] if isinstance(named, str) and named in names else sorted(n for n in names if n.endswith(".gguf"))
     return os.path.join(path, found[0]) if len(found) == 1 else None
-
-
-def folder_tasks(value, where: str) -> tuple[str, ...]:
-    """The ``tasks`` of a config.json (``None``: :data:`DEFAULT_TASKS`).
-
-    Raises:
-        CheckpointError: not a list of names.
-    """
-    if value is None:
-        return DEFAULT_TASKS
-    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
-        raise CheckpointError(f"{where}: tasks must be a list of task names, got {value!r}")
-    return tuple(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +123,7 @@ def load_light_ctc(path: str, record, encoder_precision: str, encoder: OnnxAudio
     return LightCtc(graph=graph, tokenizer=tokenizer, blank_id=blank_id)
 
 
-class LightFunAsrNanoModel(SpeechLLM):
+class LightFunAsrNanoModel(FunAsrNanoPrompts, SpeechLLM):
     """A Fun-ASR-Nano GGUF-layout folder on onnxruntime + llama.cpp (no torch).
 
     Args:
@@ -159,10 +140,7 @@ class LightFunAsrNanoModel(SpeechLLM):
                  use_low_frame_rate: bool | None = None):
         self.path = path
         self.encoder_precision = encoder_precision
-        file = audio_onnx_file(path, encoder_precision)
-        if file is None:
-            raise CheckpointError(f"{path}: no ONNX audio encoder for encoder_precision={encoder_precision!r}; "
-                                  f"export the folder again with funasr-nano export gguf")
+        file = require_audio_onnx_file(path, encoder_precision)
         config = read_config(path)
         audio = dict(config.get("audio_config") or {})
         text = dict(config.get("text_config") or {})
@@ -171,7 +149,7 @@ class LightFunAsrNanoModel(SpeechLLM):
         self._max_frames = int(audio.get("max_position_embeddings") or 2048)
         self.use_low_frame_rate = (bool(config.get("use_low_frame_rate", True)) if use_low_frame_rate is None
                                    else use_low_frame_rate)
-        self.tasks = folder_tasks(config.get("tasks"), f"{path}/config.json")
+        self.tasks = checkpoint_tasks(config.get("tasks"), f"{path}/config.json")
         self.tokenizer = LightTokenizer.from_pretrained(path)
         self.encoder = OnnxAudioEncoder(file, n_threads)
         self.ctc = load_light_ctc(path, config.get("ctc"), encoder_precision, self.encoder, n_threads)
@@ -212,28 +190,6 @@ class LightFunAsrNanoModel(SpeechLLM):
         """``(num_audio, llm_hidden)`` float32, as :meth:`.model.FunAsrNanoModel.audio_embeddings`."""
         features = self.features(waveform)
         return self.encode(features)[: num_audio_tokens(features.shape[0], self.use_low_frame_rate)]
-
-    # -- prompts (as FunAsrNanoModel) -----------------------------------------------------------------
-
-    def check_language(self, language: str | None) -> str | None:
-        return language_name(language)
-
-    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
-        return transcription_instruction(list(hotwords), language_name(language), itn)
-
-    def task_instruction(self, task: str, text: str | None = None) -> str:
-        return get_task(task).user_text(text)
-
-    def task_uses_audio(self, task: str) -> bool:
-        return get_task(task).uses_audio
-
-    def llm_input(self, instruction: str, audio: np.ndarray | None, *, answer_prefix: str = "",
-                  adapter: str | None = None) -> LLMInput:
-        num_audio = 0 if audio is None else audio.shape[0]
-        prompt = self.chat.prompt_ids(self.tokenizer, instruction, num_audio, system=SYSTEM_PROMPT,
-                                      answer_prefix=answer_prefix)
-        parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
-        return LLMInput(parts=parts, adapter=adapter)
 
     # -- CTC branch: timestamps, no-speech probability (as FunAsrNanoModel) ------------------------------
 
@@ -284,9 +240,3 @@ class LightFunAsrNanoModel(SpeechLLM):
         ctc = self._ctc("word timestamps")
         return tuple(words_from_spans(self.align_tokens(analysis, text), ctc.tokenizer.token_bytes,
                                       frame_seconds=self.frame_seconds, offset=offset, duration=analysis.duration))
-
-    # -- outputs --------------------------------------------------------------------------------------
-
-    def decode_text(self, tokens: Sequence[int]) -> str:
-        """Token ids -> text, post-processed as FunASR does."""
-        return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))

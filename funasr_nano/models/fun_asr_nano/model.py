@@ -10,12 +10,10 @@ audio slot. The model definition is transformers' ``FunAsrNanoForConditionalGene
 from __future__ import annotations
 
 import logging
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..llm_input import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ...results import Word
 from ..alignment import CtcAnalysis, TokenSpan, analyse, forced_align, words_from_spans
@@ -23,7 +21,7 @@ from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint
 from .ctc_tokenizer import no_ctc_error
 from .frontend import Frontend
-from .prompt import SYSTEM_PROMPT, chat_format_for, get_task, language_name, num_audio_tokens, postprocess_text, transcription_instruction
+from .prompt import FunAsrNanoPrompts, chat_format_for, num_audio_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +29,7 @@ logger = logging.getLogger(__name__)
 ENCODER_PRECISIONS = ("fp32", "bf16", "int8")
 
 
-class FunAsrNanoModel(SpeechLLM):
+class FunAsrNanoModel(FunAsrNanoPrompts, SpeechLLM):
     """A loaded Fun-ASR-Nano checkpoint (official, transformers or GGUF layout).
 
     Args:
@@ -160,28 +158,6 @@ class FunAsrNanoModel(SpeechLLM):
         adaptor_out = self.encode(features[None])[0]
         return adaptor_out[: num_audio_tokens(features.shape[0], self.use_low_frame_rate)]
 
-    # -- prompts --------------------------------------------------------------------------------------
-
-    def check_language(self, language: str | None) -> str | None:
-        return language_name(language)
-
-    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
-        return transcription_instruction(list(hotwords), language_name(language), itn)
-
-    def task_instruction(self, task: str, text: str | None = None) -> str:
-        return get_task(task).user_text(text)
-
-    def task_uses_audio(self, task: str) -> bool:
-        return get_task(task).uses_audio
-
-    def llm_input(self, instruction: str, audio: torch.Tensor | None, *, answer_prefix: str = "",
-                  adapter: str | None = None) -> LLMInput:
-        num_audio = 0 if audio is None else audio.shape[0]
-        prompt = self.chat.prompt_ids(self.tokenizer, instruction, num_audio, system=SYSTEM_PROMPT,
-                                      answer_prefix=answer_prefix)
-        parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
-        return LLMInput(parts=parts, adapter=adapter)
-
     # -- CTC branch: timestamps, no-speech probability ----------------------------------------------
 
     @property
@@ -236,9 +212,3 @@ class FunAsrNanoModel(SpeechLLM):
         spans = self.align_tokens(analysis, text)
         return tuple(words_from_spans(spans, ctc.tokenizer.token_bytes, frame_seconds=self.frame_seconds,
                                       offset=offset, duration=analysis.duration))
-
-    # -- outputs --------------------------------------------------------------------------------------
-
-    def decode_text(self, tokens: Sequence[int]) -> str:
-        """Token ids -> text, post-processed as FunASR does."""
-        return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))

@@ -17,8 +17,9 @@ import dataclasses
 import re
 from typing import Sequence
 
-from ...errors import UnsupportedLanguageError
+from ...errors import CheckpointError, UnsupportedLanguageError
 from ..chat import ChatFormat, PromptIds
+from ..llm_input import LLMInput
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 HOTWORD_PREAMBLE = (
@@ -162,6 +163,24 @@ TASKS: dict[str, Task] = {
 }
 
 
+# What a checkpoint that does not list its tasks can do (the released Fun-ASR-Nano-2512).
+DEFAULT_TASKS = ("transcribe",)
+
+
+def checkpoint_tasks(value, where: str) -> tuple[str, ...]:
+    """The ``tasks`` a checkpoint's config lists (``config.yaml`` / ``config.json``, written by
+    ``funasr-nano train``; ``None``: :data:`DEFAULT_TASKS`).
+
+    Raises:
+        CheckpointError: not a list of task names (naming ``where``).
+    """
+    if value is None:
+        return DEFAULT_TASKS
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        raise CheckpointError(f"{where}: tasks must be a list of task names, got {value!r}")
+    return tuple(value)
+
+
 def get_task(name: str) -> Task:
     """The :class:`Task` called ``name``.
 
@@ -178,3 +197,39 @@ def postprocess_text(text: str) -> str:
     """FunASR's post-processing of decoded text (``FunASRNano.inference_llm``): ``/sil`` markers
     removed, whitespace runs folded to one space."""
     return re.sub(r"\s+", " ", text.replace("/sil", " "))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The prompt and output methods of a Fun-ASR-Nano SpeechLLM, one copy for both runtimes.
+
+
+class FunAsrNanoPrompts:
+    """The prompt and output methods of a Fun-ASR-Nano :class:`~funasr_nano.models.base.SpeechLLM`, shared by
+    the torch model (:class:`.model.FunAsrNanoModel`) and the light runtime's
+    (:class:`.light.LightFunAsrNanoModel`): both set ``tokenizer`` (transformers' or
+    :class:`~funasr_nano.models.light_tokenizer.LightTokenizer`) and ``chat`` (:func:`chat_format_for`).
+    The audio runs spliced into :meth:`llm_input` are whatever the runtime's ``audio_embeddings`` returns
+    (a torch tensor or a numpy array, ``(num_audio, llm_hidden)``)."""
+
+    tokenizer: object
+    chat: ChatFormat
+
+    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+        return transcription_instruction(list(hotwords), language_name(language), itn)
+
+    def task_instruction(self, task: str, text: str | None = None) -> str:
+        return get_task(task).user_text(text)
+
+    def task_uses_audio(self, task: str) -> bool:
+        return get_task(task).uses_audio
+
+    def llm_input(self, instruction: str, audio, *, answer_prefix: str = "", adapter: str | None = None) -> LLMInput:
+        num_audio = 0 if audio is None else audio.shape[0]
+        prompt = self.chat.prompt_ids(self.tokenizer, instruction, num_audio, system=SYSTEM_PROMPT,
+                                      answer_prefix=answer_prefix)
+        parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
+        return LLMInput(parts=parts, adapter=adapter)
+
+    def decode_text(self, tokens: Sequence[int]) -> str:
+        """Token ids -> text, post-processed as FunASR does."""
+        return postprocess_text(self.tokenizer.decode(list(tokens), skip_special_tokens=True))

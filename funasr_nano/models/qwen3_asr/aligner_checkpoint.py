@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import torch
 
 from ...errors import CheckpointError
-from ..weights import raise_on_key_problems, read_json_object
+from ..weights import KeyMapCheck, read_json_object
 from . import checkpoint as asr_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -126,19 +126,10 @@ def official_to_hf_state_dict(state_dict: Mapping[str, torch.Tensor], expected: 
     Raises:
         CheckpointError: listing missing, unexpected and mis-shaped tensors by name.
     """
-    converted: dict[str, torch.Tensor] = {}
-    unexpected, mismatched = [], []
+    check = KeyMapCheck(expected)
     for key, tensor in state_dict.items():
-        name = official_key_to_hf(key)
-        if name is None or name not in expected:
-            unexpected.append(key)
-        elif tuple(tensor.shape) != tuple(expected[name]):
-            mismatched.append(f"{key} -> {name}: checkpoint {tuple(tensor.shape)}, model {tuple(expected[name])}")
-        else:
-            converted[name] = tensor
-    missing = [key for key in expected if key not in converted]
-    raise_on_key_problems(missing, unexpected, mismatched, where)
-    return converted
+        check.add(key, official_key_to_hf(key), tensor)
+    return check.result(where)
 
 
 def hf_to_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

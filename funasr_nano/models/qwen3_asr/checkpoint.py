@@ -36,7 +36,7 @@ from typing import Any, Mapping
 import torch
 
 from ...errors import CheckpointError
-from ..weights import raise_on_key_problems, read_json_object
+from ..weights import KeyMapCheck, raise_on_key_problems, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -233,23 +233,16 @@ def official_to_hf_state_dict(state_dict: Mapping[str, torch.Tensor], expected: 
         CheckpointError: listing missing tensors, unexpected tensors (leftovers the map does not know,
             e.g. a ``talker.*``) and shape mismatches by name.
     """
-    converted: dict[str, torch.Tensor] = {}
-    unexpected, mismatched = [], []
+    check = KeyMapCheck(expected)
     for key, tensor in state_dict.items():
-        name = official_key_to_hf(key)
-        if name is None or name not in expected:
-            unexpected.append(key)
-        elif tuple(tensor.shape) != tuple(expected[name]):
-            mismatched.append(f"{key} -> {name}: checkpoint {tuple(tensor.shape)}, model {tuple(expected[name])}")
-        elif tied and name == "lm_head.weight":
-            embedding = state_dict.get("thinker.model.embed_tokens.weight")
-            if embedding is not None and not torch.equal(embedding, tensor):
-                logger.warning("%s: tie_word_embeddings is set but thinker.lm_head.weight differs from the embedding "
-                               "table; the embedding table is used, as in the reference", where)
-        else:
-            converted[name] = tensor
-    missing = [k for k in expected if k not in converted and not (tied and k == "lm_head.weight")]
-    raise_on_key_problems(missing, unexpected, mismatched, where)
+        check.add(key, official_key_to_hf(key), tensor)
+    converted = check.result(where, optional=("lm_head.weight",) if tied else ())
+    head = converted.pop("lm_head.weight", None) if tied else None
+    if head is not None:
+        embedding = state_dict.get("thinker.model.embed_tokens.weight")
+        if embedding is not None and not torch.equal(embedding, head):
+            logger.warning("%s: tie_word_embeddings is set but thinker.lm_head.weight differs from the embedding "
+                           "table; the embedding table is used, as in the reference", where)
     return converted
 
 

@@ -24,7 +24,7 @@ from ...errors import CheckpointError
 from ..base import SpeechLLM
 from ..json_files import read_json_object
 from ..light_tokenizer import LightTokenizer
-from ..onnx_audio import OnnxAudioEncoder, audio_onnx_file
+from ..onnx_audio import OnnxAudioEncoder, audio_onnx_file, require_audio_onnx_file
 from .frontend import FrontendConfig, LogMelFrontend
 from .prompt import SUPPORTED_LANGUAGES, Qwen3AsrPrompts, num_audio_tokens
 
@@ -104,10 +104,7 @@ class LightQwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
     def __init__(self, path: str, encoder_precision: str = "fp32", *, n_threads: int | None = None):
         self.path = path
         self.encoder_precision = encoder_precision
-        file = audio_onnx_file(path, encoder_precision)
-        if file is None:
-            raise CheckpointError(f"{path}: no ONNX audio encoder for encoder_precision={encoder_precision!r}; "
-                                  f"export the folder again with funasr-nano export gguf")
+        file = require_audio_onnx_file(path, encoder_precision)
         config = _read_json(os.path.join(path, "config.json")) or {}
         self.llm_gguf = os.path.join(path, str(config.get("llm_gguf")))
         if not os.path.isfile(self.llm_gguf):

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from ...audio.io import SAMPLE_RATE
-from ..llm_input import LLMInput
 from ...errors import CheckpointError, InvalidOptionError
 from ..base import SpeechLLM
 from .checkpoint import LoadedCheckpoint

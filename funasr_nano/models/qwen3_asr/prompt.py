@@ -215,9 +215,6 @@ class Qwen3AsrPrompts:
     def stop_token_ids(self) -> list[int]:
         return list(self._stop_token_ids)
 
-    def check_language(self, language: str | None) -> str | None:
-        return language_name(language, self.languages)
-
     def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
         """The whole prompt text with one audio placeholder (the reference's ``_build_text_prompt``): the
         system turn holds the hotwords as context text (:func:`context_text`), a language forces
