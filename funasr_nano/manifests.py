@@ -211,17 +211,6 @@ def read_manifest(path: str | os.PathLike) -> list[Example]:
     return examples
 
 
-def example_to_simple(example: Example, manifest_dir: str | None = None) -> dict:
-    """The simple-format record of ``example`` (audio relative to ``manifest_dir`` when given)."""
-    record = {"key": example.key, "task": example.task, "target": example.target}
-    if example.audio is not None:
-        record["audio"] = os.path.relpath(example.audio, manifest_dir) if manifest_dir else example.audio
-    for field in ("language", "source_text", "duration"):
-        if getattr(example, field) is not None:
-            record[field] = getattr(example, field)
-    return record
-
-
 def write_manifest(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Write JSONL records (UTF-8, one object a line); returns the number written."""
     count = 0

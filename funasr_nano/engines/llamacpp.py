@@ -60,7 +60,7 @@ from ..options import DecodingOptions
 from .base import Engine, GeneratedTokens, LLMInput, OnToken, is_embedding
 from .continuous import KV_CELLS_MIN, ContinuousScheduler, GenerationCall, ScheduledRow
 from .llamacpp_context import (  # noqa: F401  (re-exported: the names callers know from here)
-    EMBD_SCALED_ARCHITECTURES, KV_CACHE_TYPES, MROPE_POSITIONS, LlamaContext, mrope_1d_positions,
+    KV_CACHE_TYPES, LlamaContext, mrope_1d_positions,
 )
 from .sampling import pick_token
 

@@ -32,7 +32,7 @@ Families that scale input embeddings (Gemma: token rows times ``sqrt(H)``): the 
 of the *scaled* token rows (transformers 5 scales inside the embedding module,
 ``Gemma2TextScaledWordEmbedding``, and leaves ``inputs_embeds`` as given); the adaptor learns that
 scale. llama.cpp's ``gemma2`` graph multiplies every input row by ``sqrt(H)``, so the llama.cpp engine
-divides embedding rows by it first (:data:`funasr_nano.engines.llamacpp.EMBD_SCALED_ARCHITECTURES`);
+divides embedding rows by it first (:data:`funasr_nano.engines.llamacpp_context.EMBD_SCALED_ARCHITECTURES`);
 both engines then see the same numbers (tested). The speech markers' rows are table rows, scaled by
 the lookup like any token. Gemma-2's final logit soft-capping (``tanh(logits / 30) * 30``) is applied
 by the checkpoint loader (:func:`funasr_nano.models.fun_asr_nano.checkpoint.load_checkpoint`), since

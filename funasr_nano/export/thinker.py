@@ -60,8 +60,6 @@ _LAYER_TENSORS = (
     ("mlp.up_proj.weight", lambda s: (s.ffn, s.hidden)),
     ("mlp.down_proj.weight", lambda s: (s.hidden, s.ffn)),
 )
-# Files of the tokenizer and its chat template copied beside the exported weights
-CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
 
 @dataclasses.dataclass(frozen=True)

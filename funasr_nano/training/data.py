@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from ..errors import AudioDecodeError, AudioTooShortError
 from ..manifests import Example, read_manifest
@@ -158,9 +158,3 @@ def check_manifest(
     )
 
 
-def split_by_task(examples: Sequence[Example]) -> dict[str, list[Example]]:
-    """Examples grouped by task name, each group in input order."""
-    groups: dict[str, list[Example]] = {}
-    for example in examples:
-        groups.setdefault(example.task, []).append(example)
-    return groups
