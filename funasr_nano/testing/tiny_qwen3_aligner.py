@@ -24,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import torch
-
 from . import tiny_qwen3_asr as asr
 
 # The languages Qwen3-ForcedAligner was trained for (its model card; transformers' FORCED_ALIGNER_LANGUAGES).
@@ -74,13 +72,7 @@ def build_random_aligner(config: TinyAlignerConfig = TinyAlignerConfig(), seed: 
 
     official = official_config(config)
     model = new_model(hf_config_from_official(official))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if "norm" in name and name.endswith("weight"):
-                tensor.copy_(1.0 + 0.1 * torch.randn(tensor.shape, generator=generator))
-            elif tensor.is_floating_point() and "positional_embedding" not in name:
-                tensor.copy_(config.network.init_std * torch.randn(tensor.shape, generator=generator))
+    asr.randomize(model, seed, config.network.init_std)
     return model.eval(), official
 
 

@@ -226,6 +226,18 @@ PREPROCESSOR_CONFIG = {
 GENERATION_CONFIG = {"do_sample": False, "eos_token_id": [151645, 151643], "pad_token_id": 151643}
 
 
+def randomize(model, seed: int, init_std: float) -> None:
+    """Fill ``model``'s weights in place from ``seed``: norm weights near 1 (1 + 0.1 N(0, 1)), the other
+    floating-point tensors N(0, ``init_std``); the fixed sinusoidal ``positional_embedding`` is kept."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if "norm" in name and name.endswith("weight"):
+                tensor.copy_(1.0 + 0.1 * torch.randn(tensor.shape, generator=generator))
+            elif tensor.is_floating_point() and "positional_embedding" not in name:
+                tensor.copy_(init_std * torch.randn(tensor.shape, generator=generator))
+
+
 def build_random_model(config: TinyQwen3AsrConfig = TinyQwen3AsrConfig(), seed: int = 0):
     """``(Qwen3ASRForConditionalGeneration, official config.json dict)`` with random weights drawn from
     ``seed`` (norm weights near 1, the rest normal with ``config.init_std``)."""
@@ -233,13 +245,7 @@ def build_random_model(config: TinyQwen3AsrConfig = TinyQwen3AsrConfig(), seed: 
 
     official = official_config(config)
     model = new_model(hf_config_from_official(official))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if "norm" in name and name.endswith("weight"):
-                tensor.copy_(1.0 + 0.1 * torch.randn(tensor.shape, generator=generator))
-            elif tensor.is_floating_point() and "positional_embedding" not in name:
-                tensor.copy_(config.init_std * torch.randn(tensor.shape, generator=generator))
+    randomize(model, seed, config.init_std)
     if config.tie_word_embeddings:
         model.tie_weights()
     return model.eval(), official
