@@ -165,7 +165,8 @@ class ForcedTranslator:
         self.inner = inner
 
     def translate(self, text, options):
-        return self.inner.translate(text, dataclasses.replace(options, max_new_tokens=EN_TOKENS))
+        decoding = dataclasses.replace(options.decoding, max_new_tokens=EN_TOKENS)
+        return self.inner.translate(text, dataclasses.replace(options, decoding=decoding))
 
 
 def counting(engine, counts: list):
@@ -202,8 +203,8 @@ def worker(name: str, quant: str, paths: dict, clip: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     audio = {n: sentences_audio(clip, n) for n in SENTENCES}
     asr_counts, mt_counts, rows = [], [], {}
-    cascade = TranslationOptions(mode="cascade", max_new_tokens=ASR_TOKENS)
-    unified = TranslationOptions(mode="unified", max_new_tokens=EN_TOKENS)
+    cascade = TranslationOptions(mode="cascade", decoding=DecodingOptions(max_new_tokens=ASR_TOKENS))
+    unified = TranslationOptions(mode="unified", decoding=DecodingOptions(max_new_tokens=EN_TOKENS))
     fixed = DecodingOptions(max_new_tokens=ASR_TOKENS, min_new_tokens=ASR_TOKENS, repetition_guard=False)
     if name == "profile":
         return dict(worker=name, quant=quant, rows=profile(quant, paths, clip, threads), peak_rss_mb=peak_rss_mb(),
@@ -218,7 +219,7 @@ def worker(name: str, quant: str, paths: dict, clip: str, threads: int) -> dict:
         translator = ChatLMTranslator(paths["translator"])
         kwargs = dict(key=["utt"], tokenizer=auto.kwargs["tokenizer"], frontend=auto.kwargs["frontend"], device="cpu",
                       max_length=ASR_TOKENS, llm_kwargs={"min_new_tokens": ASR_TOKENS}, llm_dtype="fp32")
-        options = TranslationOptions(mode="cascade", max_new_tokens=EN_TOKENS)
+        options = TranslationOptions(mode="cascade", decoding=DecodingOptions(max_new_tokens=EN_TOKENS))
 
         def sentence():
             result = auto.model.inference([clip], **kwargs)

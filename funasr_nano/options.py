@@ -139,6 +139,9 @@ class TranscribeOptions:
 
 SUPPORTED_PAIRS = (("zh", "en"),)
 TRANSLATION_MODES = ("unified", "cascade")
+# A translation's decoding by default: a sentence or VAD segment of translated text needs fewer tokens than
+# FunASR's 512.
+TRANSLATION_DECODING = DecodingOptions(max_new_tokens=256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,25 +154,24 @@ class TranslationOptions:
         mode: ``"unified"``: the speech LLM translates in one pass (a model or LoRA adapter trained for
             the ``translate`` task); ``"cascade"``: transcribe, then a text translator translates each
             sentence.
-        max_new_tokens: cap on tokens the speech model generates per VAD segment, and a cascade
-            translator per sentence (or segment).
-        temperature: 0 = greedy decoding; > 0 samples.
         stream_by_sentence: translate sentence by sentence (lowest latency); ``False`` translates each
             VAD segment whole (more context per translation, later first output).
         vad_options: how long audio is cut at pauses.
         overlap: cascade: translate sentence i in a thread of its own while the speech model decodes
             sentence i + 1 (same events and text as without; faster only where the CPU has cores to spare
             for both passes).
+        decoding: how the speech model's LLM generates; its ``max_new_tokens`` (256 here) also caps the
+            tokens a cascade translator generates per sentence (or segment), and its ``temperature`` is the
+            translator's too.
     """
 
     source_language: str = "zh"
     target_language: str = "en"
     mode: str = "unified"
-    max_new_tokens: int = 256
-    temperature: float = 0.0
     stream_by_sentence: bool = True
     vad_options: VadOptions = dataclasses.field(default_factory=VadOptions)
     overlap: bool = False
+    decoding: DecodingOptions = dataclasses.field(default_factory=lambda: TRANSLATION_DECODING)
 
     def __post_init__(self):
         from .errors import UnsupportedLanguageError
@@ -180,15 +182,9 @@ class TranslationOptions:
             raise UnsupportedLanguageError(
                 f"translation {pair[0]}->{pair[1]} is not supported; supported: {supported}")
         check_choice("mode", self.mode, TRANSLATION_MODES)
-        check_integer("max_new_tokens", self.max_new_tokens, 1)
-        check_number("temperature", self.temperature, 0.0)
         check_instance("vad_options", self.vad_options, VadOptions)
         check_switch("overlap", self.overlap)
-
-    @property
-    def decoding(self) -> DecodingOptions:
-        """The speech model's decoding options for this translation."""
-        return DecodingOptions(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+        check_instance("decoding", self.decoding, DecodingOptions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,8 +291,8 @@ def _field_names(cls) -> set[str]:
 def resolve(cls: type[Options], options: Any = None, overrides: Mapping[str, Any] | None = None) -> Options:
     """``options`` (an instance of ``cls``, ``None`` for the defaults, or, for
     :class:`TranscribeOptions`, a :class:`DecodingOptions` taken as its ``decoding``) with the keyword
-    ``overrides`` applied. For :class:`TranscribeOptions`, the fields of its ``decoding``
-    (``max_new_tokens``, ``num_beams``, ``temperature``, ...) may be overridden by name too.
+    ``overrides`` applied. For :class:`TranscribeOptions` and :class:`TranslationOptions`, the fields of
+    their ``decoding`` (``max_new_tokens``, ``num_beams``, ``temperature``, ...) may be overridden by name too.
 
     Raises:
         TypeError: an override that is not a field (named, as for any unexpected keyword argument),
@@ -312,7 +308,7 @@ def resolve(cls: type[Options], options: Any = None, overrides: Mapping[str, Any
         raise TypeError(f"options must be a {cls.__name__}, not {type(options).__name__}")
     own = _field_names(cls)
     nested = {}
-    if cls is TranscribeOptions:
+    if cls in (TranscribeOptions, TranslationOptions):
         decoding_fields = _field_names(DecodingOptions)
         nested = {key: overrides.pop(key) for key in list(overrides) if key in decoding_fields and key not in own}
     unknown = sorted(set(overrides) - own)

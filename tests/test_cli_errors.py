@@ -240,11 +240,29 @@ def test_flags_come_from_the_dataclasses():
                                         decoding=DecodingOptions(temperature=0.7))
     assert options_from_args(TranscribeOptions, parser.parse_args(["transcribe", "x.wav"])) == TranscribeOptions()
     args = parser.parse_args(["translate", "x.wav", "--by-segment", "--temperature", "0.2", "--mode", "cascade"])
-    assert options_from_args(TranslationOptions, args) == TranslationOptions(stream_by_sentence=False, temperature=0.2,
-                                                                            mode="cascade")
+    assert options_from_args(TranslationOptions, args) == TranslationOptions(
+        stream_by_sentence=False, mode="cascade", decoding=dataclasses.replace(TranslationOptions().decoding, temperature=0.2))
     assert "exit status" in parser.format_help()
     with pytest.raises(SystemExit):
         parser.parse_args(["transcribe", "--help"])
+
+
+def test_translation_decoding_keeps_its_own_defaults(capsys):
+    """TranslationOptions holds a DecodingOptions whose default differs from DecodingOptions() (256 tokens, not
+    512): the flags, their --help and overrides by field name start from it."""
+    from funasr_nano.options import resolve
+
+    parser = build_parser()
+    assert TranslationOptions().decoding.max_new_tokens == 256
+    assert options_from_args(TranslationOptions, parser.parse_args(["translate", "x.wav"])) == TranslationOptions()
+    given = options_from_args(TranslationOptions, parser.parse_args(["translate", "x.wav", "--max-new-tokens", "12"]))
+    assert given.decoding == dataclasses.replace(TranslationOptions().decoding, max_new_tokens=12)
+    assert resolve(TranslationOptions, None, {"temperature": 0.5, "mode": "cascade"}) == TranslationOptions(
+        mode="cascade", decoding=dataclasses.replace(TranslationOptions().decoding, temperature=0.5))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["translate", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"--max-new-tokens N [^-]*\(default: 256\)", shown), shown
 
 
 def test_a_new_field_needs_no_second_definition():

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from funasr_nano import TranslationOptions, TranslatorError, load_model
+from funasr_nano import DecodingOptions, TranslationOptions, TranslatorError, load_model
 from funasr_nano.cli.main import main
 from funasr_nano.export.gguf_folder import export_gguf
 from funasr_nano.pipeline.llamacpp_translator import LlamaCppChatTranslator
@@ -22,7 +22,7 @@ from funasr_nano.testing.tiny_chat import write_tiny_chat_llm
 
 from .training_data import one_thread  # noqa: F401 - autouse fixture
 
-OPTIONS = TranslationOptions(mode="cascade", max_new_tokens=20)
+OPTIONS = TranslationOptions(mode="cascade", decoding=DecodingOptions(max_new_tokens=20))
 TEXTS = ("今天天气很好。", "欢迎来到滨海新区，10点见。", "Hello, how are you?")
 
 
@@ -63,9 +63,9 @@ def test_the_gguf_chat_template_is_used_with_thinking_off(pair):
 def test_sampling_streaming_and_cancellation(pair):
     _, gguf = pair
     greedy = gguf.tokens(TEXTS[0], OPTIONS)
-    hot = dataclasses.replace(OPTIONS, temperature=5.0)
+    hot = dataclasses.replace(OPTIONS, decoding=dataclasses.replace(OPTIONS.decoding, temperature=5.0))
     sampled = [gguf.tokens(TEXTS[0], hot) for _ in range(3)]
-    assert all(0 < len(s) <= OPTIONS.max_new_tokens for s in sampled) and any(s != greedy for s in sampled)
+    assert all(0 < len(s) <= OPTIONS.decoding.max_new_tokens for s in sampled) and any(s != greedy for s in sampled)
     # streaming: the growing translation, ending with the whole one
     items = list(gguf.stream(TEXTS[1], OPTIONS))
     assert len(items) > 3 and items[-1] == gguf.translate(TEXTS[1], OPTIONS)

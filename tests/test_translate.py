@@ -17,14 +17,14 @@ import torch
 from funasr_nano import UnsupportedLanguageError, load_model
 from funasr_nano.results import join_texts
 from funasr_nano.testing.tiny import build_tokenizer
-from funasr_nano import TranslationOptions, TranslatorError
+from funasr_nano import DecodingOptions, TranslationOptions, TranslatorError
 from funasr_nano.pipeline.translate import (PartialTranscript, SentenceTranslated, SourceSentence, TranslationFinished,
                                             split_sentences, translate, translate_stream)
 from funasr_nano.pipeline.translators import ChatLMTranslator, load_translator
 
 from .conftest import shared_file, write_translating_checkpoint
 
-CONFIG = TranslationOptions(max_new_tokens=12)
+CONFIG = TranslationOptions(decoding=DecodingOptions(max_new_tokens=12))
 
 
 def squash(text: str) -> str:
@@ -115,7 +115,7 @@ def test_cascade_with_a_tiny_text_llm(model, chat_lm, three_sentences):
     starts = [s.start for s in result.segments]
     assert starts == sorted(starts) and all(0 <= s.start < s.end <= result.duration for s in result.segments)
     # the source text is the transcript of the same VAD segments
-    transcript = model.transcribe(three_sentences, vad=True, max_new_tokens=CONFIG.max_new_tokens)
+    transcript = model.transcribe(three_sentences, vad=True, max_new_tokens=CONFIG.decoding.max_new_tokens)
     assert len(transcript.segments) == 3
     assert squash(result.source_text) == squash(transcript.text)
     assert result.text == join_texts(s.text for s in result.segments)

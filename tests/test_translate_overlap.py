@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from funasr_nano import TranslationOptions, load_model
+from funasr_nano import DecodingOptions, TranslationOptions, load_model
 from funasr_nano.audio.io import load_audio
 from funasr_nano.cli.main import main
 from funasr_nano.engines.base import Engine
@@ -24,7 +24,7 @@ from funasr_nano.testing.tiny_chat import write_tiny_chat_llm
 from .conftest import ROOT
 from .training_data import one_thread  # noqa: F401 - autouse fixture
 
-OPTIONS = TranslationOptions(mode="cascade", max_new_tokens=20)
+OPTIONS = TranslationOptions(mode="cascade", decoding=DecodingOptions(max_new_tokens=20))
 CLIPS = sorted((ROOT / "tests" / "data" / "demo_heldout").glob("*.flac"))
 
 
@@ -173,5 +173,5 @@ def test_closing_the_stream_stops_both_passes(pair):
     assert all(c["end"] is not None and c["end"] <= closed + took for c in engine.calls + slow.calls)
     full_translation = translator.tokens(source.text, options)
     assert len(slow.calls) == 1 and slow.calls[0]["tokens"] < len(full_translation), "the translation went on"
-    second = speech.transcribe(audio, vad=True, max_new_tokens=options.max_new_tokens).segments[1]
+    second = speech.transcribe(audio, vad=True, max_new_tokens=options.decoding.max_new_tokens).segments[1]
     assert engine.calls[1]["tokens"] < len(second.tokens), "the speech pass of sentence 1 went on"

@@ -95,11 +95,13 @@ def _help(text: str, default: Any, show_default: bool) -> str:
 
 
 def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
-                     exclude: tuple[str, ...] = ()) -> None:
+                     exclude: tuple[str, ...] = (), defaults: Any = None) -> None:
     """Add one flag per field of the option dataclass ``cls`` (nested dataclasses recursively, in a
     group each; fields named in ``exclude`` left out) to ``parser``. The flag's destination is the field's dotted path
     (``decoding.max_new_tokens``); its default is :data:`argparse.SUPPRESS`, so the dataclass's own
-    default applies when the flag is absent.
+    default applies when the flag is absent. ``defaults``: the instance whose values ``--help`` shows
+    (default: the field defaults of ``cls``; a nested dataclass shows its outer field's default,
+    ``TranslationOptions().decoding``).
 
     Raises:
         TypeError: a field whose annotation has no command-line form (a programming error: extend this
@@ -110,11 +112,12 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "
     for field in dataclasses.fields(cls):
         if field.name in exclude:
             continue
-        hint, default, key = hints[field.name], _default(field), f"{cls.__name__}.{field.name}"
+        hint, key = hints[field.name], f"{cls.__name__}.{field.name}"
+        default = getattr(defaults, field.name) if defaults is not None else _default(field)
         dest = prefix + field.name
         if dataclasses.is_dataclass(hint):
             title = GROUP_TITLES.get(hint.__name__, hint.__name__)
-            add_option_flags(parser.add_argument_group(title), hint, dest + ".")
+            add_option_flags(parser.add_argument_group(title), hint, dest + ".", defaults=default)
             continue
         name = _flag_name(field, hint, key)
         aliases = [f"--{alias}" for alias in ALIASES.get(key, ())]
@@ -192,9 +195,10 @@ def naming_flags(error: Exception, cls: type) -> Exception:
     return renamed
 
 
-def options_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:
+def options_from_args(cls: type, args: argparse.Namespace, prefix: str = "", base: Any = None) -> Any:
     """The option dataclass ``cls`` from flags added by :func:`add_option_flags`: given flags set
-    their field, absent ones keep the dataclass's default; lists become tuples.
+    their field, absent ones keep the dataclass's default (``base``'s value when given: a nested
+    dataclass starts from its outer field's default, ``TranslationOptions().decoding``); lists become tuples.
 
     Raises:
         InvalidOptionError: a value the dataclass refuses (from its validation; the message starts
@@ -205,12 +209,13 @@ def options_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> 
     for field in dataclasses.fields(cls):
         dest = prefix + field.name
         if dataclasses.is_dataclass(hints[field.name]):
-            values[field.name] = options_from_args(hints[field.name], args, dest + ".")
+            inner = getattr(base, field.name) if base is not None else _default(field)
+            values[field.name] = options_from_args(hints[field.name], args, dest + ".", base=inner)
         elif hasattr(args, dest):
             value = getattr(args, dest)
             values[field.name] = tuple(value) if isinstance(value, list) else value
     try:
-        return cls(**values)
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)
     except (InvalidOptionError, UnsupportedLanguageError) as error:
         raise naming_flags(error, cls) from None
 

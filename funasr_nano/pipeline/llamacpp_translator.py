@@ -90,7 +90,7 @@ class LlamaCppChatTranslator:
     @staticmethod
     def _decoding(options: TranslationOptions) -> DecodingOptions:
         # as transformers' generate in ChatLMTranslator: no repetition guard
-        return DecodingOptions(max_new_tokens=options.max_new_tokens, temperature=options.temperature,
+        return DecodingOptions(max_new_tokens=options.decoding.max_new_tokens, temperature=options.decoding.temperature,
                                repetition_guard=False)
 
     def tokens(self, text: str, options: TranslationOptions, *, on_token: OnToken | None = None,

@@ -72,7 +72,7 @@ def _stopping(cancel: threading.Event | None) -> dict:
 
 def _sampling(options: TranslationOptions) -> dict:
     """``generate`` arguments for ``options.temperature`` (0 = greedy)."""
-    return dict(do_sample=True, temperature=options.temperature) if options.temperature > 0 else dict(do_sample=False)
+    return dict(do_sample=True, temperature=options.decoding.temperature) if options.decoding.temperature > 0 else dict(do_sample=False)
 
 
 class ChatLMTranslator:
@@ -106,7 +106,7 @@ class ChatLMTranslator:
         ids = self.tokenizer(self.prompt(text, options), return_tensors="pt", add_special_tokens=False)
         ids = ids.to(self.model.device)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        output = self.model.generate(**ids, max_new_tokens=options.max_new_tokens, pad_token_id=pad,
+        output = self.model.generate(**ids, max_new_tokens=options.decoding.max_new_tokens, pad_token_id=pad,
                                      **_sampling(options), **_stopping(cancel))
         generated = output[0, ids["input_ids"].shape[1]:].tolist()
         stops = self.model.generation_config.eos_token_id
@@ -141,7 +141,7 @@ class Seq2SeqTranslator:
             self.tokenizer.src_lang = NLLB_CODES[options.source_language]
             kwargs["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(NLLB_CODES[options.target_language])
         inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
-        output = self.model.generate(**inputs, max_new_tokens=options.max_new_tokens, **kwargs, **_sampling(options))
+        output = self.model.generate(**inputs, max_new_tokens=options.decoding.max_new_tokens, **kwargs, **_sampling(options))
         return clean_output(self.tokenizer.decode(output[0], skip_special_tokens=True))
 
 

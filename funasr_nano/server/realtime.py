@@ -257,10 +257,10 @@ class RealtimeConnection:
 
     def _translate_sentence(self, sentence: str) -> str:
         """Cascade: one source sentence in English (in the thread pool; stops when the client goes away)."""
-        from ..options import TranslationOptions
+        from ..options import TranslationOptions, resolve
         from ..pipeline.translators import translate_text
 
-        options = TranslationOptions(mode="cascade", temperature=self.config.options.decoding.temperature)
+        options = resolve(TranslationOptions, None, {"mode": "cascade", "temperature": self.config.options.decoding.temperature})
         with request_context(self.context):
             if self.context.cancel.is_set():
                 raise RequestCancelled(self.context.name)

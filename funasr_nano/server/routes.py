@@ -379,7 +379,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
                 text=translation.text, tokens=(), language=options.target_language, duration=translation.duration,
                 segments=tuple(Segment(s.start, s.end, s.text, ()) for s in translation.segments))
             body, media_type = formats.render(result, response_format, task="translate",
-                                              temperature=options.temperature)
+                                              temperature=options.decoding.temperature)
             state.metrics.audio_seconds.labels(request.url.path).inc(translation.duration)
             state.served(time.perf_counter() - began)
             return Response(body, media_type=media_type)
