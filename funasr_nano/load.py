@@ -1,20 +1,14 @@
 """Loading: a checkpoint folder -> its model family -> an engine -> a :class:`SpeechModel`.
 
-The family is recognised from the folder's files: Fun-ASR-Nano (official, transformers or GGUF layout) or
-Qwen3-ASR (official or transformers layout, ``config.json`` with ``model_type: qwen3_asr``). The engine:
-``engine=None`` (the default) picks llama.cpp for a folder in the GGUF layout
-(``funasr-nano export gguf``) and transformers otherwise; ``engine="llama.cpp"`` on a folder without a
-GGUF, or ``"transformers"`` on one whose LLM exists only as GGUF, is an error that says what to do.
-Devices, dtypes and engines are checked here, before any weights are read, so a bad value is one
-clear error.
-
-A Fun-ASR-Nano GGUF-layout folder with its ONNX audio encoder (``audio.onnx``, written by ``funasr-nano
-export gguf``) loads on the light runtime (:mod:`funasr_nano.models.fun_asr_nano.light`): onnxruntime,
-llama.cpp and `tokenizers`, without importing torch or transformers. The torch encoder
-(``audio.safetensors``) runs instead when asked for what only torch does: ``encoder_precision="bf16"``, a
-device other than the CPU, a peft LoRA folder. A Qwen3-ASR GGUF-layout folder with its ONNX audio tower
-loads on the light runtime too (:mod:`funasr_nano.models.qwen3_asr.light`; fp32 or int8 tower), else its
-torch audio tower.
+The family is the one of the registry (:mod:`funasr_nano.models.registry`) that recognises the folder's
+files (Fun-ASR-Nano, Qwen3-ASR, or a family registered at run time); its hooks
+(:class:`funasr_nano.models.family.Family`) load the model on the light runtime (onnxruntime + llama.cpp, no
+torch: a GGUF-layout folder from ``funasr-nano export gguf`` with its ONNX audio files, on the CPU) or in
+torch, and say which options and engines it takes. This module holds no family branches: it checks the
+common options (device, dtype, engine, threads) before any weights are read, refuses an option the
+family does not declare, picks the engine (``engine=None``: llama.cpp for a GGUF-layout folder, transformers
+otherwise; ``engine="llama.cpp"`` on a folder without a GGUF, or ``"transformers"`` on one whose LLM exists
+only as GGUF, is an error that says what to do), builds it, and assembles the :class:`SpeechModel`.
 """
 
 from __future__ import annotations
@@ -24,6 +18,8 @@ import os
 from typing import TYPE_CHECKING, Mapping
 
 from .errors import CheckpointError, InvalidOptionError, MissingDependencyError
+from .models import registry
+from .models.family import ENGINES, Family, FamilyParts, LoadRequest, resolve_hook
 from .models.fun_asr_nano.demo import DEFAULT_LIGHT_MODEL, DEFAULT_MODEL  # the embedded demo model, both layouts
 from .pipeline.speech_model import SpeechModel
 
@@ -35,9 +31,6 @@ logger = logging.getLogger(__name__)
 # dtype names -> torch dtype attribute names (torch is imported only when a torch model is built)
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}
-ENGINES = ("transformers", "llama.cpp", "vllm")
-GGUF_LORA_NEEDS_LLAMA_CPP = ("a GGUF LoRA file runs on the llama.cpp engine (a GGUF-layout folder); the transformers "
-                             "engine takes the peft adapter folder")
 MERGE_FIRST_VLLM = "the vllm engine runs merged weights: merge the LoRA adapter first (funasr-nano lora merge)"
 
 
@@ -120,112 +113,101 @@ def _check_engine(engine: str | None, llm_gguf: str | None, path: str) -> str:
     return engine
 
 
-def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str, str] | None = None, *,
-                    n_threads: int | None = None, encoder_precision: str = "fp32") -> SpeechModel:
-    """A :class:`SpeechModel` for an already loaded Fun-ASR-Nano ``checkpoint``
-    (:class:`funasr_nano.models.fun_asr_nano.checkpoint.LoadedCheckpoint`); ``engine`` as
-    :func:`load_model`."""
-    from .models.fun_asr_nano.model import FunAsrNanoModel
+def _engine_for(family: Family, engine: str | None, path: str):
+    """``llm_gguf -> engine`` for :attr:`LoadRequest.engine_for`: :func:`_check_engine`, then the family's
+    engines (another is refused with the family's reason)."""
 
-    engine = _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
-    family = FunAsrNanoModel(checkpoint, encoder_precision)
+    def engine_for(llm_gguf: str | None) -> str:
+        resolved = _check_engine(engine, llm_gguf, path)
+        if resolved not in family.engines:
+            raise InvalidOptionError(f"{path}: {family.engine_refusal}")
+        return resolved
+
+    return engine_for
+
+
+def _refuse_undeclared(family: Family, options: Mapping[str, object], model: str,
+                       allowed: tuple[str, ...] = ()) -> None:
+    """Refuse each given option ``family`` does not declare, with the message of the family that declares it.
+
+    Raises:
+        InvalidOptionError: the first option ``family`` does not take.
+    """
+    for name, value in options.items():
+        if name in family.option_names or name in allowed:
+            continue
+        declared = next((option for other in registry.families() for option in other.options if option.name == name),
+                        None)
+        if declared is None:
+            raise InvalidOptionError(f"{name} does not apply to {family.title} models ({model})")
+        raise InvalidOptionError(declared.refusal.format(family=family.title, model=model, value=os.fspath(value)
+                                                         if isinstance(value, os.PathLike) else value))
+
+
+def _speech_model(family: Family, parts: FamilyParts, engine: str, n_threads: int | None) -> SpeechModel:
+    """The engine for ``parts`` (``engine`` resolved), and the :class:`SpeechModel` of both."""
+    model = parts.model
+    adapters = dict(parts.adapters)
     if engine == "llama.cpp":
-        from .engines.llamacpp import LlamaCppEngine
-
-        decoder = _llama_cpp_engine(checkpoint, family, adapters or {}, n_threads)
+        if family.check_llm_gguf is not None:  # before llama.cpp reads the file
+            resolve_hook(family.check_llm_gguf)(parts.llm_gguf, model)
+        decoder = _llama_cpp_engine(parts, n_threads)
     elif engine == "vllm":
         from .engines.vllm import vllm_engine_for
 
         if adapters:
             raise InvalidOptionError(MERGE_FIRST_VLLM)
-        decoder = vllm_engine_for(family.llm, family.tokenizer, family.stop_token_ids, n_threads=n_threads)
+        decoder = vllm_engine_for(model.llm, model.tokenizer, model.stop_token_ids, n_threads=n_threads)
     else:
         from .engines.transformers import TransformersEngine
 
-        decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
-    return SpeechModel(family, decoder, adapters)
+        decoder = TransformersEngine(model.llm, model.stop_token_ids, pad_token_id=model.tokenizer.pad_token_id)
+    return SpeechModel(model, decoder, adapters)
 
 
-def _llama_cpp_engine(checkpoint, family, adapters: Mapping[str, str], n_threads: int | None):
-    """The llama.cpp engine of a GGUF-layout checkpoint with LoRA ``adapters`` (``{name: GGUF LoRA file or
-    peft folder}``); a peft folder is converted to a temporary GGUF LoRA first
-    (:func:`funasr_nano.export.gguf_lora.write_lora_gguf`; llama.cpp copies an adapter's tensors when it
-    loads it, so the file is removed right after)."""
+def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str, str] | None = None, *,
+                    n_threads: int | None = None, encoder_precision: str = "fp32", **options) -> SpeechModel:
+    """A :class:`SpeechModel` for a checkpoint already loaded by its family's loader (e.g.
+    :func:`funasr_nano.models.fun_asr_nano.checkpoint.load_checkpoint`); the family is the one that
+    recognises ``checkpoint.path``. ``engine`` and ``encoder_precision`` as :func:`load_model`; ``adapters``:
+    LoRA adapters ``{name: folder or GGUF LoRA file}`` (loaded into the LLM already for the transformers
+    engine); ``options``: what the family's ``from_checkpoint`` hook takes (e.g. Qwen3-ASR's
+    ``encoder_attention``, ``llm_gguf``, a loaded ``aligner``).
+
+    Raises:
+        InvalidOptionError: an option the family does not take, an engine it cannot run.
+    """
+    path = os.fspath(checkpoint.path)
+    family = registry.family_for(path)
+    if adapters is not None:
+        options["lora"] = adapters
+    options = {name: value for name, value in options.items() if value is not None}
+    _refuse_undeclared(family, options, path, family.checkpoint_options)
+    engine_for = _engine_for(family, engine, path)
+    request = LoadRequest(path, engine_for, engine=engine, n_threads=n_threads, encoder_precision=encoder_precision,
+                          options=options)
+    parts = family.from_checkpoint(checkpoint, request)
+    return _speech_model(family, parts, engine_for(parts.llm_gguf), n_threads)
+
+
+def _llama_cpp_engine(parts: FamilyParts, n_threads: int | None):
+    """The llama.cpp engine of ``parts.llm_gguf`` with its LoRA adapters (``{name: GGUF LoRA file or peft
+    folder}``); a peft folder is converted to a temporary GGUF LoRA first
+    (:func:`funasr_nano.export.gguf_lora.write_lora_gguf`, with ``parts.lora_config``; llama.cpp copies an
+    adapter's tensors when it loads it, so the file is removed right after)."""
     import tempfile
 
     from .engines.llamacpp import LlamaCppEngine
 
     with tempfile.TemporaryDirectory(prefix="funasr-nano-lora-") as tmp:
         files = {}
-        for name, source in adapters.items():
+        for name, source in parts.adapters.items():
             if os.path.isdir(source):
                 from .export.gguf_lora import write_lora_gguf
 
-                source = write_lora_gguf(source, checkpoint.model.config.text_config, os.path.join(tmp, f"{name}.gguf"))
+                source = write_lora_gguf(source, parts.lora_config, os.path.join(tmp, f"{name}.gguf"))
             files[name] = source
-        return LlamaCppEngine(checkpoint.llm_gguf, family.stop_token_ids, n_threads=n_threads, lora_adapters=files)
-
-
-QWEN3_ASR_NO_VLLM = ("the vllm engine runs Fun-ASR-Nano models only (not yet tested with Qwen3-ASR's "
-                     "multimodal RoPE); use the transformers or llama.cpp engine")
-
-
-def from_qwen3_asr_checkpoint(checkpoint, engine: str | None = None, *, n_threads: int | None = None,
-                              encoder_attention: str = "windowed", llm_gguf: str | None = None,
-                              aligner=None) -> SpeechModel:
-    """A :class:`SpeechModel` for an already loaded Qwen3-ASR ``checkpoint``
-    (:class:`funasr_nano.models.qwen3_asr.checkpoint.LoadedCheckpoint`); ``engine`` as :func:`load_model`;
-    ``encoder_attention`` as :class:`funasr_nano.models.qwen3_asr.model.Qwen3AsrModel`; ``llm_gguf``: the
-    thinker's GGUF file of a GGUF-layout folder (:mod:`funasr_nano.models.qwen3_asr.gguf_layout`), which
-    the llama.cpp engine runs; ``aligner``: a loaded Qwen3-ForcedAligner
-    (:class:`funasr_nano.models.qwen3_asr.aligner.ForcedAligner`) for word timestamps."""
-    from .models.qwen3_asr.model import Qwen3AsrModel
-
-    engine = _check_engine(engine, llm_gguf, checkpoint.path)
-    if engine == "vllm":
-        raise InvalidOptionError(f"{checkpoint.path}: {QWEN3_ASR_NO_VLLM}")
-    family = Qwen3AsrModel(checkpoint, encoder_attention, aligner=aligner)
-    if engine == "llama.cpp":
-        from .engines.llamacpp import LlamaCppEngine
-
-        decoder = LlamaCppEngine(llm_gguf, family.stop_token_ids, n_threads=n_threads)
-    else:
-        from .engines.transformers import TransformersEngine
-
-        decoder = TransformersEngine(family.llm, family.stop_token_ids, pad_token_id=family.tokenizer.pad_token_id)
-    return SpeechModel(family, decoder)
-
-
-def _load_qwen3_asr(path: str, device: "torch.device", dtype: "torch.dtype", *, engine: str | None,
-                    n_threads: int | None, encoder_precision: str, use_low_frame_rate: bool | None,
-                    lora, aligner: str | None = None) -> SpeechModel:
-    """Qwen3-ASR (official, transformers or GGUF layout): options that belong to Fun-ASR-Nano are refused."""
-    from .models.qwen3_asr.checkpoint import load_checkpoint
-
-    if encoder_precision != "fp32":
-        raise InvalidOptionError(f"encoder_precision={encoder_precision!r}: Qwen3-ASR's torch encoder runs in fp32 "
-                                 "only (int8 runs on the light runtime: a GGUF-layout folder from funasr-nano export "
-                                 "gguf, with audio-int8.onnx)")
-    if use_low_frame_rate is not None:
-        raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
-    if lora is not None:
-        raise InvalidOptionError("LoRA adapters are not supported for Qwen3-ASR")
-    from .models.qwen3_asr.gguf_layout import gguf_path, load_gguf_folder
-
-    llm_gguf = gguf_path(path)  # None unless the folder is in the GGUF layout (funasr-nano export gguf)
-    if _check_engine(engine, llm_gguf, path) == "vllm":  # before reading the weights
-        raise InvalidOptionError(f"{path}: {QWEN3_ASR_NO_VLLM}")
-    # before the speech model: a wrong aligner folder is one quick error
-    loaded_aligner = None if aligner is None else load_aligner(aligner, device=device, dtype=dtype)
-    if llm_gguf is not None:
-        from .export.thinker_file import check_thinker_gguf
-
-        checkpoint, llm_gguf = load_gguf_folder(path, device=device)
-        check_thinker_gguf(llm_gguf, checkpoint.mrope_section)  # the file's M-RoPE sections are the config's
-    else:
-        checkpoint = load_checkpoint(path, device=device, dtype=dtype)
-    return from_qwen3_asr_checkpoint(checkpoint, engine, n_threads=n_threads, llm_gguf=llm_gguf,
-                                     aligner=loaded_aligner)
+        return LlamaCppEngine(parts.llm_gguf, parts.model.stop_token_ids, n_threads=n_threads, lora_adapters=files)
 
 
 def load_aligner(path: str | os.PathLike, device: "str | torch.device" = "cpu", dtype: "str | torch.dtype" = "fp32"):
@@ -239,27 +221,9 @@ def load_aligner(path: str | os.PathLike, device: "str | torch.device" = "cpu", 
         MissingDependencyError: torch or transformers is not installed.
     """
     require_torch("Qwen3-ForcedAligner")
-    from .models.qwen3_asr.aligner import ForcedAligner
-    from .models.qwen3_asr.aligner_checkpoint import load_aligner as load_aligner_checkpoint
+    from .models.qwen3_asr.family import load_forced_aligner
 
-    return ForcedAligner(load_aligner_checkpoint(path, device=resolve_device(device), dtype=resolve_dtype(dtype)))
-
-
-def _check_aligner_target(path, aligner) -> None:
-    """``aligner=`` is for Qwen3-ASR folders only (checked before anything is loaded).
-
-    Raises:
-        InvalidOptionError: another model, or a path that is no string.
-    """
-    if not isinstance(aligner, (str, os.PathLike)) or not os.fspath(aligner):
-        raise InvalidOptionError(f"aligner must be a Qwen3-ForcedAligner folder, got {aligner!r}")
-    require_torch("Qwen3-ForcedAligner (aligner=)")
-    from .models.qwen3_asr.checkpoint import is_qwen3_asr_folder
-
-    if path is None or not is_qwen3_asr_folder(os.fspath(path)):
-        raise InvalidOptionError(f"aligner={os.fspath(aligner)}: Qwen3-ForcedAligner times the words of Qwen3-ASR "
-                                 f"models; {path or 'the embedded demo model'} is not one (Fun-ASR-Nano's word "
-                                 "timestamps come from its CTC head)")
+    return load_forced_aligner(path, resolve_device(device), resolve_dtype(dtype))
 
 
 def _light_runtime_installed() -> bool:
@@ -269,67 +233,23 @@ def _light_runtime_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "llama_cpp"))
 
 
-def _light_model(path: str, device, dtype, *, engine: str | None, n_threads: int | None, encoder_precision: str,
-                 use_low_frame_rate: bool | None, lora) -> SpeechModel | None:
-    """The model on the light runtime when ``path`` is a Fun-ASR-Nano GGUF-layout folder with the ONNX
-    audio file for ``encoder_precision`` and nothing asked needs torch; else ``None`` (the torch path
-    decides, and raises what is wrong). A Qwen3-ASR GGUF-layout folder with its ONNX audio tower runs
-    light too (:func:`_light_qwen3_asr`)."""
-    from .models.fun_asr_nano.light import light_folder
-
-    qwen3_asr = _light_qwen3_asr(path, device, dtype, engine=engine, n_threads=n_threads,
-                                 encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
-    if qwen3_asr is not None:
-        return qwen3_asr
-
-    llm_gguf = light_folder(path, encoder_precision)
-    if llm_gguf is None:
+def _light_parts(family: Family, request: LoadRequest) -> FamilyParts | None:
+    """The family's light-runtime model when it has one and nothing asked needs torch (the CPU, fp32, the
+    llama.cpp or the default engine), else ``None`` (the torch path decides, and raises what is wrong)."""
+    if family.load_light is None or str(request.device) != "cpu" or request.engine not in (None, "llama.cpp") \
+            or str(request.dtype) not in ("fp32", "float32", "torch.float32"):
         return None
-    if str(device) != "cpu" or engine not in (None, "llama.cpp") or str(dtype) not in ("fp32", "float32", "torch.float32"):
-        return None
-    adapters = {}
-    if lora is not None:
-        # as funasr_nano.models.lora.parse_lora_argument (that module needs torch)
-        adapters = ({"default": os.fspath(lora)} if isinstance(lora, (str, os.PathLike))
-                    else {str(name): os.fspath(file) for name, file in dict(lora).items()})
-        if not all(os.path.isfile(file) and str(file).endswith(".gguf") for file in adapters.values()):
-            return None  # a peft folder is converted with torch first
-        from .models.fun_asr_nano.prompt import get_task
-
-        for name in adapters:
-            if name != "default":
-                get_task(name)
-    from .engines.llamacpp import LlamaCppEngine
-    from .models.fun_asr_nano.light import LightFunAsrNanoModel
-
-    family = LightFunAsrNanoModel(path, encoder_precision, n_threads=n_threads, use_low_frame_rate=use_low_frame_rate)
-    engine = LlamaCppEngine(llm_gguf, family.stop_token_ids, n_threads=n_threads,
-                            lora_adapters=adapters)
-    return SpeechModel(family, engine, adapters)
+    return family.load_light(request)
 
 
-def _light_qwen3_asr(path: str, device, dtype, *, engine: str | None, n_threads: int | None,
-                     encoder_precision: str, use_low_frame_rate: bool | None, lora) -> SpeechModel | None:
-    """Qwen3-ASR on the light runtime (:class:`funasr_nano.models.qwen3_asr.light.LightQwen3AsrModel`) when
-    ``path`` is its GGUF-layout folder with the ONNX audio file for ``encoder_precision`` (fp32 or int8) on
-    the CPU; else ``None``. Fun-ASR-Nano's options are refused as on the torch path."""
-    from .models.qwen3_asr.light import light_folder
-
-    llm_gguf = light_folder(path, encoder_precision)
-    if llm_gguf is None or str(device) != "cpu" or engine not in (None, "llama.cpp") \
-            or str(dtype) not in ("fp32", "float32", "torch.float32"):
-        return None
-    if use_low_frame_rate is not None:
-        raise InvalidOptionError("use_low_frame_rate is a Fun-ASR-Nano setting; Qwen3-ASR has no such option")
-    if lora is not None:
-        raise InvalidOptionError("LoRA adapters are not supported for Qwen3-ASR")
-    from .engines.llamacpp import LlamaCppEngine
-    from .export.thinker_file import check_thinker_gguf
-    from .models.qwen3_asr.light import LightQwen3AsrModel
-
-    family = LightQwen3AsrModel(path, encoder_precision, n_threads=n_threads)
-    check_thinker_gguf(family.llm_gguf, family.mrope_section)  # the file's M-RoPE sections are the config's
-    return SpeechModel(family, LlamaCppEngine(family.llm_gguf, family.stop_token_ids, n_threads=n_threads))
+def _family_of(path: str, options: Mapping[str, object], model: str) -> Family:
+    """The family of ``path``, once the options it does not take are refused and those it takes checked."""
+    family = registry.family_for(path)
+    _refuse_undeclared(family, options, model)
+    for option in family.options:
+        if option.name in options and option.check is not None:
+            option.check(options[option.name])
+    return family
 
 
 def load_model(
@@ -389,58 +309,36 @@ def load_model(
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
         raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
-    if aligner is not None:
-        _check_aligner_target(path, aligner)
-    if path is None and _light_runtime_installed() and os.path.isdir(DEFAULT_LIGHT_MODEL):
-        light = _light_model(DEFAULT_LIGHT_MODEL, device, dtype, engine=engine, n_threads=n_threads,
-                             encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
-        if light is not None:
-            return light
-    if path is None:
+    options = {name: value for name, value in (("use_low_frame_rate", use_low_frame_rate), ("lora", lora),
+                                               ("aligner", aligner)) if value is not None}
+    demo = path is None
+    model = "the embedded demo model" if demo else os.fspath(path)
+    if demo and _light_runtime_installed() and os.path.isdir(DEFAULT_LIGHT_MODEL):
+        family = _family_of(DEFAULT_LIGHT_MODEL, options, model)
+        request = LoadRequest(DEFAULT_LIGHT_MODEL, _engine_for(family, engine, DEFAULT_LIGHT_MODEL), device, dtype,
+                              engine, n_threads, encoder_precision, options)
+        parts = _light_parts(family, request)
+        if parts is not None:
+            return _speech_model(family, parts, request.engine_for(parts.llm_gguf), n_threads)
+    if demo:
         path = DEFAULT_MODEL
         if not os.path.isdir(path):
             raise CheckpointError(f"the embedded demo model is missing ({path}); reinstall funasr-nano or pass a "
                                   "checkpoint folder (e.g. Fun-ASR-Nano-2512)")
-    light = _light_model(os.fspath(path), device, dtype, engine=engine, n_threads=n_threads,
-                         encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora)
-    if light is not None:
-        return light
+    path = os.fspath(path)
+    family = _family_of(path, options, model)
+    engine_for = _engine_for(family, engine, path)
+    parts = _light_parts(family, LoadRequest(path, engine_for, device, dtype, engine, n_threads, encoder_precision,
+                                             options))
+    if parts is not None:
+        return _speech_model(family, parts, engine_for(parts.llm_gguf), n_threads)
     require_torch(f"{path}: this checkpoint layout or these options (the light runtime runs GGUF-layout folders "
                   f"from funasr-nano export gguf on the CPU, encoder_precision fp32/int8)")
     import torch
 
-    from .models.fun_asr_nano.checkpoint import load_checkpoint
-
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype)
+    request = LoadRequest(path, engine_for, resolve_device(device), resolve_dtype(dtype), engine, n_threads,
+                          encoder_precision, options)
     if n_threads is not None:
         torch.set_num_threads(n_threads)
-    from .models.qwen3_asr.checkpoint import is_qwen3_asr_folder
-
-    if is_qwen3_asr_folder(os.fspath(path)):
-        return _load_qwen3_asr(os.fspath(path), torch_device, torch_dtype, engine=engine, n_threads=n_threads,
-                               encoder_precision=encoder_precision, use_low_frame_rate=use_low_frame_rate, lora=lora,
-                               aligner=None if aligner is None else os.fspath(aligner))
-    checkpoint = load_checkpoint(os.fspath(path), device=torch_device, dtype=torch_dtype,
-                                 use_low_frame_rate=use_low_frame_rate)
-    if lora is None:
-        return from_checkpoint(checkpoint, engine, n_threads=n_threads, encoder_precision=encoder_precision)
-    resolved_engine = _check_engine(engine, checkpoint.llm_gguf, checkpoint.path)
-    if resolved_engine == "vllm":  # before the weights
-        raise InvalidOptionError(MERGE_FIRST_VLLM)
-    from .models.fun_asr_nano.prompt import get_task
-    from .models.lora import enable_row_adapters, load_adapter, parse_lora_argument
-
-    adapters = parse_lora_argument(lora)
-    for name in adapters:
-        if name != "default":
-            get_task(name)  # a mapping's keys are task names
-    if resolved_engine == "llama.cpp":  # GGUF LoRA files (or peft folders, converted) beside the GGUF
-        return from_checkpoint(checkpoint, engine, adapters, n_threads=n_threads, encoder_precision=encoder_precision)
-    for name, folder in adapters.items():
-        if os.path.isfile(folder) and folder.endswith(".gguf"):
-            raise InvalidOptionError(f"{folder}: {GGUF_LORA_NEEDS_LLAMA_CPP}")
-        load_adapter(checkpoint.model, folder, name)
-    enable_row_adapters(checkpoint.model)
-    checkpoint.model.to(torch_device)
-    return from_checkpoint(checkpoint, engine, adapters, encoder_precision=encoder_precision)
+    parts = family.load_torch(request)
+    return _speech_model(family, parts, engine_for(parts.llm_gguf), n_threads)

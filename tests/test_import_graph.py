@@ -2,7 +2,10 @@
 
 Every module is parsed; every import counts, module-level or inside a function, absolute or relative
 (``from . import x`` resolves to the module ``x``). Imports under ``if TYPE_CHECKING:`` are left out: they
-never run, and exist only for annotations. Strings given to importlib are not followed (the package has none).
+never run, and exist only for annotations. Strings given to importlib are not read from the source: the only
+ones are the family registry's hooks (``"funasr_nano.export.thinker_gguf:export_gguf_folder"``,
+:class:`funasr_nano.models.family.Family`), which name code above ``models`` and are resolved by their
+consumer; :func:`test_family_hooks_resolve_below_their_consumer` imports the registry and checks each.
 
 A *unit* is a sub-package (``funasr_nano.models``, ``.engines``, ...) or a top-level module (``load.py``,
 ``options.py``, ...); ``funasr_nano`` itself (``__init__.py``, the public API) is a unit too. The rules:
@@ -349,3 +352,30 @@ def test_the_reader_sees_every_kind_of_import(tmp_path):
     assert private_imports(scratch) == [
         "funasr_nano/high/b.py:2: from funasr_nano.low.a import _hidden  [_hidden is private to funasr_nano.low.a]",
         "funasr_nano/low/c.py:6: funasr_nano.low.a._hidden  [a private name read from another module]"]
+
+
+#: Which unit calls each hook field of :class:`funasr_nano.models.family.Family` (resolve_hook).
+HOOK_CONSUMERS = {"check_llm_gguf": "load", "export_gguf": "cli", "export_hf": "cli"}
+
+
+def test_family_hooks_resolve_below_their_consumer():
+    """Every import-string hook of every registered family names an existing callable, in a module of
+    ``funasr_nano`` whose layer is below the unit that resolves it (load for the GGUF check, cli for the
+    exports): the string is an import the graph above cannot see, so it must obey the same order."""
+    from funasr_nano.models import registry
+    from funasr_nano.models.family import resolve_hook
+
+    modules = find_modules()
+    seen = 0
+    for family in registry.families():
+        hooks = family.hooks()
+        assert set(hooks) <= HOOK_CONSUMERS.keys(), f"{family.name}: hooks without a consumer here: {hooks}"
+        for field, spec in hooks.items():
+            module = spec.partition(":")[0]
+            assert module in modules, f"{family.name}.{field} = {spec!r}: no module {module} in {PACKAGE}/"
+            consumer = HOOK_CONSUMERS[field]
+            assert RANK[unit(module)] < RANK[consumer], (
+                f"{family.name}.{field} = {spec!r}: {unit(module)} is not below its consumer {consumer}")
+            assert callable(resolve_hook(spec)), f"{family.name}.{field} = {spec!r} is not callable"
+            seen += 1
+    assert seen >= 4  # the built-ins: Qwen3-ASR's GGUF check, both GGUF exports, Qwen3-ASR's export hf

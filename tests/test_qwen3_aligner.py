@@ -206,3 +206,19 @@ def test_server_word_granularity_through_the_aligner(qwen3_asr_with_aligner, tin
             client.audio.transcriptions.create(file=binhai, model="m", response_format="verbose_json",
                                                timestamp_granularities=["word"])
     assert "Qwen3-ForcedAligner" in error.value.body["message"]
+
+
+def test_a_gguf_folder_with_an_aligner_loads_the_aligner(tiny_qwen3_asr, aligner_folder, tmp_path):
+    """The light runtime has no forced aligner: with aligner= a GGUF-layout folder runs its torch audio tower
+    beside llama.cpp, and the aligner is loaded (it used to be dropped on the light path)."""
+    from funasr_nano.export.thinker_gguf import export_gguf_folder
+    from funasr_nano.models.qwen3_asr.light import LightQwen3AsrModel
+    from funasr_nano.models.qwen3_asr.model import Qwen3AsrModel
+
+    folder = tmp_path / "gguf"
+    export_gguf_folder(tiny_qwen3_asr, folder, "f32")
+    assert type(load_model(folder).family) is LightQwen3AsrModel
+    model = load_model(folder, aligner=aligner_folder)
+    assert type(model.family) is Qwen3AsrModel and model.family.aligner is not None
+    assert model.engine.name == "llama.cpp"
+    model.close()

@@ -13,7 +13,7 @@ import torch
 
 from funasr_nano import load_model
 from funasr_nano.audio.io import load_audio
-from funasr_nano.load import from_qwen3_asr_checkpoint
+from funasr_nano.load import from_checkpoint
 from funasr_nano.models.qwen3_asr.checkpoint import load_checkpoint
 from funasr_nano.testing.qwen_asr_reference import ReferenceUnavailable, ensure_reference, run_reference
 
@@ -135,7 +135,7 @@ def test_audio_longer_than_an_attention_window(reference, tiny_qwen3_asr, long_r
     """The reference's transformers backend on CPU attends across the whole clip (its windows only reach
     flash-attention): encoder_attention="full" reproduces it; the default windowed encoder differs."""
     expected = reference["cases"][-1]
-    full = from_qwen3_asr_checkpoint(load_checkpoint(tiny_qwen3_asr), encoder_attention="full")
+    full = from_checkpoint(load_checkpoint(tiny_qwen3_asr), encoder_attention="full")
     ids, embeds = our_prompt(full, long_recording, [], None)
     assert ids == expected["prompt_ids"]
     assert torch.allclose(embeds, expected["inputs_embeds"], atol=1e-4, rtol=0)

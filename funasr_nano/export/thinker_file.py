@@ -53,3 +53,9 @@ def check_thinker_gguf(path: str | os.PathLike, mrope_section: Sequence[int] | N
         raise CheckpointError(f"{path}: rope.dimension_sections {stored} differ from the LLM's mrope_section "
                               f"{list(mrope_section)} (expected {padded_sections(mrope_section)})")
     return arch
+
+
+def check_model_gguf(path: str | os.PathLike, model) -> str:
+    """:func:`check_thinker_gguf` against a loaded Qwen3-ASR model's ``mrope_section`` (torch or light
+    runtime): the ``check_llm_gguf`` hook of the Qwen3-ASR family (:mod:`funasr_nano.models.qwen3_asr.family`)."""
+    return check_thinker_gguf(path, model.mrope_section)

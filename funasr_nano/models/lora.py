@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."  # key prefix peft's PeftModel gives the wrapped LLM's modules
+# what load_model says for a GGUF LoRA file on the transformers engine
+GGUF_LORA_NEEDS_LLAMA_CPP = ("a GGUF LoRA file runs on the llama.cpp engine (a GGUF-layout folder); the transformers "
+                             "engine takes the peft adapter folder")
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

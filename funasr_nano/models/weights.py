@@ -14,8 +14,8 @@ import torch
 
 from ..errors import CheckpointError
 from .json_files import read_json_object  # noqa: F401  (re-exported: the torch-side loaders read it here)
+from .recognise import AUDIO_WEIGHTS  # noqa: F401  (re-exported: the GGUF layout's audio file, named once)
 
-AUDIO_WEIGHTS = "audio.safetensors"
 AUDIO_PREFIXES = ("model.audio_tower.", "model.multi_modal_projector.")
 
 

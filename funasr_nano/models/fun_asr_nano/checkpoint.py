@@ -29,10 +29,11 @@ import torch
 import yaml
 
 from ...errors import CheckpointError
+from ..recognise import is_gguf_folder
 from ..weights import KeyMapCheck, raise_on_key_problems
 from .ctc import CTC_PREFIXES, CtcBranch, hf_to_official_ctc_key, load_ctc_branch
 from .frontend import FrontendConfig
-from .gguf_layout import gguf_path, is_gguf_folder, load_gguf_folder
+from .gguf_layout import gguf_path, load_gguf_folder
 from .prompt import DEFAULT_TASKS, checkpoint_tasks
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def detect_layout(path: str) -> str:
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: not a folder")
     names = set(os.listdir(path))
-    if is_gguf_folder(names):
+    if is_gguf_folder(path):
         return "gguf"
     if "config.yaml" in names and "model.pt" in names:
         return "official"

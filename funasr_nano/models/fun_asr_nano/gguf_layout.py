@@ -4,7 +4,8 @@
 Files: ``config.json`` (transformers' ``FunAsrNanoConfig``, with ``llm_gguf`` naming the GGUF file and
 ``use_low_frame_rate`` / ``tasks`` as in the transformers layout), ``audio.safetensors`` (the encoder
 ``model.audio_tower.*`` and the adaptor ``model.multi_modal_projector.*`` under transformers' names),
-the tokenizer files, and ``llm-<type>.gguf`` (the LLM, :mod:`funasr_nano.export.gguf`).
+the tokenizer files, and ``llm-<type>.gguf`` (the LLM, :mod:`funasr_nano.export.gguf`); recognised by
+:func:`funasr_nano.models.recognise.is_gguf_folder`, the convention both families share.
 
 Only the encoder and adaptor are built in torch (:class:`AudioModel`); the LLM's weights are read by
 llama.cpp alone, so the process never holds them twice.
@@ -31,11 +32,6 @@ class AudioModel(weights.AudioModel):
         from transformers.models.fun_asr_nano.modeling_fun_asr_nano import FunAsrNanoMultiModalProjector
 
         super().__init__(config, FunAsrNanoMultiModalProjector)
-
-
-def is_gguf_folder(names: set[str]) -> bool:
-    """Whether a folder with these file names is in the GGUF layout."""
-    return "config.json" in names and AUDIO_WEIGHTS in names and any(n.endswith(".gguf") for n in names)
 
 
 def gguf_path(path: str) -> str:

@@ -48,7 +48,7 @@ def light_folder(path: str, encoder_precision: str = "fp32") -> str | None:
     """The LLM GGUF file of ``path`` if it is a Fun-ASR-Nano GGUF-layout folder the light runtime runs at
     ``encoder_precision`` (``config.json`` without ``model_type: qwen3_asr``, the GGUF named by
     ``llm_gguf`` or the only ``.gguf``, and the ONNX audio file), else ``None``. The same rule as
-    :func:`.gguf_layout.is_gguf_folder` / :func:`.gguf_layout.gguf_path` (that module needs torch)."""
+    :func:`funasr_nano.models.recognise.is_gguf_folder` / :func:`.gguf_layout.gguf_path` (that module needs torch)."""
     try:
         names = set(os.listdir(path))
     except OSError:

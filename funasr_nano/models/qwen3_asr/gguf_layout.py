@@ -38,8 +38,9 @@ class AudioModel(weights.AudioModel):
 
 def gguf_path(path: str) -> str | None:
     """The thinker's GGUF file if ``path`` is a Qwen3-ASR folder in the GGUF layout (``config.json``
-    names ``llm_gguf`` and ``audio.safetensors`` is there), else ``None``. The file itself may be
-    missing (:func:`load_gguf_folder` says so)."""
+    names ``llm_gguf`` and ``audio.safetensors`` is there: :func:`funasr_nano.models.recognise.is_gguf_folder`,
+    the convention both families share), else ``None``. The file itself may be missing (:func:`load_gguf_folder`
+    says so)."""
     file = os.path.join(path, "config.json")
     if not (os.path.isfile(file) and os.path.isfile(os.path.join(path, AUDIO_WEIGHTS))):
         return None
@@ -51,11 +52,6 @@ def gguf_path(path: str) -> str | None:
     if not (isinstance(config, dict) and config.get("model_type") == "qwen3_asr" and config.get("llm_gguf")):
         return None
     return os.path.join(path, str(config["llm_gguf"]))
-
-
-def is_gguf_folder(path: str) -> bool:
-    """Whether ``path`` is a Qwen3-ASR folder in the GGUF layout (see :func:`gguf_path`)."""
-    return gguf_path(path) is not None
 
 
 def load_gguf_folder(path: str, *, device: str | torch.device = "cpu"):

@@ -73,6 +73,11 @@ class Qwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
         return self.model
 
     @property
+    def mrope_section(self) -> tuple[int, ...] | None:
+        """The LLM's multimodal-RoPE sections as the checkpoint records them (``None``: not recorded)."""
+        return self.checkpoint.mrope_section
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.model.audio_tower.parameters()).device
 
