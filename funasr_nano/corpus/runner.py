@@ -15,6 +15,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from ..options import TranscribeOptions
+from ..pipeline.chunks import batched
 from .inputs import CorpusItem, list_inputs
 from .journal import Journal, write_parquet
 from .transcriber import ModelSpec, Transcriber
@@ -45,8 +46,7 @@ def _run_local(items: Sequence[CorpusItem], spec: ModelSpec, options: Transcribe
                write: Callable[[list[dict]], None]) -> None:
     transcriber = Transcriber(spec, options)
     try:
-        for begin in range(0, len(items), options.batch_size):
-            group = items[begin: begin + options.batch_size]
+        for group in batched(items, options.batch_size):
             write(transcriber.rows([i.key for i in group], [i.audio for i in group]))
     finally:
         transcriber.model.close()
