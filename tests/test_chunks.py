@@ -1,5 +1,5 @@
 """The one pipeline path (funasr_nano/pipeline/chunks.py): the whole-or-VAD plan, the VAD chunks and the
-seconds read, failure isolation in batches."""
+seconds read, failure isolation in batches, and the translation's result as a transcription."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import soundfile
 
 from funasr_nano import AudioTooLongError, AudioTooShortError, DecodingOptions, TranscribeOptions
 from funasr_nano.pipeline.chunks import Plan, VadChunks, batched, isolate_failures, plan
-from funasr_nano.results import TranscriptionFailure
+from funasr_nano.pipeline.translate import TranslatedSentence, Translation, TranslationTimings
+from funasr_nano.results import Segment, Transcription, TranscriptionFailure
 
 from .conftest import shared_file
 
@@ -89,3 +90,12 @@ def test_transcribe_batch_isolates_a_failing_input(model, monkeypatch):
     results = list(model.transcribe_batch(files, options=OPTIONS, batch_size=3))
     assert results[0] == expected[0] and results[2] == expected[2]
     assert isinstance(results[1], TranscriptionFailure) and str(results[1].error) == "engine failed"
+
+
+def test_translation_as_a_transcription():
+    sentences = (TranslatedSentence(0, "Hello.", "你好。", 0.0, 1.5), TranslatedSentence(1, "Bye.", None, 1.5, 2.0))
+    translation = Translation(text="Hello. Bye.", source_text="你好。", segments=sentences, mode="cascade",
+                              duration=2.5, timings=TranslationTimings(0.1, 0.2))
+    assert translation.to_transcription("en") == Transcription(
+        text="Hello. Bye.", tokens=(), language="en", duration=2.5,
+        segments=(Segment(0.0, 1.5, "Hello.", ()), Segment(1.5, 2.0, "Bye.", ())))

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
 from ..audio.io import AudioInput, probe_duration
 from ..options import TranslationOptions
-from ..results import join_texts
+from ..results import Segment, Transcription, join_texts
 from .chunks import VadChunks
 from .decoding import TokenStream
 from .translators import Translator, resolve_translator, translate_text
@@ -97,6 +97,13 @@ class Translation:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def to_transcription(self, language: str | None) -> Transcription:
+        """The English text as a :class:`~funasr_nano.results.Transcription` in ``language`` (the target
+        language), one segment per translated sentence (its times and text, no tokens), for what takes a
+        transcription: the subtitle and text writers, the server's response formats."""
+        return Transcription(text=self.text, tokens=(), language=language, duration=self.duration,
+                             segments=tuple(Segment(s.start, s.end, s.text, ()) for s in self.segments))
 
 
 @dataclasses.dataclass(frozen=True)
