@@ -136,6 +136,15 @@ class _Call:
     def cancelled(self) -> bool:
         return self.request_cancelled or (self.cancel is not None and self.cancel.is_set())
 
+    def observe(self, row: int, tokens: Sequence[int]) -> None:
+        """Show a row's tokens so far to the request's token observer (:attr:`RequestContext.on_token`), if
+        any; an observer that raises is logged, never breaking the rows."""
+        if self.context is not None and self.context.on_token is not None:
+            try:
+                self.context.on_token(self.number, row, tokens)
+            except Exception:  # an observer's bug must not break the other rows
+                logger.exception("token observer failed")
+
     def batch_key(self) -> tuple | None:
         """Calls with equal keys can share a batch; ``None``: never shared (beam search)."""
         if self.options.num_beams > 1:
@@ -319,11 +328,7 @@ class BatchingEngine(Engine):
             if call.request_cancelled:
                 return True
             stop = call.on_token is not None and bool(call.on_token(row, tokens))
-            if call.context is not None and call.context.on_token is not None:
-                try:
-                    call.context.on_token(call.number, row, tokens)
-                except Exception:  # an observer's bug must not break the other rows
-                    logger.exception("token observer failed")
+            call.observe(row, tokens)
             return stop
 
         return on_token
@@ -397,11 +402,7 @@ class BatchingEngine(Engine):
             stop = len(tokens) >= call.options.max_new_tokens
             if call.on_token is not None and call.on_token(row, tokens):
                 stop = True
-            if call.context is not None and call.context.on_token is not None:
-                try:
-                    call.context.on_token(call.number, row, tokens)
-                except Exception:  # an observer's bug must not break the other rows
-                    logger.exception("token observer failed")
+            call.observe(row, tokens)
             return stop
 
         rows = len(owners)
