@@ -1,15 +1,18 @@
 """The one pipeline path (funasr_nano/pipeline/chunks.py): the whole-or-VAD plan, the VAD chunks and the
-seconds read, failure isolation in batches, and the translation's result as a transcription."""
+seconds read, failure isolation in batches (the pipeline's, the server scheduler's), and the translation's
+result as a transcription."""
 
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
 import soundfile
 
 from funasr_nano import AudioTooLongError, AudioTooShortError, DecodingOptions, TranscribeOptions
+from funasr_nano.engines.base import Engine
 from funasr_nano.pipeline.chunks import Plan, VadChunks, batched, isolate_failures, plan
 from funasr_nano.pipeline.translate import TranslatedSentence, Translation, TranslationTimings
 from funasr_nano.results import Segment, Transcription, TranscriptionFailure
@@ -99,3 +102,44 @@ def test_translation_as_a_transcription():
     assert translation.to_transcription("en") == Transcription(
         text="Hello. Bye.", tokens=(), language="en", duration=2.5,
         segments=(Segment(0.0, 1.5, "Hello.", ()), Segment(1.5, 2.0, "Bye.", ())))
+
+
+class Failing(Engine):
+    """Returns one token per row (the row's input); raises when a batch holds the input ``"bad"``."""
+
+    name = "failing"
+    hidden_size = 8
+    max_positions = 64
+
+    def __init__(self):
+        super().__init__([0])
+        self.batches = []
+
+    def generate(self, inputs, options, *, on_token=None, cancel=None):
+        self.batches.append(list(inputs))
+        if "bad" in inputs:
+            raise RuntimeError("engine failed")
+        return [[ord(text[0])] for text in inputs]
+
+
+def test_the_server_scheduler_isolates_a_failing_call():
+    from funasr_nano.server.batching import BatchingEngine
+
+    inner = Failing()
+    engine = BatchingEngine(inner, batch_window=10.0, max_batch_size=3)  # closes at 3 rows
+    results: dict = {}
+
+    def call(text):
+        try:
+            results[text] = engine.generate([text], DecodingOptions())
+        except RuntimeError as error:
+            results[text] = str(error)
+
+    threads = [threading.Thread(target=call, args=(text,)) for text in ("a", "bad", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    engine.shutdown()
+    assert results == {"a": [[97]], "bad": "engine failed", "c": [[99]]}
+    assert sorted(map(sorted, inner.batches)) == [["a"], ["a", "bad", "c"], ["bad"], ["c"]]
