@@ -14,6 +14,7 @@ import os
 import time
 from typing import Callable, Iterable, Sequence
 
+from ..errors import InvalidOptionError
 from ..options import TranscribeOptions
 from ..pipeline.chunks import batched
 from .inputs import CorpusItem, list_inputs
@@ -85,8 +86,6 @@ def transcribe_corpus(source: str | os.PathLike | Iterable[CorpusItem], output: 
     options = options or TranscribeOptions()
     model = model or ModelSpec()
     if num_workers < 1:
-        from ..errors import InvalidOptionError
-
         raise InvalidOptionError(f"num_workers must be >= 1, got {num_workers}")
     items = list_inputs(source) if isinstance(source, (str, os.PathLike)) else list(source)
     counts = {"rows": 0, "failed": 0, "seconds": 0.0}
