@@ -43,8 +43,6 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
 def _write(args: argparse.Namespace, path: str, name: str | None, result, target_language: str,
            failures: Failures) -> None:
     """Print the :class:`~funasr_nano.pipeline.translate.Translation` or write it under ``--output-dir``."""
-    from ..results import Segment, Transcription
-
     if args.format == "json":
         payload = json.dumps({"file": printable(path), **result.to_dict()}, ensure_ascii=False)
         if not args.output_dir:
@@ -52,10 +50,7 @@ def _write(args: argparse.Namespace, path: str, name: str | None, result, target
             return
         write = lambda file: print(payload, file=file)  # noqa: E731
     else:
-        # the subtitle/text writers take a Transcription: one segment per translated sentence
-        as_transcription = Transcription(
-            text=result.text, tokens=(), language=target_language, duration=result.duration,
-            segments=tuple(Segment(s.start, s.end, s.text, ()) for s in result.segments))
+        as_transcription = result.to_transcription(target_language)  # what the subtitle/text writers take
         if not args.output_dir:
             if args.format == "txt":
                 write_stdout(result.text if len(args.files) == 1 else f"{printable(path)}\t{result.text}")

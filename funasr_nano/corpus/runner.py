@@ -14,7 +14,9 @@ import os
 import time
 from typing import Callable, Iterable, Sequence
 
+from ..errors import InvalidOptionError
 from ..options import TranscribeOptions
+from ..pipeline.chunks import batched
 from .inputs import CorpusItem, list_inputs
 from .journal import Journal, write_parquet
 from .transcriber import ModelSpec, Transcriber
@@ -45,8 +47,7 @@ def _run_local(items: Sequence[CorpusItem], spec: ModelSpec, options: Transcribe
                write: Callable[[list[dict]], None]) -> None:
     transcriber = Transcriber(spec, options)
     try:
-        for begin in range(0, len(items), options.batch_size):
-            group = items[begin: begin + options.batch_size]
+        for group in batched(items, options.batch_size):
             write(transcriber.rows([i.key for i in group], [i.audio for i in group]))
     finally:
         transcriber.model.close()
@@ -85,8 +86,6 @@ def transcribe_corpus(source: str | os.PathLike | Iterable[CorpusItem], output: 
     options = options or TranscribeOptions()
     model = model or ModelSpec()
     if num_workers < 1:
-        from ..errors import InvalidOptionError
-
         raise InvalidOptionError(f"num_workers must be >= 1, got {num_workers}")
     items = list_inputs(source) if isinstance(source, (str, os.PathLike)) else list(source)
     counts = {"rows": 0, "failed": 0, "seconds": 0.0}

@@ -11,6 +11,7 @@ import logging
 from typing import Sequence
 
 from ..options import TranscribeOptions
+from ..pipeline.chunks import isolate_failures
 from ..results import TranscriptionFailure
 from .journal import error_row, result_row
 
@@ -52,7 +53,7 @@ class Transcriber:
     def __init__(self, spec: ModelSpec, options: TranscribeOptions):
         from transformers.utils import logging as hf_logging
 
-        from ..pipeline.transcribe import check_options
+        from ..pipeline.chunks import check_options
 
         hf_logging.disable_progress_bar()  # a worker's log is not a terminal
         self.model = spec.load()
@@ -60,17 +61,15 @@ class Transcriber:
         self.options = options
 
     def rows(self, keys: Sequence[str], audios: Sequence[str]) -> list[dict]:
-        """Result or error rows for the inputs, in order; never raises for a bad input."""
-        keys, audios = [str(k) for k in keys], [str(a) for a in audios]
-        try:
-            results = list(self.model.transcribe_batch(audios, self.options))
-        except Exception as error:  # the batch as a whole failed: one by one, so only the culprit fails
-            if len(audios) == 1:
-                return [error_row(keys[0], audios[0], error)]
-            logger.info("a batch failed (%s); transcribing its inputs one by one", error)
-            return [row for key, audio in zip(keys, audios) for row in self.rows([key], [audio])]
+        """Result or error rows for the inputs, in order; never raises for a bad input (when the batch as a
+        whole fails, its inputs are transcribed one by one, so only the culprit fails)."""
+        return isolate_failures(self._rows, [(str(k), str(a)) for k, a in zip(keys, audios)],
+                                lambda item, error: error_row(*item, error))
+
+    def _rows(self, items: list[tuple[str, str]]) -> list[dict]:
+        results = self.model.transcribe_batch([audio for _, audio in items], self.options)
         return [error_row(key, audio, result.error) if isinstance(result, TranscriptionFailure)
-                else result_row(key, audio, result) for key, audio, result in zip(keys, audios, results)]
+                else result_row(key, audio, result) for (key, audio), result in zip(items, results)]
 
     def __call__(self, batch: dict) -> dict:
         """Ray Data's batch (columns ``key``, ``audio``) -> a column ``row`` of JSON rows (strings, so that

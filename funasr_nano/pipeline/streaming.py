@@ -32,10 +32,9 @@ from ..audio.io import SAMPLE_RATE, check_sample_rate, to_mono
 from ..audio.vad import SpeechChunk, VadOptions, VadSegmenter
 from ..errors import InvalidOptionError
 from ..options import TranscribeOptions
-from ..results import Segment, Transcription, Word, join_texts
-from . import timestamps
-from .decoding import avg_logprob
-from .transcribe import check_options, transcript_language
+from ..results import Segment, Transcription, Word
+from .chunks import check_options, decode_chunks
+from .transcribe import transcription
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel
@@ -120,6 +119,10 @@ class StreamingSession:
         self.language = options.language
         self._transcribe_options = dataclasses.replace(options, vad=True, vad_options=self.streaming_options.vad_options)
         self.instruction = check_options(model, self._transcribe_options)
+        # finals are decoded as offline VAD segments, without the silence gate or a hotwords file; words for
+        # the transcription task only
+        self._final_options = dataclasses.replace(self._transcribe_options, silence_gate=False, hotwords_file=None,
+                                                  word_timestamps=options.word_timestamps and task == "transcribe")
         # another audio task of the family (``translate``: live speech translation) answers its own
         # prompt instead; segments, partials and finals work the same way
         self.task = task
@@ -182,41 +185,22 @@ class StreamingSession:
 
     def transcription(self) -> Transcription:
         """The final segments so far as a :class:`Transcription` (text joined as offline)."""
-        return Transcription(
-            text=join_texts(s.text for s in self._finals),
-            tokens=tuple(t for s in self._finals for t in s.tokens),
-            language=transcript_language(self.model, [s.tokens for s in self._finals], self.language),
-            duration=self._segmenter.samples_received / SAMPLE_RATE, segments=tuple(self._finals),
-        )
+        return transcription(self.model, self._transcribe_options, self._finals,
+                             self._segmenter.samples_received / SAMPLE_RATE, vad=True)
 
     # -- internals ------------------------------------------------------------------------------------
 
     def _finalize(self, chunks: list[SpeechChunk]) -> list[StreamingEvent]:
         events = []
-        for chunk in chunks:
-            tokens = self.model.decode_waveforms([chunk.samples], self.instruction, self.options, task=self.task)[0]
-            text = self.model.parse_transcription(tokens, self.language)[1].strip()
-            segment = self._final_segment(chunk, tokens, text)
+        for chunk in chunks:  # each alone, as it closes
+            segment = decode_chunks(self.model, self._final_options, self.instruction, [chunk], task=self.task)[0]
             self._finals.append(segment)
-            events.append(StreamingEvent(True, self._index, segment.start, segment.end, text, segment.tokens,
+            events.append(StreamingEvent(True, self._index, segment.start, segment.end, segment.text, segment.tokens,
                                          segment.words))
             self._index += 1
             self._partial_text = ""
             self._partial_language = None
         return events
-
-    def _final_segment(self, chunk: SpeechChunk, tokens, text: str) -> Segment:
-        """A final segment, with its words when the session asks for ``word_timestamps`` (computed as
-        offline transcription computes them: :mod:`funasr_nano.pipeline.timestamps`)."""
-        options = self._transcribe_options
-        if not (options.word_timestamps and self.task == "transcribe"):
-            return Segment(start=chunk.start_time, end=chunk.end_time, text=text, tokens=tuple(tokens),
-                           avg_logprob=avg_logprob(tokens))
-        # the CTC analysis for the words only: a live session has no silence gate or hotwords file
-        analysed = dataclasses.replace(options, silence_gate=False, hotwords_file=None)
-        prepared = timestamps.prepare(self.model, analysed, chunk.samples, chunk.start_time, chunk.end_time,
-                                      vad_segment=True)
-        return timestamps.finish(self.model, options, prepared, tokens, text, avg_logprob(tokens))
 
     def _prefix(self) -> str:
         """The last partial minus its last ``rollback_tokens`` tokens (whole characters only)."""

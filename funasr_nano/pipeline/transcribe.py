@@ -9,45 +9,16 @@ the call is made, before any audio is decoded; the shape is faster-whisper's: ``
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-import numpy as np
-
-from ..audio.io import SAMPLE_RATE, AudioInput, describe_source, iter_audio, load_audio, probe_duration
-from ..audio.vad import SpeechChunk, VadSegmenter
-from ..errors import AudioTooLongError, InvalidOptionError
+from ..audio.io import AudioInput, describe_source
+from ..audio.vad import SpeechChunk
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription, TranscriptionFailure, TranscriptionInfo, join_texts
-from . import timestamps
-from .decoding import avg_logprob
+from .chunks import VadChunks, batched, check_options, decode_chunks, isolate_failures, load_whole, plan
 
 if TYPE_CHECKING:
     from .speech_model import SpeechModel
-
-logger = logging.getLogger(__name__)
-
-
-def check_options(model: "SpeechModel", options: TranscribeOptions) -> str:
-    """Check ``options`` against ``model`` and return the transcription instruction.
-
-    Raises:
-        UnsupportedLanguageError: a language the model does not know.
-        ValueError: ``max_duration`` or the VAD's longest segment beyond what the encoder takes in one
-            piece, or a prompt that cannot fit the LLM's context window.
-    """
-    limit = model.family.max_audio_seconds
-    if options.max_duration > limit:
-        raise InvalidOptionError(f"max_duration {options.max_duration:g} s is more than this model's encoder takes in one "
-                         f"piece ({limit:.1f} s); lower it, and use VAD (vad=True) for longer audio")
-    if options.vad is not False and options.vad_options.max_segment_duration > limit:
-        raise InvalidOptionError(f"vad_options.max_segment_duration {options.vad_options.max_segment_duration:g} s is more "
-                         f"than this model's encoder takes in one piece ({limit:.1f} s)")
-    timestamps.check_timestamps(model, options)
-    instruction = model.family.transcription_instruction(options.language, options.hotwords, options.itn)
-    longest = max(options.max_duration, options.vad_options.max_segment_duration if options.vad is not False else 0)
-    model.check_fits(instruction, longest, options.decoding.max_new_tokens)
-    return instruction
 
 
 def transcript_language(model: "SpeechModel", token_lists: Sequence[Sequence[int]], hint: str | None) -> str | None:
@@ -65,98 +36,53 @@ def transcript_language(model: "SpeechModel", token_lists: Sequence[Sequence[int
     return ",".join(merged) or None
 
 
-def too_long(audio: AudioInput, duration: float, max_duration: float) -> AudioTooLongError:
-    """The error for input longer than ``max_duration`` seconds with VAD turned off."""
-    return AudioTooLongError(
-        f"{describe_source(audio)}: audio is {duration:.1f} s long, more than max_duration ({max_duration:g} s) "
-        f"that the model decodes in one piece; enable VAD (vad=True, or --vad on the command line) to cut it "
-        f"at pauses, or raise max_duration"
-    )
-
-
-def _stream_duration(audio: AudioInput, sample_rate: int | None) -> float:
-    """Seconds of audio whose header does not say, by decoding it block by block (memory: one block)."""
-    return sum(block.size for block in iter_audio(audio, sample_rate=sample_rate)) / SAMPLE_RATE
-
-
-def _plan(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions,
-          sample_rate: int | None) -> tuple[str, bool, float | None]:
-    """``(instruction, use_vad, duration or None)``; raises argument errors and too-long input."""
-    instruction = check_options(model, options)
-    duration = probe_duration(audio, sample_rate=sample_rate)  # the header's, without decoding
-    use_vad = options.vad
-    if use_vad is None:
-        if duration is None:  # the header does not say: count the samples (the decode is not kept)
-            duration = _stream_duration(audio, sample_rate)
-        use_vad = duration > options.max_duration
-    if not use_vad and duration is not None and duration > options.max_duration:
-        raise too_long(audio, duration, options.max_duration)
-    return instruction, use_vad, duration
+def transcription(model: "SpeechModel", options: TranscribeOptions, segments: Sequence[Segment], duration: float,
+                  vad: bool) -> Transcription:
+    """The :class:`Transcription` of an input's decoded ``segments``: the text is the segments' texts joined
+    (:func:`~funasr_nano.results.join_texts`), without VAD the one segment's text unchanged; the language is
+    :func:`transcript_language`'s; ``duration`` in seconds."""
+    return Transcription(text=segments[0].text if not vad and segments else join_texts(s.text for s in segments),
+                         tokens=tuple(token for segment in segments for token in segment.tokens),
+                         language=transcript_language(model, [s.tokens for s in segments], options.language),
+                         duration=duration, segments=tuple(segments))
 
 
 def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions, sample_rate: int | None,
               instruction: str, use_vad: bool, read: dict) -> Iterator[Segment]:
-    """Decode ``audio``; ``read["duration"]`` holds the seconds of audio read once it is done."""
+    """Decode ``audio``, ``batch_size`` chunks at a time; ``read["duration"]`` holds the seconds of audio read
+    once it is done."""
     if not use_vad:
-        waveform = load_audio(audio, sample_rate=sample_rate)
-        read["duration"] = seconds = waveform.size / SAMPLE_RATE
-        if seconds > options.max_duration:
-            raise too_long(audio, seconds, options.max_duration)
-        prepared = timestamps.prepare(model, options, waveform, 0.0, seconds, vad_segment=False)
-        if not prepared.speech:
-            return
-        tokens = model.decode_waveforms([waveform], timestamps.instructions(model, options, instruction, [prepared]),
-                                        options.decoding, embeddings=[prepared.audio_embeddings])[0]
-        text = model.parse_transcription(tokens, options.language)[1]
-        yield timestamps.finish(model, options, prepared, tokens, text, avg_logprob(tokens))
+        chunk = load_whole(audio, options, sample_rate)
+        read["duration"] = chunk.end_time
+        yield from (s for s in decode_chunks(model, options, instruction, [chunk], whole=True) if s is not None)
         return
-
-    segmenter = VadSegmenter(options.vad_options)
-    waiting: list[SpeechChunk] = []
-
-    def decode(chunks: list[SpeechChunk]) -> Iterator[Segment]:
-        prepared = [timestamps.prepare(model, options, c.samples, c.start_time, c.end_time, vad_segment=True)
-                    for c in chunks]
-        prepared = [p for p in prepared if p.speech]
-        token_lists = model.decode_waveforms([p.waveform for p in prepared],
-                                             timestamps.instructions(model, options, instruction, prepared),
-                                             options.decoding, batch_size=options.batch_size,
-                                             embeddings=[p.audio_embeddings for p in prepared]) if prepared else []
-        for segment, tokens in zip(prepared, token_lists):
-            logger.debug("segment %.2f-%.2f s: %d tokens", segment.start, segment.end, len(tokens))
-            text = model.parse_transcription(tokens, options.language)[1].strip()
-            yield timestamps.finish(model, options, segment, tokens, text, avg_logprob(tokens))
-
-    for block in iter_audio(audio, sample_rate=sample_rate):
-        waiting.extend(segmenter.push(block))
-        if len(waiting) >= options.batch_size:
-            batch, waiting = waiting[: options.batch_size], waiting[options.batch_size:]
-            yield from decode(batch)
-    waiting.extend(segmenter.finish())
-    read["duration"] = segmenter.samples_received / SAMPLE_RATE
-    for begin in range(0, len(waiting), options.batch_size):
-        yield from decode(waiting[begin: begin + options.batch_size])
+    chunks = VadChunks(audio, options.vad_options, sample_rate)
+    for group in batched(chunks, options.batch_size):
+        yield from (s for s in decode_chunks(model, options, instruction, group) if s is not None)
+    read["duration"] = chunks.seconds
 
 
 def transcribe_segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions,
                         sample_rate: int | None = None) -> tuple[Iterator[Segment], TranscriptionInfo]:
     """See :meth:`funasr_nano.SpeechModel.transcribe_segments`."""
-    instruction, use_vad, duration = _plan(model, audio, options, sample_rate)
-    info = TranscriptionInfo(duration=duration, language=options.language, vad=use_vad, options=options)
-    return _segments(model, audio, options, sample_rate, instruction, use_vad, {}), info
+    instruction = check_options(model, options)
+    planned = plan(audio, options, sample_rate)
+    info = TranscriptionInfo(duration=planned.duration, language=options.language, vad=planned.vad, options=options)
+    return _segments(model, audio, options, sample_rate, instruction, planned.vad, {}), info
 
 
 def transcribe(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions,
                sample_rate: int | None = None) -> Transcription:
     """See :meth:`funasr_nano.SpeechModel.transcribe`."""
-    instruction, use_vad, _ = _plan(model, audio, options, sample_rate)
+    return _transcribe(model, audio, options, sample_rate, check_options(model, options),
+                       plan(audio, options, sample_rate).vad)
+
+
+def _transcribe(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions, sample_rate: int | None,
+                instruction: str, use_vad: bool) -> Transcription:
     read: dict = {}
     segments = list(_segments(model, audio, options, sample_rate, instruction, use_vad, read))
-    tokens = tuple(token for segment in segments for token in segment.tokens)
-    text = segments[0].text if not use_vad and segments else join_texts(s.text for s in segments)
-    language = transcript_language(model, [s.tokens for s in segments], options.language)
-    return Transcription(text=text, tokens=tokens, language=language, duration=read["duration"],
-                         segments=tuple(segments))
+    return transcription(model, options, segments, read["duration"], use_vad)
 
 
 def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options: TranscribeOptions,
@@ -164,56 +90,34 @@ def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options
     """See :meth:`funasr_nano.SpeechModel.transcribe_batch`."""
     instruction = check_options(model, options)
 
-    def decode(group: list[tuple[int, AudioInput, np.ndarray]]) -> list[Transcription | TranscriptionFailure]:
-        """Results of a group decoded together; when the batch fails, one by one to isolate the culprit."""
-        try:
-            prepared = [timestamps.prepare(model, options, w, 0.0, w.size / SAMPLE_RATE, vad_segment=False)
-                        for _, _, w in group]
-            spoken = [p for p in prepared if p.speech]
-            decoded = iter(model.decode_waveforms([p.waveform for p in spoken],
-                                                  timestamps.instructions(model, options, instruction, spoken),
-                                                  options.decoding, batch_size=options.batch_size,
-                                                  embeddings=[p.audio_embeddings for p in spoken]) if spoken else [])
-            token_lists = [next(decoded) if p.speech else None for p in prepared]
-        except Exception as error:
-            if len(group) == 1:
-                return [TranscriptionFailure(index=group[0][0], source=describe_source(group[0][1]), error=error)]
-            logger.info("a batch failed (%s); decoding its inputs one by one", error)
-            return [result for row in group for result in decode([row])]
-        results: list[Transcription | TranscriptionFailure] = []
-        for (_, _, waveform), segment, tokens in zip(group, prepared, token_lists):
-            seconds = waveform.size / SAMPLE_RATE
-            if tokens is None:  # the silence gate dropped it
-                results.append(Transcription(text="", tokens=(), language=options.language, duration=seconds))
-                continue
-            language, text = model.parse_transcription(tokens, options.language)
-            results.append(Transcription(text=text, tokens=tuple(tokens), language=language, duration=seconds,
-                                         segments=(timestamps.finish(model, options, segment, tokens, text,
-                                                                         avg_logprob(tokens)),)))
-        return results
+    def decode(group: list[tuple[int, AudioInput, SpeechChunk]]) -> list[Transcription]:
+        """Inputs decoded whole, together."""
+        segments = decode_chunks(model, options, instruction, [chunk for _, _, chunk in group], whole=True)
+        return [transcription(model, options, [segment] if segment is not None else [], chunk.end_time, False)
+                for (_, _, chunk), segment in zip(group, segments)]
+
+    def failure(row: tuple, error: Exception) -> TranscriptionFailure:
+        return TranscriptionFailure(index=row[0], source=describe_source(row[1]), error=error)
 
     def run() -> Iterator[Transcription | TranscriptionFailure]:
-        group: list[tuple[int, AudioInput, np.ndarray]] = []
+        group: list[tuple[int, AudioInput, SpeechChunk]] = []
         for index, audio in enumerate(audios):
             try:
-                duration = probe_duration(audio, sample_rate=sample_rate) if options.vad is None else None
-                if options.vad is False or (options.vad is None and duration is not None
-                                            and duration <= options.max_duration):
-                    waveform = load_audio(audio, sample_rate=sample_rate)
-                    if waveform.size / SAMPLE_RATE > options.max_duration:
-                        raise too_long(audio, waveform.size / SAMPLE_RATE, options.max_duration)
-                    group.append((index, audio, waveform))
+                use_vad = plan(audio, options, sample_rate).vad
+                if not use_vad:  # decoded whole: in a group with others
+                    group.append((index, audio, load_whole(audio, options, sample_rate)))
                     if len(group) >= options.batch_size:
-                        yield from decode(group)
+                        yield from isolate_failures(decode, group, failure)
                         group = []
                     continue
-                result: Transcription | TranscriptionFailure = transcribe(model, audio, options, sample_rate)
+                result: Transcription | TranscriptionFailure = _transcribe(model, audio, options, sample_rate,
+                                                                         instruction, use_vad)
             except Exception as error:  # any failure stays with its input; the others go on
-                result = TranscriptionFailure(index=index, source=describe_source(audio), error=error)
-            yield from decode(group) if group else ()
+                result = failure((index, audio), error)
+            yield from isolate_failures(decode, group, failure) if group else ()
             group = []
             yield result
         if group:
-            yield from decode(group)
+            yield from isolate_failures(decode, group, failure)
 
     return run()

@@ -38,10 +38,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
-from ..audio.io import SAMPLE_RATE, AudioInput, check_duration, describe_source, iter_audio, probe_duration
-from ..audio.vad import VadSegmenter
+from ..audio.io import AudioInput, probe_duration
 from ..options import TranslationOptions
-from ..results import join_texts
+from ..results import Segment, Transcription, join_texts
+from .chunks import VadChunks
 from .decoding import TokenStream
 from .translators import Translator, resolve_translator, translate_text
 
@@ -97,6 +97,13 @@ class Translation:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def to_transcription(self, language: str | None) -> Transcription:
+        """The English text as a :class:`~funasr_nano.results.Transcription` in ``language`` (the target
+        language), one segment per translated sentence (its times and text, no tokens), for what takes a
+        transcription: the subtitle and text writers, the server's response formats."""
+        return Transcription(text=self.text, tokens=(), language=language, duration=self.duration,
+                             segments=tuple(Segment(s.start, s.end, s.text, ()) for s in self.segments))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,24 +187,6 @@ def split_sentences(text: str, final: bool) -> tuple[list[str], str]:
 # the pipeline
 
 
-def _segments(audio: AudioInput, options: TranslationOptions, sample_rate: int | None, info: dict):
-    """VAD speech chunks of ``audio``, lazily; ``info["duration"]`` holds the seconds read so far.
-
-    Raises:
-        AudioTooShortError: less than :data:`~funasr_nano.audio.io.MIN_DURATION` of audio in all, as
-            :meth:`SpeechModel.transcribe` refuses it.
-    """
-    segmenter = VadSegmenter(options.vad_options)
-    for block in iter_audio(audio, sample_rate=sample_rate):
-        chunks = segmenter.push(block)
-        info["duration"] = segmenter.samples_received / SAMPLE_RATE
-        yield from chunks
-    chunks = segmenter.finish()
-    info["duration"] = segmenter.samples_received / SAMPLE_RATE
-    check_duration(info["duration"], describe_source(audio))
-    yield from chunks
-
-
 def _spread(texts: Sequence[str], start: float, end: float) -> list[tuple[float, float]]:
     """Share ``[start, end]`` among ``texts`` in proportion to their lengths."""
     total = sum(max(len(t), 1) for t in texts) or 1
@@ -235,18 +224,17 @@ def translate_stream(model: "SpeechModel", audio: AudioInput, options: Translati
     return _translate_events(model, audio, options, translator, sample_rate)
 
 
-def _speech_pass(model: "SpeechModel", audio: AudioInput, options: TranslationOptions, sample_rate: int | None,
-                 info: dict, cancel: threading.Event | None = None) -> Iterator[tuple]:
-    """The speech model's pass over ``audio``: ``("partial", PartialTranscript)`` (cascade: whenever the
-    segment's transcript changes) and ``("sentence", text, (start, end))`` for each completed sentence (the
-    source sentence in cascade, the English one in unified mode), in time order. ``info["duration"]`` holds
-    the seconds read. Stops (generation cancelled within one token) when ``cancel`` is set or the
-    iterator is closed."""
+def _speech_pass(model: "SpeechModel", chunks: VadChunks, options: TranslationOptions,
+                 cancel: threading.Event | None = None) -> Iterator[tuple]:
+    """The speech model's pass over the audio's VAD ``chunks``: ``("partial", PartialTranscript)`` (cascade:
+    whenever the segment's transcript changes) and ``("sentence", text, (start, end))`` for each completed
+    sentence (the source sentence in cascade, the English one in unified mode), in time order. Stops
+    (generation cancelled within one token) when ``cancel`` is set or the iterator is closed."""
     mode = options.mode
     task = "transcribe" if mode == "cascade" else "translate"
     instruction = (model.family.transcription_instruction(None, (), True) if mode == "cascade"
                    else model.family.task_instruction("translate"))
-    for number, chunk in enumerate(_segments(audio, options, sample_rate, info)):
+    for number, chunk in enumerate(chunks):
         if cancel is not None and cancel.is_set():
             return
         llm_input = model.family.llm_input(instruction, model.family.audio_embeddings(chunk.samples),
@@ -286,7 +274,8 @@ def _translate_events(model: "SpeechModel", audio: AudioInput, options: Translat
     sentences: list[TranslatedSentence] = []
     sources: list[str] = []
     mode = options.mode
-    info = {"duration": 0.0}
+    # less than MIN_DURATION of audio in all is refused, as SpeechModel.transcribe refuses it
+    chunks = VadChunks(audio, options.vad_options, sample_rate, check_length=True)
 
     def emit(text: str, source: str | None, span: tuple[float, float]) -> SentenceTranslated:
         nonlocal first
@@ -297,10 +286,10 @@ def _translate_events(model: "SpeechModel", audio: AudioInput, options: Translat
         return SentenceTranslated(sentence, latency)
 
     if mode == "unified":
-        for _, sentence, span in _speech_pass(model, audio, options, sample_rate, info):
+        for _, sentence, span in _speech_pass(model, chunks, options):
             yield emit(sentence, None, span)
     elif not options.overlap:
-        for item in _speech_pass(model, audio, options, sample_rate, info):
+        for item in _speech_pass(model, chunks, options):
             if item[0] == "partial":
                 yield item[1]
                 continue
@@ -309,7 +298,7 @@ def _translate_events(model: "SpeechModel", audio: AudioInput, options: Translat
             sources.append(sentence)
             yield emit(translate_text(translator, sentence, options), sentence, span)
     else:
-        for item in _overlapped(model, audio, options, translator, sample_rate, info):
+        for item in _overlapped(model, chunks, options, translator):
             if item[0] == "partial":
                 yield item[1]
                 continue
@@ -322,7 +311,7 @@ def _translate_events(model: "SpeechModel", audio: AudioInput, options: Translat
     translation = Translation(
         text=join_texts(s.text for s in sentences),
         source_text=join_texts(sources) if mode == "cascade" else None,
-        segments=tuple(sentences), mode=mode, duration=info["duration"],
+        segments=tuple(sentences), mode=mode, duration=chunks.seconds,
         timings=TranslationTimings(first_sentence_s=first, total_s=time.perf_counter() - began),
     )
     yield TranslationFinished(translation)
@@ -331,8 +320,8 @@ def _translate_events(model: "SpeechModel", audio: AudioInput, options: Translat
 _END = object()
 
 
-def _overlapped(model: "SpeechModel", audio: AudioInput, options: TranslationOptions, translator: "Translator",
-                sample_rate: int | None, info: dict) -> Iterator[tuple]:
+def _overlapped(model: "SpeechModel", chunks: VadChunks, options: TranslationOptions,
+                translator: "Translator") -> Iterator[tuple]:
     """Cascade with overlap: the speech pass runs in a thread of its own and hands each completed source
     sentence to a translator thread at once, so that sentence *i* is translated while the speech model
     decodes sentence *i + 1*. Yields the speech pass's items in order, a sentence as ``("sentence", text,
@@ -345,7 +334,7 @@ def _overlapped(model: "SpeechModel", audio: AudioInput, options: TranslationOpt
 
     def speech() -> None:
         try:
-            for item in _speech_pass(model, audio, options, sample_rate, info, cancel):
+            for item in _speech_pass(model, chunks, options, cancel):
                 if item[0] == "sentence":
                     context = contextvars.copy_context()  # the server's request context, for batching
                     future = translations.submit(context.run, translate_text, translator, item[1], options, cancel)

@@ -39,6 +39,7 @@ from typing import Callable, Iterator, Sequence
 
 from ..engines.base import Engine, GeneratedTokens, LLMInput, OnToken
 from ..options import DecodingOptions
+from ..pipeline.chunks import isolate_failures
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +137,26 @@ class _Call:
     def cancelled(self) -> bool:
         return self.request_cancelled or (self.cancel is not None and self.cancel.is_set())
 
+    def observe(self, row: int, tokens: Sequence[int]) -> None:
+        """Show a row's tokens so far to the request's token observer (:attr:`RequestContext.on_token`), if
+        any; an observer that raises is logged, never breaking the rows."""
+        if self.context is not None and self.context.on_token is not None:
+            try:
+                self.context.on_token(self.number, row, tokens)
+            except Exception:  # an observer's bug must not break the other rows
+                logger.exception("token observer failed")
+
     def batch_key(self) -> tuple | None:
         """Calls with equal keys can share a batch; ``None``: never shared (beam search)."""
         if self.options.num_beams > 1:
             return None
         return (self.options.temperature, self.options.min_new_tokens)
+
+
+def _fail(call: _Call, error: Exception) -> None:
+    """A call whose decoding failed alone: its caller raises ``error``."""
+    call.error = error
+    call.done.set()
 
 
 class _AnySet:
@@ -319,11 +335,7 @@ class BatchingEngine(Engine):
             if call.request_cancelled:
                 return True
             stop = call.on_token is not None and bool(call.on_token(row, tokens))
-            if call.context is not None and call.context.on_token is not None:
-                try:
-                    call.context.on_token(call.number, row, tokens)
-                except Exception:  # an observer's bug must not break the other rows
-                    logger.exception("token observer failed")
+            call.observe(row, tokens)
             return stop
 
         return on_token
@@ -375,14 +387,27 @@ class BatchingEngine(Engine):
                         call.done.set()
 
     def _decode(self, batch: list[_Call]) -> None:
-        live = [call for call in batch if not call.cancelled]
-        for call in batch:
-            if call.cancelled:  # cancelled while waiting: nothing generated
+        """Decode the batch's calls together; when that fails, each call alone, so that only the culprit
+        gets the error. Every call is done (``call.done``) on return."""
+        live = self._live(batch)
+        if live:
+            isolate_failures(self._generate, live, _fail)
+
+    def _live(self, calls: list[_Call]) -> list[_Call]:
+        """The calls not cancelled; the cancelled ones are done, with empty rows (nothing generated)."""
+        for call in calls:
+            if call.cancelled:
                 self._finish_cancelled(call)
                 call.result = [[] for _ in call.inputs]
                 call.done.set()
+        return [call for call in calls if not call.done.is_set()]
+
+    def _generate(self, calls: list[_Call]) -> list[None]:
+        """Decode ``calls`` as one batch of rows (raising what the engine raises); a call cancelled since the
+        batch was taken (one tried alone after a failed batch) is done with empty rows."""
+        live = self._live(calls)
         if not live:
-            return
+            return [None] * len(calls)
         owners = [(call, row) for call in live for row in range(len(call.inputs))]
         options = dataclasses.replace(live[0].options, max_new_tokens=max(c.options.max_new_tokens for c in live))
         everyone_cancelled = threading.Event()
@@ -397,27 +422,13 @@ class BatchingEngine(Engine):
             stop = len(tokens) >= call.options.max_new_tokens
             if call.on_token is not None and call.on_token(row, tokens):
                 stop = True
-            if call.context is not None and call.context.on_token is not None:
-                try:
-                    call.context.on_token(call.number, row, tokens)
-                except Exception:  # an observer's bug must not break the other rows
-                    logger.exception("token observer failed")
+            call.observe(row, tokens)
             return stop
 
         rows = len(owners)
         began = time.perf_counter()
-        try:
-            results = self.inner.generate([row for call in live for row in call.inputs], options, on_token=on_token,
-                                          cancel=everyone_cancelled)
-        except Exception as error:
-            if len(live) == 1:
-                live[0].error = error
-                live[0].done.set()
-                return
-            logger.info("a batch of %d calls failed (%s); decoding them one by one", len(live), error)
-            for call in live:
-                self._decode([call])
-            return
+        results = self.inner.generate([row for call in live for row in call.inputs], options, on_token=on_token,
+                                      cancel=everyone_cancelled)
         logger.debug("batch of %d rows (%d calls) in %.3f s", rows, len(live), time.perf_counter() - began)
         with self._condition:
             stats = self._stats
@@ -438,6 +449,7 @@ class BatchingEngine(Engine):
             if call.request_cancelled:
                 self._finish_cancelled(call)
             call.done.set()
+        return [None] * len(calls)
 
     def _finish_cancelled(self, call: _Call) -> None:
         generated = sum(call.tokens)

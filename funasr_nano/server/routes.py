@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from fastapi import Request
 
 from ..options import TranscribeOptions, TranslationOptions
-from ..results import Segment, Transcription, join_texts
+from ..results import join_texts
 from . import formats, schema
 from .batching import RequestCancelled, RequestContext, request_context
 from .errors import APIError, UploadTimeout, UploadTooLarge, from_exception, too_large
@@ -375,9 +375,7 @@ def add_routes(app: "FastAPI", state: "ServerState") -> None:
                 return Response(status_code=499)
             except Exception as error:
                 raise _audio_error(error, name, [f.name for f in translate_fields]) from None
-            result = Transcription(
-                text=translation.text, tokens=(), language=options.target_language, duration=translation.duration,
-                segments=tuple(Segment(s.start, s.end, s.text, ()) for s in translation.segments))
+            result = translation.to_transcription(options.target_language)
             body, media_type = formats.render(result, response_format, task="translate",
                                               temperature=options.decoding.temperature)
             state.metrics.audio_seconds.labels(request.url.path).inc(translation.duration)
