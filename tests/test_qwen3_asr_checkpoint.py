@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from funasr_nano.errors import CheckpointError
-from funasr_nano.models.qwen3_asr.checkpoint import is_qwen3_asr_folder, load_checkpoint
+from funasr_nano.models.qwen3_asr.checkpoint import load_checkpoint
+from funasr_nano.models.registry import family_for
 
 
 def test_both_layouts_load_the_same_weights(tiny_qwen3_asr, tiny_qwen3_asr_hf):
@@ -27,7 +28,7 @@ def test_both_layouts_load_the_same_weights(tiny_qwen3_asr, tiny_qwen3_asr_hf):
             151643, 151645, 151676, 151704]
         assert loaded.model.config.audio_token_id == 151676
         assert "<|audio_pad|>" in loaded.chat_template
-    assert is_qwen3_asr_folder(str(tiny_qwen3_asr)) and is_qwen3_asr_folder(str(tiny_qwen3_asr_hf))
+    assert family_for(tiny_qwen3_asr).name == family_for(tiny_qwen3_asr_hf).name == "qwen3-asr"
 
 
 def test_official_file_stores_the_tied_output_layer_as_a_copy(tiny_qwen3_asr):

@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-COMMON_FIELDS = ("file", "model", "prompt", "response_format")
-TRANSCRIPTION_FIELDS = COMMON_FIELDS + ("stream", "timestamp_granularities", "chunking_strategy", "include")
-TRANSLATION_FIELDS = COMMON_FIELDS
 MAX_FIELDS = 200  # form fields in one request
 MAX_FIELD_BYTES = 1 << 20  # bytes of one non-file field
 

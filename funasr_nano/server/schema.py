@@ -70,9 +70,11 @@ def _kind(hint: Any) -> tuple[str, bool]:
     raise TypeError(f"no request form for a field of type {hint}")
 
 
-def option_fields(cls: type, prefix: tuple[str, ...] = ()) -> list[Field]:
+def option_fields(cls: type, prefix: tuple[str, ...] = (), base: Any = None) -> list[Field]:
     """The request fields of the option dataclass ``cls`` (nested dataclasses flattened), except
-    :data:`SERVER_FIELDS`.
+    :data:`SERVER_FIELDS`. A nested dataclass's defaults are those of its outer field's default
+    (``TranslationOptions.decoding`` caps ``max_new_tokens`` at 256, not ``DecodingOptions``' 512); ``base``:
+    that default instance.
 
     Raises:
         TypeError: a field type without a request form, or two fields with one name (programming errors).
@@ -85,11 +87,12 @@ def option_fields(cls: type, prefix: tuple[str, ...] = ()) -> list[Field]:
         if key in SERVER_FIELDS:
             continue
         hint = hints[field.name]
+        default = _default(field) if base is None else getattr(base, field.name)
         if dataclasses.is_dataclass(hint):
-            fields.extend(option_fields(hint, prefix + (field.name,)))
+            fields.extend(option_fields(hint, prefix + (field.name,), default))
             continue
         kind, optional = _kind(hint)
-        fields.append(Field(field.name, prefix + (field.name,), kind, optional, _default(field),
+        fields.append(Field(field.name, prefix + (field.name,), kind, optional, default,
                             docs.get(field.name, ""), CHOICES.get(key)))
     names = [f.name for f in fields]
     duplicates = sorted({name for name in names if names.count(name) > 1})

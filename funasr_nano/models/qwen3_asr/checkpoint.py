@@ -99,18 +99,6 @@ def read_config(path: str) -> dict | None:
     return read_json_object(file) if os.path.isfile(file) else None
 
 
-def is_qwen3_asr_folder(path: str) -> bool:
-    """Whether ``path`` holds a Qwen3-ASR checkpoint (either layout): ``config.json`` says
-    ``model_type: qwen3_asr``."""
-    if not os.path.isdir(path):
-        return False
-    try:
-        config = read_config(path)
-    except CheckpointError:
-        return False
-    return bool(config) and config.get("model_type") == MODEL_TYPE
-
-
 def detect_layout(path: str, config: Mapping[str, Any]) -> str:
     """``"official"`` (``thinker_config`` in ``config.json``) or ``"hf"``.
 
