@@ -72,7 +72,7 @@ def worker_ours(model_dir, clip, new_tokens, repeats, threads):
     wave = load_audio(clip)
     family = model.family
     encoder_s = _best(lambda: family.audio_embeddings(wave), repeats)
-    llm_input = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(wave))
+    llm_input = family.llm_input(family.transcription_prompt(None, (), True), family.audio_embeddings(wave))
     fixed = lambda n: DecodingOptions(max_new_tokens=n, min_new_tokens=n, repetition_guard=False)  # noqa: E731
     longest = max(new_tokens)
     with torch.inference_mode():

@@ -145,7 +145,7 @@ def measure(name: str, work: pathlib.Path, out: pathlib.Path, threads: int, new_
     fixed = lambda n: DecodingOptions(max_new_tokens=n, min_new_tokens=n, repetition_guard=False)  # noqa: E731
     model.transcribe(str(clip), options=fixed(2))  # warm-up
     encoder_s = _best(lambda: family.audio_embeddings(wave), 3)
-    llm_input = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(wave))
+    llm_input = family.llm_input(family.transcription_prompt(None, (), True), family.audio_embeddings(wave))
     with torch.inference_mode():
         prefill_s = _best(lambda: generate(model.engine, [llm_input], fixed(1)), 3)
         generate_s = _best(lambda: generate(model.engine, [llm_input], fixed(new_tokens + 1)), 3)

@@ -154,7 +154,7 @@ def worker_ours(model_dir, clip, new_tokens, repeats, threads, encoder_precision
     wave = load_audio(clip)
     encoder_s = _best(lambda: model.audio_embeddings(wave), repeats)
     family = model.family
-    llm_input = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(wave))
+    llm_input = family.llm_input(family.transcription_prompt(None, (), True), family.audio_embeddings(wave))
     fixed = lambda n: DecodingOptions(max_new_tokens=n, min_new_tokens=n, repetition_guard=False)  # noqa: E731
     with no_grad:
         prefill_s = _best(lambda: generate(model.engine, [llm_input], fixed(1)), repeats)

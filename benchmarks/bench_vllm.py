@@ -73,7 +73,7 @@ def worker(args) -> None:
     model = load_model(args.model, engine=engine, n_threads=args.threads)
     load_s = time.perf_counter() - start
     waves = utterances()
-    instruction = model.family.transcription_instruction(None, (), True)
+    instruction = model.family.transcription_prompt(None, (), True)
     n = args.new_tokens
     options = DecodingOptions(max_new_tokens=n, min_new_tokens=n, repetition_guard=False)
     model.decode_waveforms(waves[:2], instruction, options, batch_size=2)  # warm-up

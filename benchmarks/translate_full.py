@@ -312,8 +312,8 @@ def profile(quant: str, paths: dict, clip: str, threads: int) -> dict:
     rows = {"vad_s": min(_timed(vad) for _ in range(3)),
             "encoder_s": min(_timed(lambda: family.audio_embeddings(chunk.samples)) for _ in range(3))}
     embeddings = family.audio_embeddings(chunk.samples)
-    prompts = {"transcribe": family.transcription_instruction(None, (), True),
-               "translate": family.task_instruction("translate")}
+    prompts = {"transcribe": family.transcription_prompt(None, (), True),
+               "translate": family.task_prompt("translate")}
     for adapter in (None, "f32-r16", "f16-r16", "f32-r4"):
         for task, instruction in prompts.items():
             if adapter is not None and task == "transcribe":

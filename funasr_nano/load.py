@@ -144,25 +144,27 @@ def _refuse_undeclared(family: Family, options: Mapping[str, object], model: str
                                                          if isinstance(value, os.PathLike) else value))
 
 
-def _speech_model(family: Family, parts: FamilyParts, engine: str, n_threads: int | None) -> SpeechModel:
-    """The engine for ``parts`` (``engine`` resolved), and the :class:`SpeechModel` of both."""
-    model = parts.model
+def _speech_model(family: Family, parts: FamilyParts, engine_name: str, n_threads: int | None) -> SpeechModel:
+    """The engine for ``parts`` (``engine_name``: the engine resolved), and the :class:`SpeechModel` of both."""
+    family_model = parts.model
     adapters = dict(parts.adapters)
-    if engine == "llama.cpp":
+    if engine_name == "llama.cpp":
         if family.check_llm_gguf is not None:  # before llama.cpp reads the file
-            resolve_hook(family.check_llm_gguf)(parts.llm_gguf, model)
-        decoder = _llama_cpp_engine(parts, n_threads)
-    elif engine == "vllm":
+            resolve_hook(family.check_llm_gguf)(parts.llm_gguf, family_model)
+        engine = _llama_cpp_engine(parts, n_threads)
+    elif engine_name == "vllm":
         from .engines.vllm import vllm_engine_for
 
         if adapters:
             raise InvalidOptionError(MERGE_FIRST_VLLM)
-        decoder = vllm_engine_for(model.llm, model.tokenizer, model.stop_token_ids, n_threads=n_threads)
+        engine = vllm_engine_for(family_model.llm, family_model.tokenizer, family_model.stop_token_ids,
+                                 n_threads=n_threads)
     else:
         from .engines.transformers import TransformersEngine
 
-        decoder = TransformersEngine(model.llm, model.stop_token_ids, pad_token_id=model.tokenizer.pad_token_id)
-    return SpeechModel(model, decoder, adapters)
+        engine = TransformersEngine(family_model.llm, family_model.stop_token_ids,
+                                    pad_token_id=family_model.tokenizer.pad_token_id)
+    return SpeechModel(family_model, engine, adapters)
 
 
 def from_checkpoint(checkpoint, engine: str | None = None, adapters: Mapping[str, str] | None = None, *,

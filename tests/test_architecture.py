@@ -55,9 +55,9 @@ def test_hotword_string_is_one_hotword(model, binhai):
     as_list = model.transcribe(binhai, hotwords=["滨海新区"], max_new_tokens=6)
     assert as_string.tokens == as_list.tokens
     assert resolve(TranscribeOptions, None, {"hotwords": "滨海新区"}).hotwords == ("滨海新区",)
-    assert "[滨海新区]" in model.family.transcription_instruction(None, ("滨海新区",), True)
+    assert "[滨海新区]" in model.family.transcription_prompt(None, ("滨海新区",), True)
     # four one-character hotwords are another prompt: the string was not taken character by character
-    assert "[滨, 海, 新, 区]" in model.family.transcription_instruction(None, tuple("滨海新区"), True)
+    assert "[滨, 海, 新, 区]" in model.family.transcription_prompt(None, tuple("滨海新区"), True)
 
 
 def test_transcribe_segments_checks_arguments_at_the_call(model, binhai):
@@ -117,7 +117,7 @@ def test_mixed_adapter_batch_equals_rows_alone(adapter_model, binhai):
 
     family = adapter_model.family
     embeds = family.audio_embeddings(load_audio(binhai))
-    rows = [family.llm_input(family.task_instruction("translate"), embeds, adapter=name)
+    rows = [family.llm_input(family.task_prompt("translate"), embeds, adapter=name)
             for name in ("translate", None, "translate")]
     together = generate(adapter_model.engine, rows, OPTIONS)
     alone = [generate(adapter_model.engine, [row], OPTIONS)[0] for row in rows]
@@ -130,7 +130,7 @@ def test_a_consumer_that_stops_cancels_generation(model, binhai):
     from funasr_nano.audio.io import load_audio
 
     family = model.family
-    llm_input = family.llm_input(family.transcription_instruction(None, (), True),
+    llm_input = family.llm_input(family.transcription_prompt(None, (), True),
                                  family.audio_embeddings(load_audio(binhai)))
     options = DecodingOptions(max_new_tokens=400, min_new_tokens=400, repetition_guard=False)
     stream = TokenStream(model.engine, llm_input, options)

@@ -29,7 +29,7 @@ def test_avg_logprob_is_the_llm_log_probability_of_the_tokens(model, binhai):
     waveform, _ = soundfile.read(binhai, dtype="float32")
     segment = model.transcribe(waveform, max_new_tokens=12).segments[0]
     family, engine = model.family, model.engine
-    instruction = family.transcription_instruction(None, (), True)
+    instruction = family.transcription_prompt(None, (), True)
     prompt = engine.embed(family.llm_input(instruction, family.audio_embeddings(waveform)))
     stop = family.stop_token_ids[0]
     generated = list(segment.tokens) + ([stop] if len(segment.tokens) < 12 else [])
@@ -49,7 +49,7 @@ def test_the_stop_tokens_log_probability_is_counted(model, binhai):
 
     waveform, _ = soundfile.read(binhai, dtype="float32")
     family = model.family
-    llm_input = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(waveform))
+    llm_input = family.llm_input(family.transcription_prompt(None, (), True), family.audio_embeddings(waveform))
     free = model.engine.generate([llm_input], DecodingOptions(max_new_tokens=12))[0]
     stop = free[5]
     engine = TransformersEngine(model.engine.model, [stop])  # the 6th token (first seen at i) now ends the row

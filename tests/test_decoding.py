@@ -54,7 +54,7 @@ def test_beam_search_is_transformers_beam_search_and_finds_a_likelier_text(model
     greedy = model.transcribe(binhai, options=DecodingOptions(max_new_tokens=8, repetition_guard=False))
     beam = model.transcribe(binhai, options=DecodingOptions(max_new_tokens=8, num_beams=3, repetition_guard=False))
     family, engine = model.family, model.engine
-    row = family.llm_input(family.transcription_instruction(None, (), True), family.audio_embeddings(load_audio(binhai)))
+    row = family.llm_input(family.transcription_prompt(None, (), True), family.audio_embeddings(load_audio(binhai)))
     prompt = engine.embed(row)[None]
     config = GenerationConfig(max_new_tokens=8, num_beams=3, do_sample=False, eos_token_id=list(engine.stop_token_ids),
                               pad_token_id=engine.pad_token_id)

@@ -40,7 +40,7 @@ class ToyModel(FunAsrNanoModel):
             raise UnsupportedLanguageError(f"the toy family knows {sorted(self.languages)}, not {language!r}")
         return language
 
-    def transcription_instruction(self, language, hotwords, itn):
+    def transcription_prompt(self, language, hotwords, itn):
         language = self.check_language(language)
         instruction = "Toy transcript" + (f" in {self.languages[language]}" if language else "") + ":"
         self.instructions.append(instruction)
@@ -138,7 +138,7 @@ def test_register_and_unregister(toy):
 def test_a_registered_family_loads_and_transcribes(toy, binhai):
     model = load_model(toy)
     assert type(model.family) is ToyModel and model.engine.name == "transformers"
-    assert model.family.transcription_instruction("toy", [], True) == "Toy transcript in Toylish:"
+    assert model.family.transcription_prompt("toy", [], True) == "Toy transcript in Toylish:"
     model.family.instructions.clear()
     result = model.transcribe(binhai, language="toy", max_new_tokens=4, vad=False)
     assert len(result.tokens) > 0 and model.family.instructions == ["Toy transcript in Toylish:"]

@@ -72,13 +72,13 @@ def test_matched_file_hotwords_reach_each_segments_prompt(ctc_model, binhai, tmp
     path = tmp_path / "hotwords.txt"
     path.write_text("\n".join(_distractors(2000) + [planted]), encoding="utf-8")
     seen = []
-    original = ctc_model.family.transcription_instruction
+    original = ctc_model.family.transcription_prompt
 
     def spy(language, hotwords, itn):
         seen.append(tuple(hotwords))
         return original(language, hotwords, itn)
 
-    monkeypatch.setattr(ctc_model.family, "transcription_instruction", spy)
+    monkeypatch.setattr(ctc_model.family, "transcription_prompt", spy)
     with_file = ctc_model.transcribe(waveform, hotwords=["达摩院"], hotwords_file=str(path), max_new_tokens=8)
     assert any(planted in hotwords and hotwords[0] == "达摩院" for hotwords in seen)
     expected = ctc_model.transcribe(waveform, hotwords=["达摩院", *[h for h in seen[-1][1:]]], max_new_tokens=8)

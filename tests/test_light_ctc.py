@@ -182,13 +182,13 @@ def test_hotwords_file_is_narrowed_on_the_light_runtime(light_ctc, torch_ctc, tm
     results = {}
     for name, model in (("light", light_ctc), ("torch", torch_ctc)):
         seen = []
-        original = model.family.transcription_instruction
+        original = model.family.transcription_prompt
 
         def spy(language, hotwords, itn, seen=seen, original=original):
             seen.append(tuple(hotwords))
             return original(language, hotwords, itn)
 
-        monkeypatch.setattr(model.family, "transcription_instruction", spy)
+        monkeypatch.setattr(model.family, "transcription_prompt", spy)
         results[name] = model.transcribe(wave, hotwords_file=str(path), max_new_tokens=8)
         assert any(planted in hotwords for hotwords in seen), (name, seen)
         results[name + "_seen"] = seen

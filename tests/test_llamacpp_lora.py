@@ -100,7 +100,7 @@ def test_base_and_adapter_rows_from_threads_give_the_serial_results(demo_pair, b
 
     family = gguf.family
     embeds = family.audio_embeddings(load_audio(DEMO_CLIP))
-    rows = [family.llm_input(family.task_instruction("translate"), embeds, adapter=name)
+    rows = [family.llm_input(family.task_prompt("translate"), embeds, adapter=name)
             for name in ("translate", None, "translate")]
     together = generate(gguf.engine, rows, OPTIONS)
     assert together == [generate(gguf.engine, [row], OPTIONS)[0] for row in rows] and together[0] != together[1]

@@ -49,10 +49,10 @@ def test_languages_and_itn(qwen):
 
 def test_prompt_text(qwen):
     family = qwen.family
-    assert family.transcription_instruction(None, [], True) == (
+    assert family.transcription_prompt(None, [], True) == (
         "<|im_start|>system\n<|im_end|>\n<|im_start|>user\n<|audio_start|><|audio_pad|><|audio_end|><|im_end|>\n"
         "<|im_start|>assistant\n")
-    forced = family.transcription_instruction("ja", ["東京", "大阪"], True)
+    forced = family.transcription_prompt("ja", ["東京", "大阪"], True)
     assert forced.startswith("<|im_start|>system\n東京 大阪<|im_end|>")
     assert forced.endswith("<|im_start|>assistant\nlanguage Japanese<asr_text>")
 

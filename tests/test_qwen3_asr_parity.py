@@ -61,7 +61,7 @@ def ours(model, audio, hotwords, language):
 
 def our_prompt(model, audio, hotwords, language):
     family = model.family
-    instruction = family.transcription_instruction(language, hotwords, True)
+    instruction = family.transcription_prompt(language, hotwords, True)
     llm_input = family.llm_input(instruction, family.audio_embeddings(load_audio(audio)))
     prefix, audio_part, suffix = llm_input.parts
     ids = list(prefix) + [model.family.model.config.audio_token_id] * audio_part.shape[0] + list(suffix)

@@ -110,7 +110,7 @@ def teacher_forced(reference, row, tokens, options):
 def test_on_token_and_cancel(pair, audio):
     _, served = pair
     family, engine = served.family, served.engine
-    row = family.llm_input(family.transcription_instruction(None, (), True),
+    row = family.llm_input(family.transcription_prompt(None, (), True),
                            served.audio_embeddings(served_waveform(audio["zh_mid"])))
     full = engine.generate([row], OPTIONS)[0]
     reference = pair[0].engine.generate([row], OPTIONS)[0]

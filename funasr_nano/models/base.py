@@ -1,7 +1,7 @@
 """What a speech-LLM family provides to the pipeline: features -> audio embeddings -> a prompt with an
 audio slot, and the text conventions of its outputs.
 
-A family (one folder under :mod:`funasr_nano.models`) implements :class:`SpeechLLM`; the pipeline
+A family (one folder under :mod:`funasr_nano.models`) implements :class:`FamilyModel`; the pipeline
 (:mod:`funasr_nano.pipeline`) turns its :class:`~funasr_nano.models.llm_input.LLMInput` rows into tokens
 with an engine (:mod:`funasr_nano.engines`) and never looks inside the family.
 """
@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from .alignment import CtcAnalysis
 
 
-class SpeechLLM(abc.ABC):
-    """A loaded speech LLM of one family.
+class FamilyModel(abc.ABC):
+    """A family model: the loaded network of one family (its :class:`~funasr_nano.models.family.Family` in
+    the registry says how it is recognised and loaded). A :class:`funasr_nano.SpeechModel` holds one as
+    ``model.family``, beside the engine that decodes its LLM inputs.
 
     Attributes:
         tokenizer: the LLM's tokenizer (transformers fast tokenizer).
@@ -56,16 +58,19 @@ class SpeechLLM(abc.ABC):
         the prompt's audio slot (a torch tensor on the torch path, a numpy array on the light runtime)."""
 
     # -- prompts --------------------------------------------------------------------------------------
+    # A *prompt text* is the family's own description of one request, opaque to the pipeline: it is made by
+    # transcription_prompt / task_prompt and handed back, as it is, to llm_input, which renders the chat and
+    # the audio slot. Fun-ASR-Nano's is the user instruction (its chat template wraps it, as FunASR's
+    # get_prompt); Qwen3-ASR's is the whole templated prompt (system context, user audio, forced language).
 
     @abc.abstractmethod
-    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
-        """The user text of a transcription prompt (before the audio); a family whose prompt has no user
-        text (Qwen3-ASR) returns its whole prompt text with the audio slot marked. Either way it is
-        passed back to :meth:`llm_input` as it is."""
+    def transcription_prompt(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+        """The prompt text of a transcription (see the note above): ``language`` forced or ``None``,
+        ``hotwords`` as the family puts them in its prompt, ``itn`` on or off."""
 
     @abc.abstractmethod
-    def task_instruction(self, task: str, text: str | None = None) -> str:
-        """The user text of ``task`` (a name of the family's task table); ``text`` for text-only tasks.
+    def task_prompt(self, task: str, text: str | None = None) -> str:
+        """The prompt text of ``task`` (a name of the family's task table); ``text`` for text-only tasks.
 
         Raises:
             ValueError: an unknown task, or a text-only task without text.
@@ -76,9 +81,9 @@ class SpeechLLM(abc.ABC):
         """Whether ``task``'s prompt has an audio slot."""
 
     @abc.abstractmethod
-    def llm_input(self, instruction: str, audio: "torch.Tensor | np.ndarray | None", *, answer_prefix: str = "",
+    def llm_input(self, prompt: str, audio: "torch.Tensor | np.ndarray | None", *, answer_prefix: str = "",
                   adapter: str | None = None) -> LLMInput:
-        """The LLM input for one prompt: the chat around ``instruction`` with ``audio``
+        """The LLM input for one prompt text (:meth:`transcription_prompt`, :meth:`task_prompt`) with ``audio``
         (``(num_audio, llm_hidden)``, or ``None`` for a text-only prompt) in its slot."""
 
     # -- outputs --------------------------------------------------------------------------------------

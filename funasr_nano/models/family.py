@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
-    from .base import SpeechLLM
+    from .base import FamilyModel
 
 ENGINES = ("transformers", "llama.cpp", "vllm")  # every engine load_model knows
 
@@ -58,7 +58,7 @@ class FamilyParts:
     """What a family's loading hook hands back: the loaded model and what the engine needs.
 
     Args:
-        model: the family's :class:`~funasr_nano.models.base.SpeechLLM` (its ``llm``, ``tokenizer`` and
+        model: the family's :class:`~funasr_nano.models.base.FamilyModel` (its ``llm``, ``tokenizer`` and
             ``stop_token_ids`` feed the engine).
         llm_gguf: the LLM's GGUF file (a GGUF-layout folder: the llama.cpp engine runs it), else ``None``.
         adapters: LoRA adapters, ``{name: GGUF LoRA file or peft folder}``; for the transformers engine
@@ -68,7 +68,7 @@ class FamilyParts:
             LoRA files; ``None`` for a family without LoRA.
     """
 
-    model: "SpeechLLM"
+    model: "FamilyModel"
     llm_gguf: str | None = None
     adapters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     lora_config: Any = None

@@ -2,7 +2,7 @@
 spliced in.
 
 An :class:`LLMInput` is a sequence of *parts*: runs of token ids (the engine embeds them with the LLM's
-own table) and runs of ready embeddings (the audio positions). A family (:class:`.base.SpeechLLM`) builds
+own table) and runs of ready embeddings (the audio positions). A family (:class:`.base.FamilyModel`) builds
 them; an engine (:class:`funasr_nano.engines.base.Engine`) decodes them, as vLLM's ``EmbedsPrompt`` or
 llama.cpp's ``llama_batch.embd`` take them. Engines that can feed token ids directly (llama.cpp) never
 materialise the text embeddings; the transformers engine concatenates.

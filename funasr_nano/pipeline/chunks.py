@@ -36,7 +36,7 @@ Result = TypeVar("Result")
 
 
 def check_options(model: "SpeechModel", options: TranscribeOptions) -> str:
-    """Check ``options`` against ``model`` and return the transcription instruction.
+    """Check ``options`` against ``model`` and return the transcription prompt.
 
     Raises:
         UnsupportedLanguageError: a language the model does not know.
@@ -51,10 +51,10 @@ def check_options(model: "SpeechModel", options: TranscribeOptions) -> str:
         raise InvalidOptionError(f"vad_options.max_segment_duration {options.vad_options.max_segment_duration:g} s is more "
                          f"than this model's encoder takes in one piece ({limit:.1f} s)")
     timestamps.check_timestamps(model, options)
-    instruction = model.family.transcription_instruction(options.language, options.hotwords, options.itn)
+    prompt = model.family.transcription_prompt(options.language, options.hotwords, options.itn)
     longest = max(options.max_duration, options.vad_options.max_segment_duration if options.vad is not False else 0)
-    model.check_fits(instruction, longest, options.decoding.max_new_tokens)
-    return instruction
+    model.check_fits(prompt, longest, options.decoding.max_new_tokens)
+    return prompt
 
 
 def too_long(audio: AudioInput, duration: float, max_duration: float) -> AudioTooLongError:
@@ -173,14 +173,14 @@ def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 # decoding
 
 
-def decode_chunks(model: "SpeechModel", options: TranscribeOptions, instruction: str, chunks: Sequence[SpeechChunk],
+def decode_chunks(model: "SpeechModel", options: TranscribeOptions, prompt: str, chunks: Sequence[SpeechChunk],
                   *, whole: bool = False, task: str = "transcribe") -> list[Segment | None]:
     """Decode ``chunks`` together (``options.batch_size`` rows per LLM call): the CTC analysis and the silence
     gate (:func:`.timestamps.prepare`), the LLM on the kept chunks, the text, the words
     (:func:`.timestamps.finish`).
 
     Args:
-        instruction: the prompt's instruction (:func:`check_options`, or a task's); per chunk it gains the
+        prompt: the family's prompt text (:func:`check_options`, or a task's); per chunk it gains the
             ``hotwords_file`` entries its CTC read-out matched.
         whole: the chunks are whole inputs (the silence gate's ``vad_segment=False``; the text is kept as the
             model wrote it), else VAD segments (their text stripped).
@@ -194,7 +194,7 @@ def decode_chunks(model: "SpeechModel", options: TranscribeOptions, instruction:
                 for c in chunks]
     spoken = [p for p in prepared if p.speech]
     decoded = iter(model.decode_waveforms([p.waveform for p in spoken],
-                                          timestamps.instructions(model, options, instruction, spoken),
+                                          timestamps.prompts(model, options, prompt, spoken),
                                           options.decoding, batch_size=options.batch_size, task=task,
                                           embeddings=[p.audio_embeddings for p in spoken]) if spoken else [])
     segments: list[Segment | None] = []

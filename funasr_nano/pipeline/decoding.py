@@ -21,7 +21,7 @@ from ..options import DecodingOptions
 
 if TYPE_CHECKING:
     from ..engines.base import Engine
-    from ..models.base import SpeechLLM
+    from ..models.base import FamilyModel
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +137,8 @@ class TokenStream:
         self._thread.join()
 
 
-def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[np.ndarray],
-                     instruction: str | Sequence[str],
+def decode_waveforms(family: "FamilyModel", engine: "Engine", waveforms: Sequence[np.ndarray],
+                     prompt: str | Sequence[str],
                      options: DecodingOptions, *, prefix_texts: Sequence[str] | None = None, batch_size: int = 8,
                      adapter: str | None = None, embeddings: Sequence[Any] | None = None) -> list[list[int]]:
     """Decode several utterances, ``batch_size`` at a time through the LLM.
@@ -148,7 +148,7 @@ def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[
 
     Args:
         waveforms: ``(samples,)`` float32 16 kHz arrays (each up to ~30 s).
-        instruction: the user instruction (e.g. ``family.transcription_instruction(...)``), or one per
+        prompt: the family's prompt text (e.g. ``family.transcription_prompt(...)``), or one per
             waveform (per-segment hotwords).
         prefix_texts: one answer prefix per waveform (FunASR's ``prev_text``), default none.
         batch_size: rows per LLM call (>= 1).
@@ -164,9 +164,9 @@ def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[
     prefix_texts = list(prefix_texts) if prefix_texts is not None else [""] * len(waveforms)
     if len(prefix_texts) != len(waveforms):
         raise ValueError(f"{len(waveforms)} waveforms but {len(prefix_texts)} prefix texts")
-    instructions = [instruction] * len(waveforms) if isinstance(instruction, str) else list(instruction)
-    if len(instructions) != len(waveforms):
-        raise ValueError(f"{len(waveforms)} waveforms but {len(instructions)} instructions")
+    prompts = [prompt] * len(waveforms) if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != len(waveforms):
+        raise ValueError(f"{len(waveforms)} waveforms but {len(prompts)} prompts")
     embeddings = list(embeddings) if embeddings is not None else [None] * len(waveforms)
     if len(embeddings) != len(waveforms):
         raise ValueError(f"{len(waveforms)} waveforms but {len(embeddings)} embeddings")
@@ -176,6 +176,6 @@ def decode_waveforms(family: "SpeechLLM", engine: "Engine", waveforms: Sequence[
         rows = [family.llm_input(text, family.audio_embeddings(waveform) if audio is None else audio,
                                  answer_prefix=prefix, adapter=adapter)
                 for waveform, audio, prefix, text in zip(waveforms[begin:end], embeddings[begin:end],
-                                                         prefix_texts[begin:end], instructions[begin:end])]
+                                                         prefix_texts[begin:end], prompts[begin:end])]
         results.extend(generate(engine, rows, options))
     return results

@@ -22,7 +22,7 @@ from . import transcribe as _transcribe
 
 if TYPE_CHECKING:
     from ..engines.base import Engine
-    from ..models.base import SpeechLLM
+    from ..models.base import FamilyModel
     from .streaming import StreamingOptions, StreamingSession
     import os
 
@@ -36,13 +36,14 @@ class SpeechModel:
     """A loaded speech LLM and the engine that decodes it.
 
     Args:
-        family: the loaded model (e.g. :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`).
+        family: its family model (a :class:`~funasr_nano.models.base.FamilyModel`, e.g.
+            :class:`funasr_nano.models.fun_asr_nano.FunAsrNanoModel`), kept as ``model.family``.
         engine: decodes its LLM inputs (e.g. :class:`funasr_nano.engines.transformers.TransformersEngine`).
         adapters: LoRA adapters loaded into the engine's LLM: ``{name: folder}``; ``"default"`` applies
             to every task, a task name to that task only.
     """
 
-    def __init__(self, family: "SpeechLLM", engine: "Engine", adapters: Mapping[str, str] | None = None):
+    def __init__(self, family: "FamilyModel", engine: "Engine", adapters: Mapping[str, str] | None = None):
         self.family = family
         self.engine = engine
         self.adapters = dict(adapters or {})
@@ -85,10 +86,10 @@ class SpeechModel:
 
     def parse_transcription(self, tokens: Sequence[int], language: str | None = None) -> tuple[str | None, str]:
         """``(language, text)`` of a transcription's token ids; ``language`` is the caller's hint (see
-        :meth:`funasr_nano.models.base.SpeechLLM.parse_transcription`)."""
+        :meth:`funasr_nano.models.base.FamilyModel.parse_transcription`)."""
         return self.family.parse_transcription(tokens, language)
 
-    def check_fits(self, instruction: str, seconds: float, max_new_tokens: int) -> None:
+    def check_fits(self, prompt: str, seconds: float, max_new_tokens: int) -> None:
         """Refuse, before any work, a prompt with ``seconds`` of audio plus ``max_new_tokens`` that the
         LLM's context window cannot hold.
 
@@ -96,7 +97,7 @@ class SpeechModel:
             ValueError: naming the lengths.
         """
         samples = int(seconds * SAMPLE_RATE)
-        text_positions = self.family.llm_input(instruction, None).length
+        text_positions = self.family.llm_input(prompt, None).length
         positions = text_positions + self.family.audio_positions(samples)
         if positions + max_new_tokens > self.engine.max_positions and 2 * text_positions >= positions:
             raise InvalidOptionError(  # the text (hotwords) is what does not fit, not the audio
@@ -109,14 +110,14 @@ class SpeechModel:
                 f"fit the LLM's context window of {self.engine.max_positions} positions; lower max_duration, the "
                 "VAD's max_segment_duration or max_new_tokens")
 
-    def decode_waveforms(self, waveforms: Sequence[np.ndarray], instruction: str | Sequence[str],
+    def decode_waveforms(self, waveforms: Sequence[np.ndarray], prompt: str | Sequence[str],
                          options: DecodingOptions | None = None, *, prefix_texts: Sequence[str] | None = None,
                          batch_size: int = 8, task: str = "transcribe",
                          embeddings: Sequence[Any] | None = None) -> list[list[int]]:
-        """Decode several utterances with ``instruction``, ``batch_size`` at a time (see
+        """Decode several utterances with ``prompt``, ``batch_size`` at a time (see
         :func:`funasr_nano.pipeline.decoding.decode_waveforms`); ``task`` picks the LoRA adapter;
         ``embeddings`` gives audio embeddings already computed (``None`` entries are computed)."""
-        return decoding.decode_waveforms(self.family, self.engine, waveforms, instruction,
+        return decoding.decode_waveforms(self.family, self.engine, waveforms, prompt,
                                          options or DecodingOptions(), prefix_texts=prefix_texts,
                                          batch_size=batch_size, adapter=self.adapter_for(task), embeddings=embeddings)
 
@@ -241,19 +242,19 @@ class SpeechModel:
         """
         options = resolve(DecodingOptions, options)
         uses_audio = self.family.task_uses_audio(task)
-        instruction = self.family.task_instruction(task, text if not uses_audio else None)
+        prompt = self.family.task_prompt(task, text if not uses_audio else None)
         if uses_audio:
             if audio is None:
                 raise InvalidOptionError(f"task {task!r} needs audio")
             waveform = load_audio(audio, sample_rate=sample_rate)
             duration = waveform.size / SAMPLE_RATE
-            llm_input = self.family.llm_input(instruction, self.family.audio_embeddings(waveform),
+            llm_input = self.family.llm_input(prompt, self.family.audio_embeddings(waveform),
                                               adapter=self.adapter_for(task))
         else:
             if audio is not None:
                 raise InvalidOptionError(f"task {task!r} takes text, not audio")
             duration = 0.0
-            llm_input = self.family.llm_input(instruction, None, adapter=self.adapter_for(task))
+            llm_input = self.family.llm_input(prompt, None, adapter=self.adapter_for(task))
         tokens = decoding.generate(self.engine, [llm_input], options)[0]
         result = self.decode_text(tokens)
         segments = (Segment(start=0.0, end=duration, text=result, tokens=tuple(tokens)),) if uses_audio else ()

@@ -118,7 +118,7 @@ class StreamingSession:
         self.streaming_options = streaming_options or StreamingOptions()
         self.language = options.language
         self._transcribe_options = dataclasses.replace(options, vad=True, vad_options=self.streaming_options.vad_options)
-        self.instruction = check_options(model, self._transcribe_options)
+        self.prompt = check_options(model, self._transcribe_options)
         # finals are decoded as offline VAD segments, without the silence gate or a hotwords file; words for
         # the transcription task only
         self._final_options = dataclasses.replace(self._transcribe_options, silence_gate=False, hotwords_file=None,
@@ -129,7 +129,7 @@ class StreamingSession:
         if task != "transcribe":
             if not model.family.task_uses_audio(task):
                 raise InvalidOptionError(f"task {task!r} takes text, not a live audio stream")
-            self.instruction = model.family.task_instruction(task)
+            self.prompt = model.family.task_prompt(task)
         self.sample_rate = check_sample_rate(sample_rate, "stream")
         self._resampler = (soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
                            if self.sample_rate != SAMPLE_RATE else None)
@@ -193,7 +193,7 @@ class StreamingSession:
     def _finalize(self, chunks: list[SpeechChunk]) -> list[StreamingEvent]:
         events = []
         for chunk in chunks:  # each alone, as it closes
-            segment = decode_chunks(self.model, self._final_options, self.instruction, [chunk], task=self.task)[0]
+            segment = decode_chunks(self.model, self._final_options, self.prompt, [chunk], task=self.task)[0]
             self._finals.append(segment)
             events.append(StreamingEvent(True, self._index, segment.start, segment.end, segment.text, segment.tokens,
                                          segment.words))
@@ -217,13 +217,13 @@ class StreamingSession:
             return None
         start, samples = open_speech
         prefix = self._prefix()
-        instruction, language = self.instruction, self.language
+        prompt, language = self.prompt, self.language
         if prefix and language is None and self._partial_language and self.task == "transcribe":
             # the prefix is text without the family's language header (``language X<asr_text>``): force
             # the language the previous partial named, so the prompt ends where the prefix text begins
             language = self._partial_language
-            instruction = check_options(self.model, dataclasses.replace(self._transcribe_options, language=language))
-        tokens = self.model.decode_waveforms([samples], instruction, self.options, prefix_texts=[prefix],
+            prompt = check_options(self.model, dataclasses.replace(self._transcribe_options, language=language))
+        tokens = self.model.decode_waveforms([samples], prompt, self.options, prefix_texts=[prefix],
                                              task=self.task)[0]
         named, continuation = self.model.parse_transcription(tokens, language)
         text = (prefix + continuation).strip()

@@ -115,15 +115,15 @@ def prepare(model: "SpeechModel", options: TranscribeOptions, waveform: np.ndarr
     return PreparedSegment(waveform, start, end, analysis, no_speech, speech, matched)
 
 
-def instructions(model: "SpeechModel", options: TranscribeOptions, instruction: str,
+def prompts(model: "SpeechModel", options: TranscribeOptions, prompt: str,
                  prepared: Sequence[PreparedSegment]) -> list[str] | str:
-    """The prompt instruction of each segment: ``instruction`` unless ``hotwords_file`` matched
+    """The prompt text of each segment: ``prompt`` unless ``hotwords_file`` matched
     entries for it (then they join ``options.hotwords``)."""
     if options.hotwords_file is None:
-        return instruction
-    return [model.family.transcription_instruction(
+        return prompt
+    return [model.family.transcription_prompt(
         options.language, tuple(options.hotwords) + tuple(w for w in p.hotwords if w not in options.hotwords),
-        options.itn) if p.hotwords else instruction for p in prepared]
+        options.itn) if p.hotwords else prompt for p in prepared]
 
 
 def finish(model: "SpeechModel", options: TranscribeOptions, prepared: PreparedSegment, tokens: Sequence[int],

@@ -48,27 +48,27 @@ def transcription(model: "SpeechModel", options: TranscribeOptions, segments: Se
 
 
 def _segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions, sample_rate: int | None,
-              instruction: str, use_vad: bool, read: dict) -> Iterator[Segment]:
+              prompt: str, use_vad: bool, read: dict) -> Iterator[Segment]:
     """Decode ``audio``, ``batch_size`` chunks at a time; ``read["duration"]`` holds the seconds of audio read
     once it is done."""
     if not use_vad:
         chunk = load_whole(audio, options, sample_rate)
         read["duration"] = chunk.end_time
-        yield from (s for s in decode_chunks(model, options, instruction, [chunk], whole=True) if s is not None)
+        yield from (s for s in decode_chunks(model, options, prompt, [chunk], whole=True) if s is not None)
         return
     chunks = VadChunks(audio, options.vad_options, sample_rate)
     for group in batched(chunks, options.batch_size):
-        yield from (s for s in decode_chunks(model, options, instruction, group) if s is not None)
+        yield from (s for s in decode_chunks(model, options, prompt, group) if s is not None)
     read["duration"] = chunks.seconds
 
 
 def transcribe_segments(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions,
                         sample_rate: int | None = None) -> tuple[Iterator[Segment], TranscriptionInfo]:
     """See :meth:`funasr_nano.SpeechModel.transcribe_segments`."""
-    instruction = check_options(model, options)
+    prompt = check_options(model, options)
     planned = plan(audio, options, sample_rate)
     info = TranscriptionInfo(duration=planned.duration, language=options.language, vad=planned.vad, options=options)
-    return _segments(model, audio, options, sample_rate, instruction, planned.vad, {}), info
+    return _segments(model, audio, options, sample_rate, prompt, planned.vad, {}), info
 
 
 def transcribe(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions,
@@ -79,20 +79,20 @@ def transcribe(model: "SpeechModel", audio: AudioInput, options: TranscribeOptio
 
 
 def _transcribe(model: "SpeechModel", audio: AudioInput, options: TranscribeOptions, sample_rate: int | None,
-                instruction: str, use_vad: bool) -> Transcription:
+                prompt: str, use_vad: bool) -> Transcription:
     read: dict = {}
-    segments = list(_segments(model, audio, options, sample_rate, instruction, use_vad, read))
+    segments = list(_segments(model, audio, options, sample_rate, prompt, use_vad, read))
     return transcription(model, options, segments, read["duration"], use_vad)
 
 
 def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options: TranscribeOptions,
                      sample_rate: int | None = None) -> Iterator[Transcription | TranscriptionFailure]:
     """See :meth:`funasr_nano.SpeechModel.transcribe_batch`."""
-    instruction = check_options(model, options)
+    prompt = check_options(model, options)
 
     def decode(group: list[tuple[int, AudioInput, SpeechChunk]]) -> list[Transcription]:
         """Inputs decoded whole, together."""
-        segments = decode_chunks(model, options, instruction, [chunk for _, _, chunk in group], whole=True)
+        segments = decode_chunks(model, options, prompt, [chunk for _, _, chunk in group], whole=True)
         return [transcription(model, options, [segment] if segment is not None else [], chunk.end_time, False)
                 for (_, _, chunk), segment in zip(group, segments)]
 
@@ -111,7 +111,7 @@ def transcribe_batch(model: "SpeechModel", audios: Sequence[AudioInput], options
                         group = []
                     continue
                 result: Transcription | TranscriptionFailure = _transcribe(model, audio, options, sample_rate,
-                                                                         instruction, use_vad)
+                                                                         prompt, use_vad)
             except Exception as error:  # any failure stays with its input; the others go on
                 result = failure((index, audio), error)
             yield from isolate_failures(decode, group, failure) if group else ()

@@ -232,12 +232,12 @@ def _speech_pass(model: "SpeechModel", chunks: VadChunks, options: TranslationOp
     (generation cancelled within one token) when ``cancel`` is set or the iterator is closed."""
     mode = options.mode
     task = "transcribe" if mode == "cascade" else "translate"
-    instruction = (model.family.transcription_instruction(None, (), True) if mode == "cascade"
-                   else model.family.task_instruction("translate"))
+    prompt = (model.family.transcription_prompt(None, (), True) if mode == "cascade"
+                   else model.family.task_prompt("translate"))
     for number, chunk in enumerate(chunks):
         if cancel is not None and cancel.is_set():
             return
-        llm_input = model.family.llm_input(instruction, model.family.audio_embeddings(chunk.samples),
+        llm_input = model.family.llm_input(prompt, model.family.audio_embeddings(chunk.samples),
                                            adapter=model.adapter_for(task))
         done_chars = 0  # characters of this segment's text already sent as sentences
         span = (chunk.start_time, chunk.end_time)

@@ -1,5 +1,5 @@
 """Fun-ASR-Nano (FunAudioLLM): SAN-M encoder -> adaptor -> Qwen3 LLM. Frontend, checkpoint layouts, prompt,
-the model as a :class:`~funasr_nano.models.base.SpeechLLM` (torch: :mod:`.model`; the light runtime:
+the model as a :class:`~funasr_nano.models.base.FamilyModel` (torch: :mod:`.model`; the light runtime:
 :mod:`.light`)."""
 
 __all__ = ["FunAsrNanoModel"]

@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import CheckpointError
 from ...results import Word
 from ..alignment import CtcAnalysis, TokenSpan, analyse, forced_align, words_from_spans
-from ..base import SpeechLLM
+from ..base import FamilyModel
 from ..json_files import read_json_object
 from ..light_tokenizer import LightTokenizer
 from ..onnx_audio import ENCODER_OUT, LOG_PROBS, OnnxAudioEncoder, OnnxGraph, audio_onnx_file, require_audio_onnx_file
@@ -123,7 +123,7 @@ def load_light_ctc(path: str, record, encoder_precision: str, encoder: OnnxAudio
     return LightCtc(graph=graph, tokenizer=tokenizer, blank_id=blank_id)
 
 
-class LightFunAsrNanoModel(FunAsrNanoPrompts, SpeechLLM):
+class LightFunAsrNanoModel(FunAsrNanoPrompts, FamilyModel):
     """A Fun-ASR-Nano GGUF-layout folder on onnxruntime + llama.cpp (no torch).
 
     Args:

@@ -1,4 +1,4 @@
-"""Fun-ASR-Nano as a :class:`~funasr_nano.models.base.SpeechLLM`: fbank/LFR -> SAN-M encoder -> adaptor ->
+"""Fun-ASR-Nano as a :class:`~funasr_nano.models.base.FamilyModel`: fbank/LFR -> SAN-M encoder -> adaptor ->
 audio positions of the official prompt.
 
 Reproduces ``FunASRNano.inference_prepare`` (funasr 1.4.16, ``funasr/models/fun_asr_nano/model.py``):
@@ -17,7 +17,7 @@ import torch
 from ...errors import CheckpointError, InvalidOptionError
 from ...results import Word
 from ..alignment import CtcAnalysis, TokenSpan, analyse, forced_align, words_from_spans
-from ..base import SpeechLLM
+from ..base import FamilyModel
 from .checkpoint import LoadedCheckpoint
 from .ctc_tokenizer import no_ctc_error
 from .frontend import Frontend
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 ENCODER_PRECISIONS = ("fp32", "bf16", "int8")
 
 
-class FunAsrNanoModel(FunAsrNanoPrompts, SpeechLLM):
+class FunAsrNanoModel(FunAsrNanoPrompts, FamilyModel):
     """A loaded Fun-ASR-Nano checkpoint (official, transformers or GGUF layout).
 
     Args:

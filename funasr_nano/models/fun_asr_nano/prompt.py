@@ -200,11 +200,11 @@ def postprocess_text(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The prompt and output methods of a Fun-ASR-Nano SpeechLLM, one copy for both runtimes.
+# The prompt and output methods of a Fun-ASR-Nano FamilyModel, one copy for both runtimes.
 
 
 class FunAsrNanoPrompts:
-    """The prompt and output methods of a Fun-ASR-Nano :class:`~funasr_nano.models.base.SpeechLLM`, shared by
+    """The prompt and output methods of a Fun-ASR-Nano :class:`~funasr_nano.models.base.FamilyModel`, shared by
     the torch model (:class:`.model.FunAsrNanoModel`) and the light runtime's
     (:class:`.light.LightFunAsrNanoModel`): both set ``tokenizer`` (transformers' or
     :class:`~funasr_nano.models.light_tokenizer.LightTokenizer`) and ``chat`` (:func:`chat_format_for`).
@@ -214,20 +214,20 @@ class FunAsrNanoPrompts:
     tokenizer: object
     chat: ChatFormat
 
-    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+    def transcription_prompt(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
         return transcription_instruction(list(hotwords), language_name(language), itn)
 
-    def task_instruction(self, task: str, text: str | None = None) -> str:
+    def task_prompt(self, task: str, text: str | None = None) -> str:
         return get_task(task).user_text(text)
 
     def task_uses_audio(self, task: str) -> bool:
         return get_task(task).uses_audio
 
-    def llm_input(self, instruction: str, audio, *, answer_prefix: str = "", adapter: str | None = None) -> LLMInput:
+    def llm_input(self, prompt: str, audio, *, answer_prefix: str = "", adapter: str | None = None) -> LLMInput:
+        """``prompt``: the user instruction, wrapped in the chat template with FunASR's system prompt."""
         num_audio = 0 if audio is None else audio.shape[0]
-        prompt = self.chat.prompt_ids(self.tokenizer, instruction, num_audio, system=SYSTEM_PROMPT,
-                                      answer_prefix=answer_prefix)
-        parts = (prompt.prefix_ids,) + ((audio,) if num_audio else ()) + (prompt.suffix_ids,)
+        ids = self.chat.prompt_ids(self.tokenizer, prompt, num_audio, system=SYSTEM_PROMPT, answer_prefix=answer_prefix)
+        parts = (ids.prefix_ids,) + ((audio,) if num_audio else ()) + (ids.suffix_ids,)
         return LLMInput(parts=parts, adapter=adapter)
 
     def decode_text(self, tokens: Sequence[int]) -> str:

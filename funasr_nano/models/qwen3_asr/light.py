@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from ...errors import CheckpointError
-from ..base import SpeechLLM
+from ..base import FamilyModel
 from ..json_files import read_json_object
 from ..light_tokenizer import LightTokenizer
 from ..onnx_audio import OnnxAudioEncoder, audio_onnx_file, require_audio_onnx_file
@@ -86,7 +86,7 @@ def _chat_template(path: str, tokenizer: LightTokenizer) -> str | None:
     return template.get("default") if isinstance(template, dict) else template
 
 
-class LightQwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
+class LightQwen3AsrModel(Qwen3AsrPrompts, FamilyModel):
     """A Qwen3-ASR GGUF-layout folder on numpy + onnxruntime + llama.cpp (no torch).
 
     Args:

@@ -1,4 +1,4 @@
-"""Qwen3-ASR as a :class:`~funasr_nano.models.base.SpeechLLM`: log-mel -> AuT encoder (windowed attention
+"""Qwen3-ASR as a :class:`~funasr_nano.models.base.FamilyModel`: log-mel -> AuT encoder (windowed attention
 over 100-frame chunks) -> projector -> the audio positions of the reference prompt.
 
 Reproduces the transformers backend of ``qwen-asr`` 0.0.6 (``Qwen3ASRModel._infer_asr_transformers``):
@@ -19,7 +19,7 @@ import torch
 
 from ...audio.io import SAMPLE_RATE
 from ...errors import CheckpointError, InvalidOptionError
-from ..base import SpeechLLM
+from ..base import FamilyModel
 from .checkpoint import LoadedCheckpoint
 from .frontend import Frontend, FrontendConfig
 from .encoder import ENCODER_ATTENTIONS, encode_audio
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 MAX_AUDIO_SECONDS = 1200.0
 
 
-class Qwen3AsrModel(Qwen3AsrPrompts, SpeechLLM):
+class Qwen3AsrModel(Qwen3AsrPrompts, FamilyModel):
     """A loaded Qwen3-ASR checkpoint (official or transformers layout).
 
     Args:

@@ -173,7 +173,7 @@ def parse_output(raw: str, forced_language: str | None = None) -> tuple[str | No
 
 
 class Qwen3AsrPrompts:
-    """The prompt and output methods of a Qwen3-ASR :class:`~funasr_nano.models.base.SpeechLLM`, shared by
+    """The prompt and output methods of a Qwen3-ASR :class:`~funasr_nano.models.base.FamilyModel`, shared by
     the torch model (:class:`.model.Qwen3AsrModel`) and the light runtime's
     (:class:`.light.LightQwen3AsrModel`): both set ``tokenizer`` (transformers' or
     :class:`~funasr_nano.models.light_tokenizer.LightTokenizer`), ``path`` and ``languages``, then call
@@ -215,7 +215,7 @@ class Qwen3AsrPrompts:
     def stop_token_ids(self) -> list[int]:
         return list(self._stop_token_ids)
 
-    def transcription_instruction(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
+    def transcription_prompt(self, language: str | None, hotwords: Sequence[str], itn: bool) -> str:
         """The whole prompt text with one audio placeholder (the reference's ``_build_text_prompt``): the
         system turn holds the hotwords as context text (:func:`context_text`), a language forces
         ``language X<asr_text>`` after the assistant header.
@@ -229,24 +229,24 @@ class Qwen3AsrPrompts:
         return render_prompt(self.tokenizer, self.chat_template, context_text(hotwords),
                              language_name(language, self.languages))
 
-    def task_instruction(self, task: str, text: str | None = None) -> str:
+    def task_prompt(self, task: str, text: str | None = None) -> str:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r} for Qwen3-ASR; use one of {list(TASKS)}")
-        return self.transcription_instruction(None, (), True)
+        return self.transcription_prompt(None, (), True)
 
     def task_uses_audio(self, task: str) -> bool:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r} for Qwen3-ASR; use one of {list(TASKS)}")
         return True
 
-    def llm_input(self, instruction: str, audio, *, answer_prefix: str = "", adapter: str | None = None) -> LLMInput:
-        """The prompt text ``instruction`` (one audio placeholder) with ``audio`` (``(num_audio, hidden)``,
+    def llm_input(self, prompt: str, audio, *, answer_prefix: str = "", adapter: str | None = None) -> LLMInput:
+        """The prompt text ``prompt`` (one audio placeholder) with ``audio`` (``(num_audio, hidden)``,
         a torch tensor or a numpy array) in place of the placeholder and ``answer_prefix`` after the prompt.
         The text on each side of the audio is tokenized alone; the reference tokenizes the whole string,
         which gives the same ids since the audio is fenced by special tokens."""
-        if instruction.count(self.audio_token) != 1:
-            raise ValueError(f"a Qwen3-ASR prompt holds one {self.audio_token}, this one {instruction.count(self.audio_token)}")
-        before, after = instruction.split(self.audio_token)
+        if prompt.count(self.audio_token) != 1:
+            raise ValueError(f"a Qwen3-ASR prompt holds one {self.audio_token}, this one {prompt.count(self.audio_token)}")
+        before, after = prompt.split(self.audio_token)
         prefix = list(self.tokenizer.encode(before, add_special_tokens=False))
         suffix = list(self.tokenizer.encode(after + answer_prefix, add_special_tokens=False))
         parts = (prefix,) + ((audio,) if audio is not None and audio.shape[0] else ()) + (suffix,)
