@@ -14,9 +14,9 @@ import os
 import time
 from typing import Callable, Iterable, Sequence
 
-from ..errors import InvalidOptionError
 from ..options import TranscribeOptions
 from ..pipeline.chunks import batched
+from ..validation import check_integer
 from .inputs import CorpusItem, list_inputs
 from .journal import Journal, write_parquet
 from .transcriber import ModelSpec, Transcriber
@@ -85,8 +85,7 @@ def transcribe_corpus(source: str | os.PathLike | Iterable[CorpusItem], output: 
     started = time.perf_counter()
     options = options or TranscribeOptions()
     model = model or ModelSpec()
-    if num_workers < 1:
-        raise InvalidOptionError(f"num_workers must be >= 1, got {num_workers}")
+    check_integer("num_workers", num_workers, 1)
     items = list_inputs(source) if isinstance(source, (str, os.PathLike)) else list(source)
     counts = {"rows": 0, "failed": 0, "seconds": 0.0}
     with Journal(output, retry_failed=retry_failed) as journal:

@@ -22,6 +22,7 @@ import threading
 from typing import Sequence
 
 from ..errors import InvalidOptionError, MissingDependencyError
+from ..validation import check_number
 
 # one syllable per Han character; a word of letters or digits otherwise
 _PIECES = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -67,8 +68,7 @@ class HotwordList:
     """
 
     def __init__(self, words: Sequence[str], threshold: float = DEFAULT_THRESHOLD):
-        if not 0 < threshold <= 1:
-            raise InvalidOptionError(f"hotword match threshold must be in (0, 1], got {threshold!r}")
+        check_number("hotword match threshold", threshold, 0, 1, low_open=True)
         seen: set[str] = set()
         self.words: tuple[str, ...] = tuple(w for w in (x.strip() for x in words) if w and not (w in seen or seen.add(w)))
         self.threshold = threshold

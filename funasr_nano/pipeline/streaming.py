@@ -33,6 +33,7 @@ from ..audio.vad import SpeechChunk, VadOptions, VadSegmenter
 from ..errors import InvalidOptionError
 from ..options import TranscribeOptions
 from ..results import Segment, Transcription, Word
+from ..validation import check_integer, check_number
 from .chunks import check_options, decode_chunks
 from .transcribe import transcription
 
@@ -62,10 +63,8 @@ class StreamingOptions:
     vad_options: VadOptions = dataclasses.field(default_factory=VadOptions)
 
     def __post_init__(self):
-        if self.chunk_duration <= 0:
-            raise InvalidOptionError(f"chunk_duration must be > 0, got {self.chunk_duration}")
-        if self.rollback_tokens < 0:
-            raise InvalidOptionError(f"rollback_tokens must be >= 0, got {self.rollback_tokens}")
+        check_number("chunk_duration", self.chunk_duration, 0, low_open=True)
+        check_integer("rollback_tokens", self.rollback_tokens, 0)
 
 
 @dataclasses.dataclass(frozen=True)

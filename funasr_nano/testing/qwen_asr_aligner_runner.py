@@ -18,13 +18,12 @@ times (``Qwen3ForceAlignProcessor.fix_timestamp``) runs on chosen sequences.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 
 def main(request_path: str, result_path: str) -> None:
     import torch
-    from safetensors.torch import load_file
+    from reference_weights import check_reference_weights  # a sibling file: this folder is on sys.path
 
     from qwen_asr import Qwen3ForcedAligner
 
@@ -33,16 +32,7 @@ def main(request_path: str, result_path: str) -> None:
     aligner = Qwen3ForcedAligner.from_pretrained(request["model"], dtype=torch.float32)
 
     # every tensor of the file must be what the reference model holds (no silently skipped weights)
-    state = aligner.model.state_dict()
-    checked = 0
-    for name in sorted(os.listdir(request["model"])):
-        if name.endswith(".safetensors"):
-            for key, tensor in load_file(os.path.join(request["model"], name)).items():
-                if key not in state or not torch.equal(state[key].float(), tensor.float()):
-                    raise SystemExit(f"reference model does not hold {key} as the checkpoint does")
-                checked += 1
-    if checked != len(state):
-        raise SystemExit(f"the reference model has {len(state)} tensors, the checkpoint {checked}")
+    checked = check_reference_weights(aligner.model.state_dict(), request["model"])
 
     captured: dict = {}
 
