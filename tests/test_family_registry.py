@@ -68,12 +68,22 @@ def export_toy(model, out_dir, out_type, *, n_threads=None, toy_level=1):
     return str(out_dir)
 
 
+def write_toy(path, *, layout="official", seed=0, ctc=False):
+    """The toy family's ``tiny`` writer: a tiny Fun-ASR-Nano checkpoint and the marker."""
+    from funasr_nano.testing.tiny import write_tiny
+
+    write_tiny(path, layout=layout, seed=seed, ctc=ctc)
+    (pathlib.Path(path) / TOY_MARKER).write_text(json.dumps({"languages": {"toy": "Toylish"}}))
+    return path
+
+
 TOY = Family(
     name="toy", title="Toy", recognise=recognise_toy, layouts=f"{TOY_MARKER} beside a Fun-ASR-Nano checkpoint",
     load_torch=load_toy, from_checkpoint=toy_from_checkpoint,
     engines=("transformers", "llama.cpp"), engine_refusal="the toy family is not served by vLLM",
     export_gguf=f"{__name__}:export_toy",
     export_options=(ExportOption("--toy-level", "toy_level", "how toy the export is", default=1, type=int),),
+    tiny=(("toy", f"{__name__}:write_toy"),),
 )
 
 
@@ -181,3 +191,18 @@ def test_export_gguf_goes_through_the_registry(toy, tiny_hf, tmp_path, capsys):
     assert main(["export", "gguf", str(toy), str(out)]) == 2
     assert "a Toy model has no GGUF export" in capsys.readouterr().err
     assert len(EXPORTS) == 1
+
+
+def test_funasr_nano_tiny_writes_what_the_registered_families_declare(toy, tmp_path):
+    assert main(["tiny", str(tmp_path / "t"), "--family", "toy", "--layout", "hf"]) == 0
+    assert registry.family_for(tmp_path / "t").name == "toy"
+    assert main(["tiny", str(tmp_path / "d")]) == 0  # the default stays the demo model's family
+    assert registry.family_for(tmp_path / "d").name == "fun-asr-nano"
+    assert main(["tiny", str(tmp_path / "q"), "--family", "qwen3-asr", "--ctc"]) == 2  # no CTC branch
+    registry.unregister("toy")
+    try:
+        with pytest.raises(SystemExit) as exited:  # no longer a choice: argparse's usage error
+            main(["tiny", str(tmp_path / "u"), "--family", "toy"])
+        assert exited.value.code == 2
+    finally:
+        registry.register(TOY)

@@ -21,9 +21,10 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     tiny.add_argument("--ctc", action="store_true",
                       help="add the CTC branch and its tokenizer (official layout, Fun-ASR-Nano): word timestamps")
-    tiny.add_argument("--family", default="fun-asr-nano", choices=["fun-asr-nano", "qwen3-asr", "qwen3-forced-aligner"],
-                      help="the model family to write (default: fun-asr-nano; qwen3-forced-aligner: a "
-                           "Qwen3-ForcedAligner for --aligner)")
+    writers, default = tiny_writers()
+    tiny.add_argument("--family", default=default, choices=list(writers),
+                      help=f"the model family to write (default: {default}, the embedded demo model's; "
+                           "qwen3-forced-aligner: a Qwen3-ForcedAligner for --aligner)")
     tiny.set_defaults(run=_tiny)
 
     data = commands.add_parser("data", help="check and make training data", parents=parents)
@@ -68,25 +69,21 @@ def add_parsers(commands, parents: list[argparse.ArgumentParser]) -> None:
     merge.add_argument("--layout", choices=["official", "hf"], help="output layout (default: the base's)")
 
 
+def tiny_writers() -> tuple[dict[str, str], str]:
+    """``({name: hook string}, default name)``: the random checkpoints the registered families can write
+    (their ``tiny`` hooks, :class:`funasr_nano.models.family.Family`); the default is the embedded demo
+    model's family's own."""
+    from ..load import DEFAULT_MODEL
+    from ..models import registry
+
+    writers = {name: hook for family in registry.families() for name, hook in family.tiny}
+    return writers, registry.family_for(DEFAULT_MODEL).tiny[0][0]
+
+
 def _tiny(args: argparse.Namespace) -> int:
-    if args.family == "qwen3-asr":
-        from ..testing.tiny_qwen3_asr import write_tiny_checkpoint
-    elif args.family == "qwen3-forced-aligner":
-        from ..testing.tiny_qwen3_aligner import write_tiny_aligner as write_tiny_checkpoint
-    else:
-        from ..testing.tiny import write_tiny_checkpoint
+    from ..models.family import resolve_hook
 
-    if args.ctc:
-        if args.family != "fun-asr-nano" or args.layout != "official":
-            from ..errors import InvalidOptionError
-
-            raise InvalidOptionError("--ctc needs --family fun-asr-nano --layout official (the layout that carries "
-                                     "the CTC branch)")
-        from ..testing.tiny import TinyConfig
-
-        write_tiny_checkpoint(args.path, layout=args.layout, config=TinyConfig(ctc=True), seed=args.seed)
-    else:
-        write_tiny_checkpoint(args.path, layout=args.layout, seed=args.seed)
+    resolve_hook(tiny_writers()[0][args.family])(args.path, layout=args.layout, seed=args.seed, ctc=args.ctc)
     write_stdout(f"wrote a tiny random {args.layout}-layout checkpoint to {args.path}")
     return 0
 

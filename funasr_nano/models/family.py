@@ -150,6 +150,9 @@ class Family:
             checkpoint (``funasr-nano export hf``); ``None``: not offered.
         lora_config: ``path -> transformers text config`` of a checkpoint folder, for ``funasr-nano export
             gguf-lora --model``; ``None``: the family takes no LoRA adapters.
+        tiny: ``((name, hook string), ...)``: the random checkpoints ``funasr-nano tiny --family NAME`` writes,
+            each ``(path, *, layout, seed, ctc) -> path`` (``ctc``: add a CTC branch, refused by a writer
+            whose family has none); the first is the family's own, others (Qwen3-ForcedAligner) sit beside it.
     """
 
     name: str
@@ -168,6 +171,7 @@ class Family:
     export_options: tuple[ExportOption, ...] = ()
     export_hf: str | None = None
     lora_config: Callable[[str], Any] | None = None
+    tiny: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         unknown = set(self.engines) - set(ENGINES)
@@ -181,9 +185,11 @@ class Family:
         return tuple(option.name for option in self.options)
 
     def hooks(self) -> dict[str, str]:
-        """The import-string hooks it declares: ``{field: "module:function"}``."""
-        return {name: value for name in ("check_llm_gguf", "export_gguf", "export_hf")
-                if (value := getattr(self, name)) is not None}
+        """The import-string hooks it declares: ``{field: "module:function"}`` (``tiny[NAME]`` for each
+        :attr:`tiny` writer)."""
+        found = {name: value for name in ("check_llm_gguf", "export_gguf", "export_hf")
+                 if (value := getattr(self, name)) is not None}
+        return found | {f"tiny[{name}]": value for name, value in self.tiny}
 
 
 def resolve_hook(spec: str) -> Callable:

@@ -222,3 +222,18 @@ def write_tiny_checkpoint(path: str, layout: str = "official", config: TinyConfi
     else:
         write_hf(path, model, tokenizer)
     return path
+
+
+def write_tiny(path: str, *, layout: str = "official", seed: int = 0, ctc: bool = False) -> str:
+    """``funasr-nano tiny --family fun-asr-nano`` (this family's ``tiny`` hook): :func:`write_tiny_checkpoint`
+    of the default size, with the CTC branch when ``ctc`` (official layout only).
+
+    Raises:
+        InvalidOptionError: ``ctc`` with the transformers layout.
+    """
+    if ctc and layout != "official":
+        from ..errors import InvalidOptionError
+
+        raise InvalidOptionError("--ctc needs --family fun-asr-nano --layout official (the layout that carries "
+                                 "the CTC branch)")
+    return write_tiny_checkpoint(path, layout=layout, config=TinyConfig(ctc=ctc), seed=seed)

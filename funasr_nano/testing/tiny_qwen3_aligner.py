@@ -99,3 +99,18 @@ def write_tiny_aligner(path: str, layout: str = "official", config: TinyAlignerC
         path, layout, lambda out: write_official(out, model, official),
         lambda out, tokenizer_dir: asr.write_hf(out, model, tokenizer_dir, generation=False,
                                                 timestamp_segment_time=config.timestamp_segment_time))
+
+
+def write_tiny(path: str, *, layout: str = "official", seed: int = 0, ctc: bool = False) -> str:
+    """``funasr-nano tiny --family qwen3-forced-aligner`` (a ``tiny`` hook of Qwen3-ASR's family):
+    :func:`write_tiny_aligner`.
+
+    Raises:
+        InvalidOptionError: ``ctc`` (the aligner has no CTC branch).
+    """
+    if ctc:
+        from ..errors import InvalidOptionError
+
+        raise InvalidOptionError("--ctc needs --family fun-asr-nano --layout official (the layout that carries "
+                                 "the CTC branch)")
+    return write_tiny_aligner(path, layout=layout, seed=seed)

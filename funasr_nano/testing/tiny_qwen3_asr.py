@@ -325,3 +325,17 @@ def write_tiny_checkpoint(path: str, layout: str = "official", config: TinyQwen3
     model, official = build_random_model(config, seed)
     return write_in_layout(path, layout, lambda out: write_official(out, model, official),
                            lambda out, tokenizer_dir: write_hf(out, model, tokenizer_dir))
+
+
+def write_tiny(path: str, *, layout: str = "official", seed: int = 0, ctc: bool = False) -> str:
+    """``funasr-nano tiny --family qwen3-asr`` (the family's ``tiny`` hook): :func:`write_tiny_checkpoint`.
+
+    Raises:
+        InvalidOptionError: ``ctc`` (Qwen3-ASR has no CTC branch).
+    """
+    if ctc:
+        from ..errors import InvalidOptionError
+
+        raise InvalidOptionError("--ctc needs --family fun-asr-nano --layout official (the layout that carries "
+                                 "the CTC branch)")
+    return write_tiny_checkpoint(path, layout=layout, seed=seed)

@@ -131,4 +131,5 @@ FAMILY = Family(
     ),
     export_gguf="funasr_nano.export.gguf_folder:export_gguf",
     lora_config=lora_config,
+    tiny=(("fun-asr-nano", "funasr_nano.testing.tiny:write_tiny"),),
 )

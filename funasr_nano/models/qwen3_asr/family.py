@@ -130,4 +130,6 @@ FAMILY = Family(
                      "record them (the -hf layout; Qwen3-ASR: 24 20 20)", type=int, nargs=3, metavar=("T", "H", "W")),
     ),
     export_hf="funasr_nano.export.thinker:export_thinker_hf",
+    tiny=(("qwen3-asr", "funasr_nano.testing.tiny_qwen3_asr:write_tiny"),
+          ("qwen3-forced-aligner", "funasr_nano.testing.tiny_qwen3_aligner:write_tiny")),
 )
