@@ -265,6 +265,7 @@ def load_model(
     use_low_frame_rate: bool | None = None,
     lora: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
     aligner: str | os.PathLike | None = None,
+    **family_options: object,
 ) -> SpeechModel:
     """Load a speech LLM checkpoint: Fun-ASR-Nano (official, transformers or GGUF layout) or Qwen3-ASR
     (official or transformers layout; ``encoder_precision``, ``use_low_frame_rate`` and ``lora`` do not
@@ -302,6 +303,9 @@ def load_model(
         aligner: a Qwen3-ForcedAligner checkpoint folder (official or transformers layout), for Qwen3-ASR
             only: loaded beside the model, it gives ``word_timestamps=True`` its word times
             (:mod:`funasr_nano.models.qwen3_asr.aligner`). Fun-ASR-Nano's come from its CTC head.
+        family_options: the options of a family registered beside the built-ins, by the names it declares
+            (:attr:`funasr_nano.models.family.Family.options`); handed to its loading hooks in
+            :attr:`~funasr_nano.models.family.LoadRequest.options`. A name no family declares is refused.
 
     Raises:
         CheckpointError: the folder is not a usable checkpoint (the message says what is wrong).
@@ -312,7 +316,7 @@ def load_model(
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
         raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
     options = {name: value for name, value in (("use_low_frame_rate", use_low_frame_rate), ("lora", lora),
-                                               ("aligner", aligner)) if value is not None}
+                                               ("aligner", aligner), *family_options.items()) if value is not None}
     demo = path is None
     model = "the embedded demo model" if demo else os.fspath(path)
     if demo and _light_runtime_installed() and os.path.isdir(DEFAULT_LIGHT_MODEL):

@@ -17,7 +17,7 @@ from funasr_nano.cli.main import main
 from funasr_nano.errors import UnsupportedLanguageError
 from funasr_nano.load import DEFAULT_LIGHT_MODEL, DEFAULT_MODEL, from_checkpoint
 from funasr_nano.models import registry
-from funasr_nano.models.family import ExportOption, Family, FamilyParts
+from funasr_nano.models.family import ExportOption, Family, FamilyOption, FamilyParts
 from funasr_nano.models.fun_asr_nano.checkpoint import load_checkpoint
 from funasr_nano.models.fun_asr_nano.model import FunAsrNanoModel
 from funasr_nano.models.recognise import folder_names
@@ -205,4 +205,30 @@ def test_funasr_nano_tiny_writes_what_the_registered_families_declare(toy, tmp_p
             main(["tiny", str(tmp_path / "u"), "--family", "toy"])
         assert exited.value.code == 2
     finally:
+        registry.register(TOY)
+
+
+def test_a_registered_family_declares_its_own_load_option(toy, binhai):
+    toy_with_option = dataclasses.replace(TOY, name="toy-opt", options=(
+        FamilyOption("toy_voice", "toy_voice is a Toy-with-options setting; {family} has no such option"),))
+    registry.unregister("toy")
+    registry.register(toy_with_option)
+    try:
+        seen = []
+        original = toy_with_option.load_torch
+
+        def spy(request):
+            seen.append(dict(request.options))
+            return original(request)
+
+        registry.unregister("toy-opt")
+        registry.register(dataclasses.replace(toy_with_option, load_torch=spy))
+        load_model(toy, toy_voice="squeaky")  # no edit of load_model: the keyword reaches the family's hook
+        assert seen == [{"toy_voice": "squeaky"}]
+        with pytest.raises(InvalidOptionError, match="toy_voice is a Toy-with-options setting; Fun-ASR-Nano has no"):
+            load_model(None, toy_voice="squeaky")  # the demo model's family does not take it
+        with pytest.raises(InvalidOptionError, match="no_such_option does not apply to Toy models"):
+            load_model(toy, no_such_option=1)
+    finally:
+        registry.unregister("toy-opt")
         registry.register(TOY)
