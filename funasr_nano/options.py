@@ -199,13 +199,10 @@ class AdapterOptions:
         translator: cascade translator: a chat LLM GGUF file or a folder of one (llama.cpp; funasr-nano
             export gguf LLM_DIR OUT_DIR writes one), or a transformers chat LLM or Marian/NLLB folder
             (default: the speech model's own LLM on its text translation task).
-        aligner: a Qwen3-ForcedAligner checkpoint folder (official or transformers layout), loaded beside a
-            Qwen3-ASR model: its word timestamps (word_timestamps) come from this separate model.
     """
 
     lora: tuple[str, ...] = ()
     translator: str | None = None
-    aligner: str | None = None
 
     def __post_init__(self):
         if isinstance(self.lora, str) or not isinstance(self.lora, tuple) or \
@@ -213,8 +210,6 @@ class AdapterOptions:
             raise InvalidOptionError(f"lora must be a tuple of TASK=PATH or PATH strings, got {self.lora!r}")
         if self.translator is not None and (not isinstance(self.translator, str) or not self.translator.strip()):
             raise InvalidOptionError(f"translator must be a path, got {self.translator!r}")
-        if self.aligner is not None and (not isinstance(self.aligner, str) or not self.aligner.strip()):
-            raise InvalidOptionError(f"aligner must be a folder path, got {self.aligner!r}")
         self.adapters("default")  # one adapter per task
 
     def adapters(self, plain: str) -> dict[str, str] | None:

@@ -210,7 +210,8 @@ def test_funasr_nano_tiny_writes_what_the_registered_families_declare(toy, tmp_p
 
 def test_a_registered_family_declares_its_own_load_option(toy, binhai):
     toy_with_option = dataclasses.replace(TOY, name="toy-opt", options=(
-        FamilyOption("toy_voice", "toy_voice is a Toy-with-options setting; {family} has no such option"),))
+        FamilyOption("toy_voice", "toy_voice is a Toy-with-options setting; {family} has no such option",
+                     flag="--toy-voice", metavar="VOICE", help="the toy's voice", commands=("transcribe",)),))
     registry.unregister("toy")
     registry.register(toy_with_option)
     try:
@@ -229,6 +230,12 @@ def test_a_registered_family_declares_its_own_load_option(toy, binhai):
             load_model(None, toy_voice="squeaky")  # the demo model's family does not take it
         with pytest.raises(InvalidOptionError, match="no_such_option does not apply to Toy models"):
             load_model(toy, no_such_option=1)
+        # the CLI adds the declared flag to the commands named, and hands its value to load_model
+        assert main(["transcribe", str(binhai), "--model", str(toy), "--toy-voice", "shrill", "--max-new-tokens", "2",
+                     "-q"]) == 0
+        assert seen[-1] == {"toy_voice": "shrill"}
+        with pytest.raises(SystemExit):  # serve was not named: no such flag there
+            main(["serve", "--model", str(toy), "--toy-voice", "shrill"])
     finally:
         registry.unregister("toy-opt")
         registry.register(TOY)

@@ -63,7 +63,6 @@ HELP: Mapping[str, str] = types.MappingProxyType({
 METAVARS: Mapping[str, str] = types.MappingProxyType({
     "AdapterOptions.lora": "[TASK=]PATH",
     "AdapterOptions.translator": "PATH",
-    "AdapterOptions.aligner": "DIR",
     "ServerOptions.translator": "PATH",
 })
 # Titles of the flag groups of nested dataclasses in --help.
@@ -232,9 +231,34 @@ def notice_demo_model(args: argparse.Namespace) -> None:
         logger.warning("%s", DEMO_NOTICE)
 
 
-def load_model_from_args(args: argparse.Namespace, lora=None, aligner=None):
+FAMILY_DEST = "family_option."  # argparse destination prefix of the families' load flags
+
+
+def add_family_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """The load flags the registered families declare for ``command`` (``--aligner`` of Qwen3-ASR:
+    :attr:`funasr_nano.models.family.FamilyOption.flag`), each once, with the declaring family named in its help."""
+    from ..models import registry
+
+    seen: set[str] = set()
+    for family in registry.families():
+        for option in family.options:
+            if option.flag is None or command not in option.commands or option.name in seen:
+                continue
+            seen.add(option.name)
+            parser.add_argument(option.flag, dest=FAMILY_DEST + option.name, metavar=option.metavar,
+                                default=argparse.SUPPRESS, help=f"{option.help} ({family.title} only)")
+
+
+def family_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``{name: value}`` of the family load flags given (:func:`add_family_flags`), for
+    :func:`funasr_nano.load_model`'s keywords."""
+    return {dest[len(FAMILY_DEST):]: value for dest, value in vars(args).items() if dest.startswith(FAMILY_DEST)}
+
+
+def load_model_from_args(args: argparse.Namespace, lora=None):
     """The :class:`~funasr_nano.SpeechModel` that the flags of :func:`add_model_flags` name (after
-    :func:`notice_demo_model`); ``lora`` and ``aligner`` as :func:`funasr_nano.load_model`'s.
+    :func:`notice_demo_model`), with the family load flags given (:func:`add_family_flags`); ``lora`` as
+    :func:`funasr_nano.load_model`'s.
 
     Raises:
         CheckpointError, InvalidOptionError: as :func:`funasr_nano.load_model`.
@@ -243,7 +267,7 @@ def load_model_from_args(args: argparse.Namespace, lora=None, aligner=None):
 
     notice_demo_model(args)
     return load_model(args.model, device=args.device, dtype=args.dtype, engine=args.engine, n_threads=args.threads,
-                      encoder_precision=args.encoder_precision, lora=lora, aligner=aligner)
+                      encoder_precision=args.encoder_precision, lora=lora, **family_options_from_args(args))
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

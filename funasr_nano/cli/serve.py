@@ -20,7 +20,7 @@ from typing import Mapping
 from ..errors import InvalidOptionError, MissingDependencyError
 from ..options import AdapterOptions
 from ..server.config import ServerOptions  # dataclasses only: FastAPI loads when the server starts
-from .options import add_model_flags, add_option_flags, load_model_from_args, options_from_args
+from .options import add_family_flags, add_model_flags, add_option_flags, load_model_from_args, options_from_args
 
 logger = logging.getLogger("funasr_nano.cli")
 
@@ -31,7 +31,8 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                              "the /v1/realtime WebSocket, GET /v1/models and /health; concurrent "
                                              "requests are decoded in batches.")
     add_model_flags(parser)
-    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora, --aligner (ServerOptions has --translator)
+    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora (ServerOptions has --translator)
+    add_family_flags(parser, "serve")  # --aligner (Qwen3-ASR), ...
     add_option_flags(parser, ServerOptions)
     parser.set_defaults(run=run)
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     sock = bind(options.host, options.port)
     try:
-        model = load_model_from_args(args, lora=adapters.adapters("default"), aligner=adapters.aligner)
+        model = load_model_from_args(args, lora=adapters.adapters("default"))
         try:
             app = create_app(model, options)
             host, port = sock.getsockname()[:2]

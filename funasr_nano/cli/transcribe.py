@@ -16,7 +16,7 @@ from ..errors import InvalidOptionError, UnsupportedLanguageError
 from ..options import AdapterOptions, SubtitleOptions, TranscribeOptions
 from ..writers import FORMATS, get_writer, write_result
 from .options import (
-    add_model_flags, add_option_flags, flag_names, load_model_from_args, naming_flags, options_from_args,
+    add_family_flags, add_model_flags, add_option_flags, flag_names, load_model_from_args, naming_flags, options_from_args,
 )
 from .output import Failures, plan_output_names, prepare_output_dir, printable, write_stdout
 
@@ -34,7 +34,8 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--output-dir", metavar="DIR",
                         help="write DIR/<file stem>.<format> per input instead of printing (a stem shared by "
                              "several inputs gets -1, -2, ...)")
-    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora, --aligner
+    add_option_flags(parser, AdapterOptions, exclude=("translator",))  # --lora
+    add_family_flags(parser, "transcribe")  # --aligner (Qwen3-ASR), ...
     add_option_flags(parser, TranscribeOptions)
     add_option_flags(parser.add_argument_group(GROUP_TITLE), SubtitleOptions)
     parser.set_defaults(run=run)
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     adapters = options_from_args(AdapterOptions, args)
     prepare_output_dir(args.output_dir)
     names = plan_output_names(args.files, args.output_dir, FORMATS if args.format == "all" else (args.format,))
-    model = load_model_from_args(args, lora=adapters.adapters("default"), aligner=adapters.aligner)
+    model = load_model_from_args(args, lora=adapters.adapters("default"))
     try:
         results = model.transcribe_batch(args.files, options)  # options checked against the model here
     except (InvalidOptionError, UnsupportedLanguageError) as error:

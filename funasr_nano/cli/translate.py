@@ -31,7 +31,7 @@ def add_parser(commands, parents: list[argparse.ArgumentParser]) -> None:
                                              "sentence.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length: cut at pauses)")
     add_model_flags(parser)
-    add_option_flags(parser, AdapterOptions, exclude=("aligner",))  # --lora, --translator
+    add_option_flags(parser, AdapterOptions)  # --lora, --translator
     parser.add_argument("--format", default="txt", choices=FORMATS, help="output format (default: txt)")
     parser.add_argument("--output-dir", metavar="DIR", help="write DIR/<file stem>.<format> per input")
     parser.add_argument("--stream", action="store_true",

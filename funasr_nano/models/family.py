@@ -85,11 +85,19 @@ class FamilyOption:
             ``{value}``.
         check: checks the value (raises :class:`funasr_nano.errors.InvalidOptionError`) before anything is
             loaded; ``None``: any value.
+        flag: its command-line flag (``"--aligner"``), which the CLI adds to ``commands`` (a string value,
+            help suffixed "(<title> only)"); ``None``: a keyword of :func:`~funasr_nano.load.load_model` only.
+        metavar, help: the flag's placeholder and text.
+        commands: the ``funasr-nano`` commands that take the flag.
     """
 
     name: str
     refusal: str
     check: Callable[[Any], None] | None = None
+    flag: str | None = None
+    metavar: str | None = None
+    help: str = ""
+    commands: tuple[str, ...] = ("transcribe", "serve")
 
 
 @dataclasses.dataclass(frozen=True)

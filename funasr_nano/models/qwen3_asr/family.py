@@ -115,7 +115,10 @@ FAMILY = Family(
     load_light=load_light,
     options=(
         FamilyOption("aligner", "aligner={value}: Qwen3-ForcedAligner times the words of Qwen3-ASR models; {model} "
-                                "is not one (a {family} model)", check=check_aligner),
+                                "is not one (a {family} model)", check=check_aligner,
+                     flag="--aligner", metavar="DIR",
+                     help="a Qwen3-ForcedAligner checkpoint folder (official or transformers layout), loaded beside "
+                          "the model: its word timestamps (--word-timestamps) come from this separate model"),
     ),
     checkpoint_options=("encoder_attention", "llm_gguf"),
     engines=("transformers", "llama.cpp"),
