@@ -42,21 +42,13 @@ def best(fn, repeats: int) -> float:
 
 def full_size_audio_model(seed: int = 0):
     """Qwen3-ASR-0.6B's audio tower + projector (no thinker) with random weights (std 0.02, norms ~1)."""
-    import torch
-
     from funasr_nano.models.qwen3_asr.checkpoint import hf_config_from_official
     from funasr_nano.models.qwen3_asr.gguf_layout import AudioModel
-    from funasr_nano.testing.tiny_qwen3_asr import TinyQwen3AsrConfig, official_config
+    from funasr_nano.testing.tiny_qwen3_asr import TinyQwen3AsrConfig, official_config, randomize
 
     size = TinyQwen3AsrConfig.full_size()
     model = AudioModel(hf_config_from_official(official_config(size)))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if "norm" in name and name.endswith("weight"):
-                tensor.copy_(1.0 + 0.1 * torch.randn(tensor.shape, generator=generator))
-            elif tensor.is_floating_point() and "positional_embedding" not in name:
-                tensor.copy_(size.init_std * torch.randn(tensor.shape, generator=generator))
+    randomize(model, seed, size.init_std)
     return model.eval()
 
 
