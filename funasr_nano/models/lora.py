@@ -303,17 +303,3 @@ def _replace_module(root: torch.nn.Module, path: str, module: torch.nn.Module) -
     parent, then ``setattr``; ``ModuleList`` children have numeric names, which ``setattr`` handles)."""
     parent_path, _, child = path.rpartition(".")
     setattr(root.get_submodule(parent_path), child, module)
-
-
-def parse_lora_argument(lora: str | os.PathLike | dict | None) -> dict[str, str]:
-    """Normalize :func:`funasr_nano.load_model`'s ``lora`` argument to ``{adapter name: folder}``.
-
-    A single folder is the adapter for every task (named ``default``); a mapping goes from task name
-    (see :data:`funasr_nano.models.fun_asr_nano.prompt.TASKS`) to folder.
-    """
-    if lora is None:
-        return {}
-    if isinstance(lora, (str, os.PathLike)):
-        return {"default": os.fspath(lora)}
-    return {str(name): os.fspath(folder) for name, folder in dict(lora).items()}
-

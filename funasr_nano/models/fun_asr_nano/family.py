@@ -26,8 +26,8 @@ def recognise(path: str) -> bool:
 
 
 def adapter_files(lora) -> dict[str, str]:
-    """``load_model``'s ``lora`` argument as ``{adapter name: file or folder}``, as
-    :func:`funasr_nano.models.lora.parse_lora_argument` gives it (that module needs torch)."""
+    """``load_model``'s ``lora`` argument as ``{adapter name: file or folder}``: a single path is the adapter
+    of every task (``default``); a mapping goes from task name (:data:`.prompt.TASKS`) to path."""
     if lora is None:
         return {}
     if isinstance(lora, (str, os.PathLike)):
@@ -78,9 +78,9 @@ def load_torch(request: LoadRequest) -> FamilyParts:
     if lora is None:
         return parts_of(checkpoint, request, {})
     engine = request.engine_for(checkpoint.llm_gguf)
-    from ..lora import GGUF_LORA_NEEDS_LLAMA_CPP, enable_row_adapters, load_adapter, parse_lora_argument
+    from ..lora import GGUF_LORA_NEEDS_LLAMA_CPP, enable_row_adapters, load_adapter
 
-    adapters = parse_lora_argument(lora)
+    adapters = adapter_files(lora)
     if engine == "vllm":
         return parts_of(checkpoint, request, adapters)  # the loader refuses: the vllm engine runs merged weights
     check_task_names(adapters)
