@@ -22,6 +22,7 @@ from .models import registry
 from .models.family import ENGINES, Family, FamilyParts, LoadRequest, resolve_hook
 from .models.fun_asr_nano.demo import DEFAULT_LIGHT_MODEL, DEFAULT_MODEL  # the embedded demo model, both layouts
 from .pipeline.speech_model import SpeechModel
+from .validation import check_integer
 
 if TYPE_CHECKING:
     import torch
@@ -235,13 +236,22 @@ def _light_runtime_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "llama_cpp"))
 
 
-def _light_parts(family: Family, request: LoadRequest) -> FamilyParts | None:
-    """The family's light-runtime model when it has one and nothing asked needs torch (the CPU, fp32, the
-    llama.cpp or the default engine), else ``None`` (the torch path decides, and raises what is wrong)."""
-    if family.load_light is None or str(request.device) != "cpu" or request.engine not in (None, "llama.cpp") \
-            or str(request.dtype) not in ("fp32", "float32", "torch.float32"):
-        return None
-    return family.load_light(request)
+def _light_model(path: str, model: str, options: Mapping[str, object], device, dtype, engine: str | None,
+                 n_threads: int | None, encoder_precision: str):
+    """``(family, engine_for, SpeechModel or None)`` for the folder ``path``: its family (the options it does
+    not take refused, :func:`_family_of`), its engine check (:func:`_engine_for`), and the model on the light
+    runtime when the family has one and nothing asked needs torch (the CPU, fp32, the llama.cpp or the default
+    engine); ``None`` leaves the torch path to decide, and to raise what is wrong. ``model`` names the folder
+    in messages; the other arguments as :func:`load_model`'s."""
+    family = _family_of(path, options, model)
+    engine_for = _engine_for(family, engine, path)
+    if family.load_light is None or str(device) != "cpu" or engine not in (None, "llama.cpp") \
+            or str(dtype) not in ("fp32", "float32", "torch.float32"):
+        return family, engine_for, None
+    parts = family.load_light(LoadRequest(path, engine_for, device, dtype, engine, n_threads, encoder_precision,
+                                          options))
+    return family, engine_for, None if parts is None else _speech_model(family, parts, engine_for(parts.llm_gguf),
+                                                                        n_threads)
 
 
 def _family_of(path: str, options: Mapping[str, object], model: str) -> Family:
@@ -313,31 +323,27 @@ def load_model(
     """
     if engine is not None and engine not in ENGINES:
         raise InvalidOptionError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
-        raise InvalidOptionError(f"n_threads must be an integer >= 1, got {n_threads!r}")
+    if n_threads is not None:
+        check_integer("n_threads", n_threads, 1)
     options = {name: value for name, value in (("use_low_frame_rate", use_low_frame_rate), ("lora", lora),
                                                ("aligner", aligner), *family_options.items()) if value is not None}
     demo = path is None
     model = "the embedded demo model" if demo else os.fspath(path)
     if demo and _light_runtime_installed() and os.path.isdir(DEFAULT_LIGHT_MODEL):
-        family = _family_of(DEFAULT_LIGHT_MODEL, options, model)
-        request = LoadRequest(DEFAULT_LIGHT_MODEL, _engine_for(family, engine, DEFAULT_LIGHT_MODEL), device, dtype,
-                              engine, n_threads, encoder_precision, options)
-        parts = _light_parts(family, request)
-        if parts is not None:
-            return _speech_model(family, parts, request.engine_for(parts.llm_gguf), n_threads)
+        light = _light_model(DEFAULT_LIGHT_MODEL, model, options, device, dtype, engine, n_threads,
+                             encoder_precision)[2]
+        if light is not None:
+            return light
     if demo:
         path = DEFAULT_MODEL
         if not os.path.isdir(path):
             raise CheckpointError(f"the embedded demo model is missing ({path}); reinstall funasr-nano or pass a "
                                   "checkpoint folder (e.g. Fun-ASR-Nano-2512)")
     path = os.fspath(path)
-    family = _family_of(path, options, model)
-    engine_for = _engine_for(family, engine, path)
-    parts = _light_parts(family, LoadRequest(path, engine_for, device, dtype, engine, n_threads, encoder_precision,
-                                             options))
-    if parts is not None:
-        return _speech_model(family, parts, engine_for(parts.llm_gguf), n_threads)
+    family, engine_for, light = _light_model(path, model, options, device, dtype, engine, n_threads,
+                                             encoder_precision)
+    if light is not None:
+        return light
     require_torch(f"{path}: this checkpoint layout or these options (the light runtime runs GGUF-layout folders "
                   f"from funasr-nano export gguf on the CPU, encoder_precision fp32/int8)")
     import torch
