@@ -116,7 +116,7 @@ def prepare(model: "SpeechModel", options: TranscribeOptions, waveform: np.ndarr
 
 
 def prompts(model: "SpeechModel", options: TranscribeOptions, prompt: str,
-                 prepared: Sequence[PreparedSegment]) -> list[str] | str:
+            prepared: Sequence[PreparedSegment]) -> list[str] | str:
     """The prompt text of each segment: ``prompt`` unless ``hotwords_file`` matched
     entries for it (then they join ``options.hotwords``)."""
     if options.hotwords_file is None:

@@ -233,7 +233,7 @@ def _speech_pass(model: "SpeechModel", chunks: VadChunks, options: TranslationOp
     mode = options.mode
     task = "transcribe" if mode == "cascade" else "translate"
     prompt = (model.family.transcription_prompt(None, (), True) if mode == "cascade"
-                   else model.family.task_prompt("translate"))
+              else model.family.task_prompt("translate"))
     for number, chunk in enumerate(chunks):
         if cancel is not None and cancel.is_set():
             return
